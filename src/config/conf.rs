@@ -1,0 +1,450 @@
+//! `ase.conf`: ASE's `key=value` settings file, read into typed [`Settings`].
+//!
+//! The format is ASE's own so an existing file can be brought over unchanged: one
+//! `key=value` per line, blank lines and lines starting with `;` or `#` ignored, whitespace
+//! around keys and values trimmed. Keys that ASE defines but enforcer has no use for are
+//! accepted with a note; keys nobody defines give a warning naming file and line; a value
+//! that does not parse is an error naming file, line, key and reason.
+//!
+//! enforcer's own keys (bind addresses, certificate paths, timeouts, limits) sit beside
+//! ASE's and are listed in `docs/configuration.md`. Relative paths are resolved against the
+//! directory that holds `ase.conf`.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::value::{parse_bool, parse_bytes, parse_duration};
+use super::{ConfigError, Warning};
+
+/// Where enforcer sits relative to the API traffic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Reverse proxy in front of the backends.
+    Inline,
+    /// Decision service called by an API gateway.
+    Sideband,
+}
+
+impl Mode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Inline => "inline",
+            Mode::Sideband => "sideband",
+        }
+    }
+}
+
+/// How report timestamps are rendered (`timezone=utc|local`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Timezone {
+    Utc,
+    Local,
+}
+
+/// The worker model (see `server.rs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RuntimeShape {
+    /// One current-thread runtime per worker, each with its own `SO_REUSEPORT` listener.
+    PerCore,
+    /// One multi-thread runtime shared by all workers and listeners.
+    Shared,
+}
+
+/// Everything `ase.conf` configures, with defaults for every key.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    // ASE's keys.
+    pub mode: Mode,
+    pub http_ws_port: u16,
+    pub https_wss_port: u16,
+    pub management_port: u16,
+    pub enable_xff: bool,
+    pub enable_ase_health: bool,
+    pub timezone: Timezone,
+    /// 1 fatal, 2 error, 3 warn, 4 info, 5 debug.
+    pub admin_log_level: u8,
+    pub enable_firewall: bool,
+    pub enable_ase_detected_attack: bool,
+    pub enable_sideband_authentication: bool,
+    pub enable_sideband_keepalive: bool,
+    pub server_ca_cert_path: Option<PathBuf>,
+
+    // enforcer's own keys.
+    pub bind_address: IpAddr,
+    pub management_bind_address: IpAddr,
+    pub tls_cert_path: PathBuf,
+    pub tls_key_path: PathBuf,
+    pub data_dir: PathBuf,
+    /// Worker count; 0 means one per available core.
+    pub workers: usize,
+    pub runtime: RuntimeShape,
+    pub max_connections: usize,
+    pub max_header_size: usize,
+    pub max_headers: usize,
+    pub header_read_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub tls_handshake_timeout: Duration,
+    pub shutdown_timeout: Duration,
+    pub upstream_connect_timeout: Duration,
+    pub upstream_timeout: Duration,
+    pub upstream_idle_timeout: Duration,
+    pub upstream_max_idle_per_server: usize,
+}
+
+impl Settings {
+    /// Defaults for a config directory `dir` (paths are resolved against it).
+    pub fn defaults(dir: &Path) -> Settings {
+        Settings {
+            mode: Mode::Inline,
+            http_ws_port: 8000,
+            https_wss_port: 8443,
+            management_port: 8010,
+            enable_xff: false,
+            enable_ase_health: false,
+            timezone: Timezone::Utc,
+            admin_log_level: 4,
+            enable_firewall: true,
+            enable_ase_detected_attack: false,
+            enable_sideband_authentication: false,
+            enable_sideband_keepalive: false,
+            server_ca_cert_path: None,
+            bind_address: IpAddr::from([0, 0, 0, 0]),
+            management_bind_address: IpAddr::from([127, 0, 0, 1]),
+            tls_cert_path: dir.join("../certs/server.crt"),
+            tls_key_path: dir.join("../certs/server.key"),
+            data_dir: dir.join("../data"),
+            workers: 0,
+            runtime: RuntimeShape::PerCore,
+            max_connections: 10_000,
+            max_header_size: 16 * 1024,
+            max_headers: 100,
+            header_read_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(75),
+            tls_handshake_timeout: Duration::from_secs(10),
+            shutdown_timeout: Duration::from_secs(30),
+            upstream_connect_timeout: Duration::from_secs(5),
+            upstream_timeout: Duration::from_secs(60),
+            upstream_idle_timeout: Duration::from_secs(4),
+            upstream_max_idle_per_server: 256,
+        }
+    }
+
+    /// Reads `ase.conf` at `file`. A missing file is an error: ASE always ships one.
+    pub fn load(file: &Path, warnings: &mut Vec<Warning>) -> Result<Settings, ConfigError> {
+        let text = std::fs::read_to_string(file).map_err(|e| ConfigError::Read {
+            file: file.to_path_buf(),
+            source: e,
+        })?;
+        let dir = file.parent().unwrap_or(Path::new("."));
+        Settings::parse(file, dir, &text, warnings)
+    }
+
+    /// Parses the text of an `ase.conf`; `file` is only used in messages.
+    pub fn parse(
+        file: &Path,
+        dir: &Path,
+        text: &str,
+        warnings: &mut Vec<Warning>,
+    ) -> Result<Settings, ConfigError> {
+        let mut settings = Settings::defaults(dir);
+        let mut seen: Vec<(String, usize)> = Vec::new();
+        for (idx, raw) in text.lines().enumerate() {
+            let line_no = idx + 1;
+            let line = raw.trim();
+            if line.is_empty() || line.starts_with(';') || line.starts_with('#') {
+                continue;
+            }
+            let Some((key, value)) = line.split_once('=') else {
+                return Err(ConfigError::Syntax {
+                    file: file.to_path_buf(),
+                    line: line_no,
+                    reason: format!("expected key=value, found {line:?}"),
+                });
+            };
+            let (key, value) = (key.trim(), value.trim());
+            if let Some((_, first)) = seen.iter().find(|(k, _)| k == key) {
+                warnings.push(Warning::new(
+                    file,
+                    Some(line_no),
+                    key,
+                    format!("set again (first on line {first}); the last value wins"),
+                ));
+            } else {
+                seen.push((key.to_string(), line_no));
+            }
+            match settings.apply(dir, key, value) {
+                Ok(Applied::Used) => {}
+                Ok(Applied::AseOnly) => warnings.push(Warning::note(
+                    file,
+                    Some(line_no),
+                    key,
+                    "an ASE setting that enforcer accepts and does not use".to_string(),
+                )),
+                Ok(Applied::Unknown) => warnings.push(Warning::new(
+                    file,
+                    Some(line_no),
+                    key,
+                    "unknown key, ignored".to_string(),
+                )),
+                Err(reason) => {
+                    return Err(ConfigError::Value {
+                        file: file.to_path_buf(),
+                        line: Some(line_no),
+                        key: key.to_string(),
+                        reason,
+                    });
+                }
+            }
+        }
+        Ok(settings)
+    }
+
+    fn apply(&mut self, dir: &Path, key: &str, value: &str) -> Result<Applied, String> {
+        let path = |v: &str| -> Result<PathBuf, String> {
+            if v.is_empty() {
+                Err("expected a path, found nothing".to_string())
+            } else {
+                Ok(dir.join(v))
+            }
+        };
+        match key {
+            "mode" => {
+                self.mode = match value.to_ascii_lowercase().as_str() {
+                    "inline" => Mode::Inline,
+                    "sideband" => Mode::Sideband,
+                    _ => return Err(format!("expected inline or sideband, found {value:?}")),
+                }
+            }
+            "http_ws_port" => self.http_ws_port = parse_port(value)?,
+            "https_wss_port" => self.https_wss_port = parse_port(value)?,
+            "management_port" => self.management_port = parse_port(value)?,
+            "enable_xff" => self.enable_xff = parse_bool(value)?,
+            "enable_ase_health" => self.enable_ase_health = parse_bool(value)?,
+            "timezone" => {
+                self.timezone = match value.to_ascii_lowercase().as_str() {
+                    "utc" => Timezone::Utc,
+                    "local" => Timezone::Local,
+                    _ => return Err(format!("expected utc or local, found {value:?}")),
+                }
+            }
+            "admin_log_level" => {
+                self.admin_log_level = match value.parse::<u8>() {
+                    Ok(n @ 1..=5) => n,
+                    _ => return Err(format!("expected a level from 1 to 5, found {value:?}")),
+                }
+            }
+            "enable_firewall" => self.enable_firewall = parse_bool(value)?,
+            "enable_ase_detected_attack" => self.enable_ase_detected_attack = parse_bool(value)?,
+            "enable_sideband_authentication" => {
+                self.enable_sideband_authentication = parse_bool(value)?
+            }
+            "enable_sideband_keepalive" => self.enable_sideband_keepalive = parse_bool(value)?,
+            "server_ca_cert_path" => {
+                self.server_ca_cert_path = if value.is_empty() {
+                    None
+                } else {
+                    Some(path(value)?)
+                }
+            }
+            "bind_address" => self.bind_address = parse_ip(value)?,
+            "management_bind_address" => self.management_bind_address = parse_ip(value)?,
+            "tls_cert_path" => self.tls_cert_path = path(value)?,
+            "tls_key_path" => self.tls_key_path = path(value)?,
+            "data_dir" => self.data_dir = path(value)?,
+            "workers" => self.workers = parse_count(value, 0, 1024)?,
+            "runtime" => {
+                self.runtime = match value {
+                    "per_core" => RuntimeShape::PerCore,
+                    "multi_thread" => RuntimeShape::Shared,
+                    _ => {
+                        return Err(format!(
+                            "expected per_core or multi_thread, found {value:?}"
+                        ));
+                    }
+                }
+            }
+            "max_connections" => self.max_connections = parse_count(value, 1, usize::MAX)?,
+            "max_header_size" => {
+                let n = parse_bytes(value)?;
+                if !(1024..=1 << 20).contains(&n) {
+                    return Err(format!("{value:?} is outside 1kb..1mb"));
+                }
+                self.max_header_size = n as usize;
+            }
+            "max_headers" => self.max_headers = parse_count(value, 1, 1000)?,
+            "header_read_timeout" => self.header_read_timeout = parse_positive(value)?,
+            "idle_timeout" => self.idle_timeout = parse_positive(value)?,
+            "tls_handshake_timeout" => self.tls_handshake_timeout = parse_positive(value)?,
+            "shutdown_timeout" => self.shutdown_timeout = parse_duration(value)?,
+            "upstream_connect_timeout" => self.upstream_connect_timeout = parse_positive(value)?,
+            "upstream_timeout" => self.upstream_timeout = parse_positive(value)?,
+            "upstream_idle_timeout" => self.upstream_idle_timeout = parse_positive(value)?,
+            "upstream_max_idle_per_server" => {
+                self.upstream_max_idle_per_server = parse_count(value, 0, 100_000)?
+            }
+            _ if ASE_ONLY_KEYS.contains(&key) => return Ok(Applied::AseOnly),
+            _ => return Ok(Applied::Unknown),
+        }
+        Ok(Applied::Used)
+    }
+
+    /// The number of workers to run: the configured count, or one per available core.
+    pub fn worker_count(&self) -> usize {
+        if self.workers > 0 {
+            self.workers
+        } else {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        }
+    }
+}
+
+enum Applied {
+    Used,
+    AseOnly,
+    Unknown,
+}
+
+/// Keys of ASE's `ase.conf` that have no meaning in enforcer (ABS export, e-mail alerts,
+/// process counts, obfuscation). Accepted so an ASE file loads unchanged.
+const ASE_ONLY_KEYS: &[&str] = &[
+    "http_ws_process",
+    "https_wss_process",
+    "enable_access_log",
+    "flush_log_immediate",
+    "enable_audit",
+    "syslog_server",
+    "enable_cluster",
+    "enable_sslv3",
+    "enable_abs",
+    "enable_abs_attack",
+    "abs_attack_request_minutes",
+    "keystore_password",
+    "enable_hostname_rewrite",
+    "hostname_refresh",
+    "decoy_alert_interval",
+    "attack_list_memory",
+    "enable_google_pubsub",
+    "google_pubsub_topic",
+    "google_pubsub_concurrency",
+    "google_pubsub_qps",
+    "google_pubsub_apikey",
+    "google_pubsub_timeout",
+    "cache_queue_size",
+    "tcp_send_buffer_size",
+    "tcp_receive_buffer_size",
+    "auth_method",
+    "enable_1G",
+    "buffer_size",
+    "enable_email",
+    "cpu_usage",
+    "memory_usage",
+    "filesystem_size",
+    "email_report",
+    "smtp_host",
+    "smtp_port",
+    "smtp_ssl",
+    "smtp_cert_verification",
+    "sender_email",
+    "sender_password",
+    "receiver_email",
+    "abs_publish",
+    "abs_publish_request_minutes",
+    "enable_strict_parsing",
+];
+
+fn parse_port(v: &str) -> Result<u16, String> {
+    v.parse::<u16>()
+        .map_err(|_| format!("{v:?} is not a port number (0-65535; 0 picks a free port)"))
+}
+
+fn parse_ip(v: &str) -> Result<IpAddr, String> {
+    v.parse::<IpAddr>()
+        .map_err(|_| format!("{v:?} is not an IP address"))
+}
+
+fn parse_count(v: &str, min: usize, max: usize) -> Result<usize, String> {
+    match v.parse::<usize>() {
+        Ok(n) if (min..=max).contains(&n) => Ok(n),
+        _ if max == usize::MAX => Err(format!(
+            "expected a whole number of at least {min}, found {v:?}"
+        )),
+        _ => Err(format!(
+            "expected a whole number from {min} to {max}, found {v:?}"
+        )),
+    }
+}
+
+fn parse_positive(v: &str) -> Result<Duration, String> {
+    let d = parse_duration(v)?;
+    if d.is_zero() {
+        return Err("must be greater than zero".to_string());
+    }
+    Ok(d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> (Result<Settings, ConfigError>, Vec<Warning>) {
+        let mut w = Vec::new();
+        let r = Settings::parse(Path::new("cfg/ase.conf"), Path::new("cfg"), text, &mut w);
+        (r, w)
+    }
+
+    #[test]
+    fn reads_ase_keys_comments_and_enforcer_keys() {
+        let (s, w) = parse(
+            "; ASE config\n# another comment\n\nmode = sideband\nhttp_ws_port=80\n\
+             enable_xff=true\ntimezone=local\nupstream_timeout=500ms\ntls_cert_path=tls/a.crt\n",
+        );
+        let s = s.unwrap();
+        assert!(w.is_empty(), "{w:?}");
+        assert_eq!(s.mode, Mode::Sideband);
+        assert_eq!(s.http_ws_port, 80);
+        assert_eq!(s.https_wss_port, 8443);
+        assert!(s.enable_xff);
+        assert_eq!(s.timezone, Timezone::Local);
+        assert_eq!(s.upstream_timeout, Duration::from_millis(500));
+        assert_eq!(s.tls_cert_path, Path::new("cfg/tls/a.crt"));
+    }
+
+    #[test]
+    fn unknown_and_ase_only_keys_warn_with_file_and_line() {
+        let (s, w) = parse("enable_abs=true\nno_such_key=1\n");
+        assert!(s.is_ok());
+        assert_eq!(w.len(), 2);
+        assert!(w[0].is_note());
+        assert_eq!(
+            w[1].to_string(),
+            "cfg/ase.conf:2: no_such_key: unknown key, ignored"
+        );
+    }
+
+    #[test]
+    fn bad_value_names_file_line_key_and_reason() {
+        let (s, _) = parse("mode=inline\nhttp_ws_port=80a\n");
+        let e = s.unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "cfg/ase.conf:2: http_ws_port: \"80a\" is not a port number (0-65535; 0 picks a free port)"
+        );
+    }
+
+    #[test]
+    fn line_without_equals_is_a_syntax_error() {
+        let (s, _) = parse("mode inline\n");
+        assert_eq!(
+            s.unwrap_err().to_string(),
+            "cfg/ase.conf:1: expected key=value, found \"mode inline\""
+        );
+    }
+
+    #[test]
+    fn repeated_key_warns_and_last_wins() {
+        let (s, w) = parse("http_ws_port=1\nhttp_ws_port=2\n");
+        assert_eq!(s.unwrap().http_ws_port, 2);
+        assert!(w[0].to_string().contains("first on line 1"));
+    }
+}

@@ -1,0 +1,180 @@
+//! Configuration: the first step of every run. Raw files in ASE's formats become a
+//! validated, typed [`Config`] before anything binds a port.
+//!
+//! A config directory holds `ase.conf` ([`conf`]) and `api/*.json` ([`api`], one API per
+//! file, the file name being the API id). Loading either succeeds with a complete `Config`
+//! plus [`Warning`]s (unknown keys, ignored fields), or fails with one [`ConfigError`] that
+//! names the file, the key and the reason, so `enforcer run` can exit non-zero before it
+//! binds anything.
+
+pub mod api;
+pub mod conf;
+pub mod value;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+pub use api::{ApiDef, HostMatch, Protocol};
+pub use conf::{Mode, RuntimeShape, Settings, Timezone};
+
+/// Why a config could not be loaded. Every variant names the file; value errors also name
+/// the key (an `ase.conf` key or a JSON path such as `api_metadata.servers[0].port`).
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{}: cannot read: {source}", file.display())]
+    Read {
+        file: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}:{line}: {reason}", file.display())]
+    Syntax {
+        file: PathBuf,
+        line: usize,
+        reason: String,
+    },
+    #[error("{}{}: {key}: {reason}", file.display(), line.map(|l| format!(":{l}")).unwrap_or_default())]
+    Value {
+        file: PathBuf,
+        line: Option<usize>,
+        key: String,
+        reason: String,
+    },
+    #[error("{} and {}: both define hostname {hostname} with url {url}", first.display(), second.display())]
+    DuplicateApi {
+        first: PathBuf,
+        second: PathBuf,
+        hostname: String,
+        url: String,
+    },
+}
+
+/// Something in the config that loaded but deserves the operator's attention.
+#[derive(Debug, Clone)]
+pub struct Warning {
+    pub file: PathBuf,
+    pub line: Option<usize>,
+    pub key: String,
+    pub message: String,
+    /// Notes are informational (an ASE key enforcer does not use); warnings are likely
+    /// mistakes (an unknown key).
+    note: bool,
+}
+
+impl Warning {
+    pub fn new(file: &Path, line: Option<usize>, key: &str, message: String) -> Warning {
+        Warning {
+            file: file.to_path_buf(),
+            line,
+            key: key.to_string(),
+            message,
+            note: false,
+        }
+    }
+
+    pub fn note(file: &Path, line: Option<usize>, key: &str, message: String) -> Warning {
+        Warning {
+            note: true,
+            ..Warning::new(file, line, key, message)
+        }
+    }
+
+    pub fn is_note(&self) -> bool {
+        self.note
+    }
+}
+
+impl fmt::Display for Warning {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if let Some(line) = self.line {
+            write!(f, ":{line}")?;
+        }
+        write!(f, ": {}: {}", self.key, self.message)
+    }
+}
+
+/// A complete, validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The directory it was loaded from.
+    pub dir: PathBuf,
+    pub settings: Settings,
+    /// API definitions, sorted by id.
+    pub apis: Vec<ApiDef>,
+    pub warnings: Vec<Warning>,
+}
+
+impl Config {
+    /// Loads `dir/ase.conf` and every `dir/api/*.json`.
+    pub fn load(dir: &Path) -> Result<Config, ConfigError> {
+        let mut warnings = Vec::new();
+        let settings = Settings::load(&dir.join("ase.conf"), &mut warnings)?;
+        let apis = load_apis(&dir.join("api"), settings.mode, &mut warnings)?;
+        Ok(Config {
+            dir: dir.to_path_buf(),
+            settings,
+            apis,
+            warnings,
+        })
+    }
+}
+
+/// Reads every `*.json` in `api_dir` (other files, such as ASE's `*.json.example`, are
+/// skipped). A missing directory means no APIs.
+pub fn load_apis(
+    api_dir: &Path,
+    mode: Mode,
+    warnings: &mut Vec<Warning>,
+) -> Result<Vec<ApiDef>, ConfigError> {
+    let entries = match std::fs::read_dir(api_dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            warnings.push(Warning::new(
+                api_dir,
+                None,
+                "api",
+                "directory not found: no APIs are defined".to_string(),
+            ));
+            return Ok(Vec::new());
+        }
+        Err(e) => {
+            return Err(ConfigError::Read {
+                file: api_dir.to_path_buf(),
+                source: e,
+            });
+        }
+    };
+    let mut files: Vec<PathBuf> = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| ConfigError::Read {
+            file: api_dir.to_path_buf(),
+            source: e,
+        })?;
+        let path = entry.path();
+        if path.extension().is_some_and(|x| x == "json") && path.is_file() {
+            files.push(path);
+        }
+    }
+    files.sort();
+    let mut apis: Vec<ApiDef> = Vec::with_capacity(files.len());
+    for file in files {
+        let def = ApiDef::load(&file, mode, warnings)?;
+        if let Some(other) = apis
+            .iter()
+            .find(|a| a.hostname == def.hostname && a.url == def.url)
+        {
+            return Err(ConfigError::DuplicateApi {
+                first: other.file.clone(),
+                second: def.file.clone(),
+                hostname: match &def.hostname {
+                    HostMatch::Any => "*".to_string(),
+                    HostMatch::Exact(h) => h.clone(),
+                },
+                url: def.url.clone(),
+            });
+        }
+        apis.push(def);
+    }
+    Ok(apis)
+}

@@ -1,0 +1,100 @@
+//! [`Exchange`]: the facts about one request and its response, the same in both modes.
+//!
+//! The transport (inline proxy or sideband handler) creates an `Exchange` once the request
+//! has matched an API, the pipeline phases fill it in as the exchange progresses, and
+//! `on_complete` hands the finished record on. Nothing here refers to hyper connections or
+//! JSON: a sideband call and a proxied request produce the same record.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use http::{HeaderValue, Method, StatusCode, Uri, Version};
+
+use super::route::{Api, Server};
+use crate::config::Mode;
+
+/// Which backend served the exchange, as the reports show it.
+#[derive(Debug, Clone)]
+pub enum Upstream {
+    /// Inline: the server the proxy forwarded to.
+    Server(Arc<Server>),
+    /// Sideband: the gateway chose the backend; reports show `0.0.0.0`.
+    Gateway,
+}
+
+impl Upstream {
+    pub fn addr(&self) -> &str {
+        match self {
+            Upstream::Server(s) => &s.addr,
+            Upstream::Gateway => "0.0.0.0",
+        }
+    }
+}
+
+/// One request/response exchange.
+#[derive(Debug)]
+pub struct Exchange {
+    pub mode: Mode,
+    pub api: Arc<Api>,
+    /// Wall-clock time the request arrived (for time buckets).
+    pub received_at: SystemTime,
+    /// Monotonic start (for latency).
+    pub started: Instant,
+    pub method: Method,
+    /// Path and query as the client sent them.
+    pub uri: Uri,
+    pub version: Version,
+    /// The peer that sent the request (the gateway's `source_ip` in sideband mode).
+    pub peer_ip: IpAddr,
+    /// The client: `peer_ip`, or the first `X-Forwarded-For` address when `enable_xff`.
+    pub client_ip: IpAddr,
+    pub user_agent: Option<HeaderValue>,
+    /// The value of the API's session cookie, if the request carried it.
+    pub session: Option<String>,
+    /// The response status the client got; `None` if it never got one.
+    pub status: Option<StatusCode>,
+    /// The backend that was reached; `None` if none was.
+    pub upstream: Option<Upstream>,
+    /// Request body bytes received from the client.
+    pub request_bytes: u64,
+    /// Response body bytes sent to the client.
+    pub response_bytes: u64,
+    /// Set when the exchange completes.
+    pub latency: Option<Duration>,
+}
+
+impl Exchange {
+    pub fn new(
+        mode: Mode,
+        api: Arc<Api>,
+        method: Method,
+        uri: Uri,
+        version: Version,
+        peer_ip: IpAddr,
+    ) -> Exchange {
+        Exchange {
+            mode,
+            api,
+            received_at: SystemTime::now(),
+            started: Instant::now(),
+            method,
+            uri,
+            version,
+            peer_ip,
+            client_ip: peer_ip,
+            user_agent: None,
+            session: None,
+            status: None,
+            upstream: None,
+            request_bytes: 0,
+            response_bytes: 0,
+            latency: None,
+        }
+    }
+
+    /// The request path without the query.
+    pub fn path(&self) -> &str {
+        self.uri.path()
+    }
+}

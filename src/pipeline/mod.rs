@@ -1,0 +1,157 @@
+//! The pipeline: the one model of a request that both transports drive.
+//!
+//! The inline proxy and the sideband handler each turn their input into an [`Exchange`]
+//! and call the same phases, in this order:
+//!
+//! 1. [`Pipeline::route`]: match host and path to an API ([`route`]). No match ends the
+//!    exchange with ASE's "Unknown API" / "Unknown Hostname" before any phase runs.
+//! 2. [`Pipeline::on_request`]: capture identities from the request head and decide.
+//!    Returns a [`Decision`]; the transport forwards (inline) or answers 200 (sideband) on
+//!    `Allow`, and otherwise answers for the pipeline.
+//! 3. [`Pipeline::on_response`]: the response head is known (from the backend inline, from
+//!    the gateway's `/ase/response` call in sideband).
+//! 4. [`Pipeline::on_complete`]: the exchange is over (body finished, connection dropped or
+//!    request rejected); runs exactly once per exchange and hands the record on.
+//!
+//! Neither transport records or enforces on its own, so the two modes cannot drift apart.
+
+pub mod exchange;
+pub mod route;
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use http::header::{COOKIE, USER_AGENT};
+use http::{HeaderMap, StatusCode};
+
+pub use exchange::{Exchange, Upstream};
+pub use route::{Api, ApiTable, RouteError, Server};
+
+use crate::config::{Config, Mode};
+
+/// What `on_request` decided.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// Let the request through: forward it (inline) or answer 200 (sideband).
+    Allow,
+}
+
+/// The shared request pipeline. One instance per process, shared by every worker.
+#[derive(Debug)]
+pub struct Pipeline {
+    mode: Mode,
+    enable_xff: bool,
+    apis: ArcSwap<ApiTable>,
+}
+
+impl Pipeline {
+    pub fn new(config: &Config) -> Pipeline {
+        Pipeline {
+            mode: config.settings.mode,
+            enable_xff: config.settings.enable_xff,
+            apis: ArcSwap::from_pointee(ApiTable::new(config.apis.clone())),
+        }
+    }
+
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
+
+    /// The current API table. Requests already routed keep the table they started with.
+    pub fn apis(&self) -> Arc<ApiTable> {
+        self.apis.load_full()
+    }
+
+    /// Phase 1: match a request to an API.
+    pub fn route(&self, host: Option<&str>, path: &str) -> Result<Arc<Api>, RouteError> {
+        self.apis.load().route(host, path).cloned()
+    }
+
+    /// Phase 2, when the request head is known: capture the client's identifiers and
+    /// decide. Runs before any byte goes to a backend.
+    pub fn on_request(&self, ex: &mut Exchange, headers: &HeaderMap) -> Decision {
+        if self.enable_xff
+            && let Some(ip) = forwarded_client(headers)
+        {
+            ex.client_ip = ip;
+        }
+        ex.user_agent = headers.get(USER_AGENT).cloned();
+        if let Some(name) = ex.api.def.cookie.as_deref() {
+            ex.session = cookie_value(headers, name).map(str::to_string);
+        }
+        Decision::Allow
+    }
+
+    /// Phase 3, when the response head is known.
+    pub fn on_response(&self, ex: &mut Exchange, status: StatusCode, _headers: &HeaderMap) {
+        ex.status = Some(status);
+    }
+
+    /// Phase 4, once per exchange, when it is over.
+    pub fn on_complete(&self, mut ex: Exchange) {
+        let latency = ex.started.elapsed();
+        ex.latency = Some(latency);
+        tracing::debug!(
+            target: "enforcer::access",
+            api = ex.api.id(),
+            client = %ex.client_ip,
+            method = %ex.method,
+            path = ex.path(),
+            status = ex.status.map(|s| s.as_u16()),
+            upstream = ex.upstream.as_ref().map(Upstream::addr),
+            req_bytes = ex.request_bytes,
+            resp_bytes = ex.response_bytes,
+            latency_us = latency.as_micros() as u64,
+        );
+    }
+}
+
+/// The first address in the first `X-Forwarded-For` header: the original client as the
+/// first trusted proxy saw it. Accepts `ip`, `ip:port` and `[v6]:port` forms.
+pub fn forwarded_client(headers: &HeaderMap) -> Option<IpAddr> {
+    let value = headers.get("x-forwarded-for")?.to_str().ok()?;
+    let first = value.split(',').next()?.trim();
+    first
+        .parse::<IpAddr>()
+        .ok()
+        .or_else(|| first.parse::<SocketAddr>().ok().map(|s| s.ip()))
+}
+
+/// The value of cookie `name` in the request's `Cookie` header(s).
+pub fn cookie_value<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
+    headers
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| k.trim() == name)
+        .map(|(_, v)| v.trim().trim_matches('"'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn xff_takes_the_first_address() {
+        let mut h = HeaderMap::new();
+        h.insert("x-forwarded-for", "3.1.1.4, 10.0.0.1".parse().unwrap());
+        assert_eq!(forwarded_client(&h), Some("3.1.1.4".parse().unwrap()));
+        h.insert("x-forwarded-for", "[2001:db8::1]:443".parse().unwrap());
+        assert_eq!(forwarded_client(&h), Some("2001:db8::1".parse().unwrap()));
+        h.insert("x-forwarded-for", "unknown".parse().unwrap());
+        assert_eq!(forwarded_client(&h), None);
+    }
+
+    #[test]
+    fn cookies_are_found_across_headers() {
+        let mut h = HeaderMap::new();
+        h.append(COOKIE, "a=1; JSESSIONID=abc".parse().unwrap());
+        h.append(COOKIE, "b=\"2\"".parse().unwrap());
+        assert_eq!(cookie_value(&h, "JSESSIONID"), Some("abc"));
+        assert_eq!(cookie_value(&h, "b"), Some("2"));
+        assert_eq!(cookie_value(&h, "c"), None);
+    }
+}

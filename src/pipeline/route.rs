@@ -1,0 +1,341 @@
+//! API matching: the first thing the pipeline does with a request, in both modes.
+//!
+//! An [`ApiTable`] is built once from the API definitions and swapped whole on reload.
+//! A request matches by hostname (an exact name, port ignored, or `*`) and then by the
+//! longest base path that is a prefix of the request path on segment boundaries: `/api`
+//! matches `/api` and `/api/x`, never `/apix`. Empty segments are ignored on both sides,
+//! so `//api//x` matches `/api`. At equal length an exact hostname beats `*`.
+//!
+//! A host with no API of its own and no `*` API is an unknown hostname; a known host whose
+//! paths do not match is an unknown API. The caller turns either into ASE's 503.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+
+use http::uri::Authority;
+
+use crate::config::api::strip_port;
+use crate::config::{ApiDef, HostMatch};
+
+/// Why no API matched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum RouteError {
+    #[error("unknown hostname")]
+    UnknownHostname,
+    #[error("unknown API")]
+    UnknownApi,
+}
+
+/// One backend server of an API, with the health state the checker maintains.
+#[derive(Debug)]
+pub struct Server {
+    /// `host:port`, as reported in `api_metrics`.
+    pub addr: String,
+    pub host: String,
+    pub port: u16,
+    /// `addr` as a URI authority, for building upstream URIs without re-parsing.
+    pub authority: Authority,
+    healthy: AtomicBool,
+    failures: AtomicU32,
+}
+
+impl Server {
+    fn new(host: &str, port: u16) -> Server {
+        let addr = if host.contains(':') {
+            format!("[{host}]:{port}")
+        } else {
+            format!("{host}:{port}")
+        };
+        // Config validation has already checked that `host:port` is a valid authority.
+        let authority = Authority::try_from(addr.as_str())
+            .unwrap_or_else(|_| Authority::from_static("0.0.0.0"));
+        Server {
+            addr,
+            authority,
+            host: host.to_string(),
+            port,
+            healthy: AtomicBool::new(true),
+            failures: AtomicU32::new(0),
+        }
+    }
+
+    pub fn is_healthy(&self) -> bool {
+        self.healthy.load(Ordering::Relaxed)
+    }
+
+    /// Records a passed health check. Returns true when this restored the server.
+    pub fn check_passed(&self) -> bool {
+        self.failures.store(0, Ordering::Relaxed);
+        !self.healthy.swap(true, Ordering::Relaxed)
+    }
+
+    /// Records a failed health check; after `limit` consecutive failures the server leaves
+    /// the rotation. Returns true when this failure ejected it.
+    pub fn check_failed(&self, limit: u32) -> bool {
+        let n = self
+            .failures
+            .fetch_add(1, Ordering::Relaxed)
+            .saturating_add(1);
+        n >= limit && self.healthy.swap(false, Ordering::Relaxed)
+    }
+}
+
+/// An API definition with its runtime state.
+#[derive(Debug)]
+pub struct Api {
+    pub def: ApiDef,
+    pub servers: Vec<Arc<Server>>,
+    /// Base path split into segments (empty for `/`).
+    segments: Vec<String>,
+    next: AtomicUsize,
+}
+
+impl Api {
+    pub fn new(def: ApiDef) -> Api {
+        let servers = def
+            .servers
+            .iter()
+            .map(|s| Arc::new(Server::new(&s.host, s.port)))
+            .collect();
+        let segments = def
+            .url
+            .split('/')
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .collect();
+        Api {
+            def,
+            servers,
+            segments,
+            next: AtomicUsize::new(0),
+        }
+    }
+
+    pub fn id(&self) -> &str {
+        &self.def.id
+    }
+
+    /// Round robin over the healthy servers; `None` when every server is out.
+    pub fn pick_server(&self) -> Option<&Arc<Server>> {
+        let n = self.servers.len();
+        if n == 0 {
+            return None;
+        }
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        (0..n)
+            .map(|i| &self.servers[(start.wrapping_add(i)) % n])
+            .find(|s| s.is_healthy())
+    }
+
+    /// Whether `path` lies under this API's base path (segment-wise, empty segments ignored).
+    fn matches(&self, path: &str) -> bool {
+        let mut parts = path.split('/').filter(|s| !s.is_empty());
+        self.segments
+            .iter()
+            .all(|seg| parts.next() == Some(seg.as_str()))
+    }
+
+    /// `path` with this API's base path replaced by `api_mapping.internal_url`, if set.
+    pub fn rewrite_path<'a>(&self, path: &'a str) -> std::borrow::Cow<'a, str> {
+        let Some(internal) = &self.def.internal_url else {
+            return path.into();
+        };
+        let mut rest = path;
+        for seg in &self.segments {
+            rest = rest.trim_start_matches('/');
+            rest = rest.strip_prefix(seg.as_str()).unwrap_or(rest);
+        }
+        let base = internal.trim_end_matches('/');
+        if rest.is_empty() {
+            if base.is_empty() {
+                "/".into()
+            } else {
+                base.to_string().into()
+            }
+        } else {
+            format!("{base}{rest}").into()
+        }
+    }
+}
+
+/// All APIs, indexed for matching.
+#[derive(Debug, Default)]
+pub struct ApiTable {
+    /// Exact hostnames → APIs, longest base path first.
+    by_host: HashMap<String, Vec<Arc<Api>>>,
+    /// `*` APIs, longest base path first.
+    any: Vec<Arc<Api>>,
+    all: Vec<Arc<Api>>,
+}
+
+impl ApiTable {
+    pub fn new(defs: Vec<ApiDef>) -> ApiTable {
+        let mut table = ApiTable::default();
+        for def in defs {
+            let api = Arc::new(Api::new(def));
+            match &api.def.hostname {
+                HostMatch::Any => table.any.push(api.clone()),
+                HostMatch::Exact(h) => table
+                    .by_host
+                    .entry(h.clone())
+                    .or_default()
+                    .push(api.clone()),
+            }
+            table.all.push(api);
+        }
+        let by_depth = |a: &Arc<Api>, b: &Arc<Api>| b.segments.len().cmp(&a.segments.len());
+        table.any.sort_by(by_depth);
+        for apis in table.by_host.values_mut() {
+            apis.sort_by(by_depth);
+        }
+        table
+    }
+
+    /// Every API, in file-name order.
+    pub fn all(&self) -> &[Arc<Api>] {
+        &self.all
+    }
+
+    pub fn get(&self, id: &str) -> Option<&Arc<Api>> {
+        self.all.iter().find(|a| a.id() == id)
+    }
+
+    /// Matches a request's host (from `Host` or the URI authority; port ignored) and path.
+    pub fn route(&self, host: Option<&str>, path: &str) -> Result<&Arc<Api>, RouteError> {
+        let host = host.map(strip_port).unwrap_or_default();
+        let exact = if host.bytes().any(|b| b.is_ascii_uppercase()) {
+            self.by_host.get(&host.to_ascii_lowercase())
+        } else {
+            self.by_host.get(host)
+        };
+        if exact.is_none() && self.any.is_empty() {
+            return Err(RouteError::UnknownHostname);
+        }
+        let exact_hit = exact.and_then(|apis| apis.iter().find(|a| a.matches(path)));
+        let any_hit = self.any.iter().find(|a| a.matches(path));
+        match (exact_hit, any_hit) {
+            (Some(e), Some(a)) if a.segments.len() > e.segments.len() => Ok(a),
+            (Some(e), _) => Ok(e),
+            (None, Some(a)) => Ok(a),
+            (None, None) => Err(RouteError::UnknownApi),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Mode;
+    use std::path::Path;
+
+    fn def(id: &str, host: &str, url: &str) -> ApiDef {
+        let text = format!(
+            r#"{{"api_metadata":{{"url":"{url}","hostname":"{host}","servers":[{{"host":"127.0.0.1","port":1}}]}}}}"#
+        );
+        ApiDef::parse(
+            Path::new("t.json"),
+            id,
+            &text,
+            Mode::Inline,
+            &mut Vec::new(),
+        )
+        .unwrap()
+    }
+
+    fn table() -> ApiTable {
+        ApiTable::new(vec![
+            def("root", "*", "/"),
+            def("api", "*", "/api"),
+            def("v2", "*", "/api/v2"),
+            def("shop", "shop.example.com", "/api"),
+        ])
+    }
+
+    fn route(t: &ApiTable, host: &str, path: &str) -> Result<String, RouteError> {
+        t.route(Some(host), path).map(|a| a.id().to_string())
+    }
+
+    #[test]
+    fn longest_prefix_on_segment_boundaries() {
+        let t = table();
+        assert_eq!(route(&t, "x", "/api"), Ok("api".into()));
+        assert_eq!(route(&t, "x", "/api/"), Ok("api".into()));
+        assert_eq!(route(&t, "x", "/api/x"), Ok("api".into()));
+        assert_eq!(route(&t, "x", "/api/v2/x"), Ok("v2".into()));
+        assert_eq!(route(&t, "x", "/apix"), Ok("root".into()));
+        assert_eq!(route(&t, "x", "//api//v2"), Ok("v2".into()));
+    }
+
+    #[test]
+    fn exact_host_wins_ties_and_ignores_port_and_case() {
+        let t = table();
+        assert_eq!(
+            route(&t, "shop.example.com:8443", "/api/a"),
+            Ok("shop".into())
+        );
+        assert_eq!(route(&t, "SHOP.Example.com", "/api/a"), Ok("shop".into()));
+        // A deeper `*` API still beats a shallower exact one.
+        assert_eq!(route(&t, "shop.example.com", "/api/v2/a"), Ok("v2".into()));
+    }
+
+    #[test]
+    fn unknown_host_and_unknown_api() {
+        let t = ApiTable::new(vec![def("shop", "shop.example.com", "/api")]);
+        assert_eq!(
+            route(&t, "other.example.com", "/api"),
+            Err(RouteError::UnknownHostname)
+        );
+        assert_eq!(
+            route(&t, "shop.example.com", "/apix"),
+            Err(RouteError::UnknownApi)
+        );
+        assert_eq!(
+            t.route(None, "/api").map(|_| ()),
+            Err(RouteError::UnknownHostname)
+        );
+    }
+
+    #[test]
+    fn internal_url_replaces_the_base_path() {
+        let mut d = def("a", "*", "/shop");
+        d.internal_url = Some("/internal/v1".into());
+        let api = Api::new(d);
+        assert_eq!(api.rewrite_path("/shop/items/1"), "/internal/v1/items/1");
+        assert_eq!(api.rewrite_path("/shop"), "/internal/v1");
+        let mut d = def("b", "*", "/shop");
+        d.internal_url = Some("/".into());
+        assert_eq!(Api::new(d).rewrite_path("/shop/x"), "/x");
+    }
+
+    #[test]
+    fn round_robin_skips_unhealthy_servers() {
+        let text = r#"{"api_metadata":{"url":"/","hostname":"*","servers":[
+            {"host":"a","port":1},{"host":"b","port":2},{"host":"c","port":3}]}}"#;
+        let d = ApiDef::parse(
+            Path::new("t.json"),
+            "rr",
+            text,
+            Mode::Inline,
+            &mut Vec::new(),
+        )
+        .unwrap();
+        let api = Api::new(d);
+        let picks: Vec<_> = (0..3)
+            .map(|_| api.pick_server().unwrap().addr.clone())
+            .collect();
+        assert_eq!(picks, ["a:1", "b:2", "c:3"]);
+        assert!(!api.servers[1].check_failed(2));
+        assert!(api.servers[1].check_failed(2));
+        let picks: Vec<_> = (0..4)
+            .map(|_| api.pick_server().unwrap().addr.clone())
+            .collect();
+        assert!(picks.iter().all(|p| p != "b:2"), "{picks:?}");
+        for s in &api.servers {
+            s.check_failed(1);
+        }
+        assert!(api.pick_server().is_none());
+        assert!(api.servers[0].check_passed());
+        assert_eq!(api.pick_server().unwrap().addr, "a:1");
+    }
+}

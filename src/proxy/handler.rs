@@ -1,0 +1,246 @@
+//! The inline request handler: one client request through the pipeline to a backend.
+//!
+//! In order: `GET /ase` health (when enabled) → well-formedness (host, path) → route →
+//! `on_request` (identities, decision) → pick a healthy server → rewrite and forward →
+//! `on_response` → stream the body back; the exchange completes when the body ends (see
+//! [`super::body::Completion`]). Every answer enforcer makes itself comes from
+//! [`super::respond`].
+
+use std::sync::Arc;
+
+use http::header::{CONNECTION, HOST, UPGRADE};
+use http::{Method, Request, Response, StatusCode, Version};
+use hyper::body::Incoming;
+use hyper::upgrade::OnUpgrade;
+
+use super::body::{Completion, ProxyBody};
+use super::forward::{ClientSide, ForwardError, strip_hop_by_hop, upstream_request};
+use super::respond::{Answer, answer};
+use super::{Conn, tunnel};
+use crate::config::{Mode, Protocol};
+use crate::pipeline::{Api, Decision, Exchange, RouteError, Server, Upstream};
+
+/// Handles one request on an inline data port. Never fails: every outcome is a response.
+pub async fn handle(conn: Arc<Conn>, req: Request<Incoming>) -> Response<ProxyBody> {
+    let app = conn.inline.app.clone();
+    let version = req.version();
+    if app.settings.enable_ase_health
+        && req.uri().path() == "/ase"
+        && matches!(*req.method(), Method::GET | Method::HEAD)
+    {
+        return answer(Answer::Health, version);
+    }
+
+    let (parts, body) = req.into_parts();
+    let api = {
+        let Ok(host) = request_host(&parts) else {
+            return answer(Answer::MalformedRequest, version);
+        };
+        if !well_formed_path(&parts) {
+            return answer(Answer::MalformedRequest, version);
+        }
+        match app.pipeline.route(host, parts.uri.path()) {
+            Ok(api) => api,
+            Err(RouteError::UnknownApi) => return answer(Answer::UnknownApi, version),
+            Err(RouteError::UnknownHostname) => return answer(Answer::UnknownHostname, version),
+        }
+    };
+
+    let mut ex = Exchange::new(
+        Mode::Inline,
+        api.clone(),
+        parts.method.clone(),
+        parts.uri.clone(),
+        version,
+        conn.peer.ip(),
+    );
+    let decision = app.pipeline.on_request(&mut ex, &parts.headers);
+    let done = Completion::new(app.clone(), ex);
+    match decision {
+        Decision::Allow => forward(&conn, &api, parts, body, done).await,
+    }
+}
+
+async fn forward(
+    conn: &Arc<Conn>,
+    api: &Arc<Api>,
+    mut parts: http::request::Parts,
+    body: Incoming,
+    mut done: Completion,
+) -> Response<ProxyBody> {
+    let version = parts.version;
+    let Some(server) = api.pick_server().cloned() else {
+        return finish(answer(Answer::NoHealthyServer, version), done);
+    };
+    let upgrade = api.def.protocol == Protocol::Ws && is_websocket_upgrade(&parts);
+    let client_upgrade = if upgrade {
+        parts.extensions.remove::<OnUpgrade>()
+    } else {
+        None
+    };
+    let host = request_host(&parts).ok().flatten().map(str::to_string);
+    let client = ClientSide {
+        peer_ip: conn.peer.ip(),
+        tls: conn.tls,
+        trust_forwarded: conn.inline.app.settings.enable_xff,
+        host: host.as_deref(),
+        upgrade,
+    };
+    let body = done.count_request(body);
+    let req = match upstream_request(parts, body, api, &server, &client) {
+        Ok(req) => req,
+        Err(_) => return finish(answer(Answer::MalformedRequest, version), done),
+    };
+    match conn.inline.forwarder.send(req, &server).await {
+        Ok(resp) => from_upstream(conn, resp, done, server, client_upgrade),
+        Err(e) => {
+            tracing::warn!("client {}: {e}", conn.peer.ip());
+            let reply = match &e {
+                ForwardError::Timeout { .. } => Answer::GatewayTimeout,
+                ForwardError::Unreachable { .. } | ForwardError::Broken { .. } => {
+                    Answer::BadGateway
+                }
+            };
+            if e.reached_server()
+                && let Some(ex) = done.exchange()
+            {
+                ex.upstream = Some(Upstream::Server(server));
+            }
+            finish(answer(reply, version), done)
+        }
+    }
+}
+
+/// Passes the backend's response on, body streamed; a `101` starts a WebSocket tunnel.
+fn from_upstream(
+    conn: &Arc<Conn>,
+    mut resp: Response<Incoming>,
+    mut done: Completion,
+    server: Arc<Server>,
+    client_upgrade: Option<OnUpgrade>,
+) -> Response<ProxyBody> {
+    let status = resp.status();
+    if let Some(ex) = done.exchange() {
+        ex.upstream = Some(Upstream::Server(server.clone()));
+        conn.inline
+            .app
+            .pipeline
+            .on_response(ex, status, resp.headers());
+    }
+    if status == StatusCode::SWITCHING_PROTOCOLS {
+        let Some(client_upgrade) = client_upgrade else {
+            tracing::warn!(server = %server.addr, "backend switched protocols without being asked");
+            return finish(answer(Answer::BadGateway, Version::HTTP_11), done);
+        };
+        let upstream_upgrade = hyper::upgrade::on(&mut resp);
+        tokio::spawn(tunnel::run(
+            conn.clone(),
+            client_upgrade,
+            upstream_upgrade,
+            done,
+        ));
+        strip_hop_by_hop(resp.headers_mut(), true);
+        let (parts, _) = resp.into_parts();
+        return Response::from_parts(parts, ProxyBody::local(""));
+    }
+    strip_hop_by_hop(resp.headers_mut(), false);
+    let (parts, body) = resp.into_parts();
+    Response::from_parts(parts, ProxyBody::upstream(body, done))
+}
+
+/// Ends an exchange that enforcer answered itself.
+fn finish(resp: Response<ProxyBody>, mut done: Completion) -> Response<ProxyBody> {
+    if let Some(ex) = done.exchange() {
+        ex.status = Some(resp.status());
+    }
+    drop(done);
+    resp
+}
+
+/// The host the client addressed: the URI authority (HTTP/2, absolute-form) or the single
+/// `Host` header. `Err` for a request whose host is ambiguous or missing where HTTP/1.1
+/// requires it.
+fn request_host(parts: &http::request::Parts) -> Result<Option<&str>, ()> {
+    if let Some(authority) = parts.uri.authority() {
+        return Ok(Some(authority.as_str()));
+    }
+    let mut hosts = parts.headers.get_all(HOST).iter();
+    match (hosts.next(), hosts.next()) {
+        (Some(h), None) => h.to_str().map(Some).map_err(|_| ()),
+        (Some(_), Some(_)) => Err(()),
+        (None, _) if parts.version == Version::HTTP_11 => Err(()),
+        (None, _) => Ok(None),
+    }
+}
+
+/// An origin-form path without dot segments, raw or percent-encoded: `..` must never reach
+/// API matching, where it could climb out of one API's base path into another's.
+fn well_formed_path(parts: &http::request::Parts) -> bool {
+    let path = parts.uri.path();
+    path.starts_with('/') && !path.split('/').any(is_dot_segment)
+}
+
+fn is_dot_segment(seg: &str) -> bool {
+    let lower = seg.to_ascii_lowercase();
+    let decoded = lower.replace("%2e", ".");
+    decoded == "." || decoded == ".."
+}
+
+fn is_websocket_upgrade(parts: &http::request::Parts) -> bool {
+    let has_token = |name, token: &str| {
+        parts.headers.get_all(name).iter().any(|v| {
+            v.to_str()
+                .is_ok_and(|s| s.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+        })
+    };
+    parts.version == Version::HTTP_11
+        && has_token(UPGRADE, "websocket")
+        && has_token(CONNECTION, "upgrade")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parts(req: Request<()>) -> http::request::Parts {
+        req.into_parts().0
+    }
+
+    #[test]
+    fn dot_segments_are_malformed_in_any_spelling() {
+        for p in ["/a/../b", "/a/%2e%2e/b", "/a/.%2E/b", "/a/./b", "/.."] {
+            let p = parts(Request::get(p).header(HOST, "h").body(()).unwrap());
+            assert!(!well_formed_path(&p));
+        }
+        let ok = parts(
+            Request::get("/a/..b/c.d")
+                .header(HOST, "h")
+                .body(())
+                .unwrap(),
+        );
+        assert!(well_formed_path(&ok));
+    }
+
+    #[test]
+    fn http11_needs_exactly_one_host() {
+        let none = parts(Request::get("/").body(()).unwrap());
+        assert_eq!(request_host(&none), Err(()));
+        let two = parts(
+            Request::get("/")
+                .header(HOST, "a")
+                .header(HOST, "b")
+                .body(())
+                .unwrap(),
+        );
+        assert_eq!(request_host(&two), Err(()));
+        let old = parts(
+            Request::get("/")
+                .version(Version::HTTP_10)
+                .body(())
+                .unwrap(),
+        );
+        assert_eq!(request_host(&old), Ok(None));
+        let abs = parts(Request::get("http://x.example/a").body(()).unwrap());
+        assert_eq!(request_host(&abs), Ok(Some("x.example")));
+    }
+}

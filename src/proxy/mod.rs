@@ -1,0 +1,44 @@
+//! Inline mode: enforcer as a reverse proxy in front of the API backends.
+//!
+//! The server accepts a connection and hands each request to [`handler::handle`], which
+//! drives the shared pipeline and forwards allowed requests ([`forward`]) to a healthy
+//! server ([`health`]), streaming bodies both ways ([`body`]) and tunnelling WebSockets
+//! ([`tunnel`]). Every answer enforcer gives itself is built in [`respond`].
+
+pub mod body;
+pub mod forward;
+pub mod handler;
+pub mod health;
+pub mod respond;
+pub mod tunnel;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+pub use handler::handle;
+
+use crate::app::{App, Live};
+use forward::Forwarder;
+
+/// The inline transport's state on one worker.
+pub struct Inline {
+    pub app: Arc<App>,
+    pub forwarder: Forwarder,
+}
+
+impl Inline {
+    pub fn new(app: Arc<App>) -> Inline {
+        let forwarder = Forwarder::new(&app.settings, app.upstream_tls.clone());
+        Inline { app, forwarder }
+    }
+}
+
+/// One client connection.
+pub struct Conn {
+    pub inline: Arc<Inline>,
+    pub peer: SocketAddr,
+    /// Whether the client connected over TLS.
+    pub tls: bool,
+    /// Held while the connection (or a tunnel started on it) lives.
+    pub live: Live,
+}

@@ -1,0 +1,7 @@
+//! The integration test binary: every test spawns the real `enforcer` binary on free
+//! loopback ports with a temp config directory (see `support`).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic: that is how they fail
+
+mod inline;
+mod support;
