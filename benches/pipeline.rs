@@ -7,6 +7,7 @@ use std::path::Path;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use enforcer::config::{ApiDef, Mode};
+use enforcer::metrics::{Caps, Metrics};
 use enforcer::pipeline::ApiTable;
 
 fn api(id: &str, host: &str, url: &str) -> ApiDef {
@@ -41,7 +42,7 @@ fn routing(c: &mut Criterion) {
             "/api",
         ));
     }
-    let table = ApiTable::new(defs);
+    let table = ApiTable::new(defs, &Metrics::new(Caps::default(), 1 << 20));
     c.bench_function("route/wildcard_deep", |b| {
         b.iter(|| {
             table

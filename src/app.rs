@@ -12,7 +12,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use tokio::sync::mpsc;
 
-use crate::config::{Config, ConfigError, Settings, Warning};
+use crate::config::{Config, ConfigError, Settings, Timezone, Warning};
+use crate::metrics::{Caps, Metrics};
 use crate::pipeline::Pipeline;
 use crate::tls::{self, TlsError};
 
@@ -24,6 +25,8 @@ pub struct App {
     pub server_tls: Arc<rustls::ServerConfig>,
     pub upstream_tls: Arc<rustls::ClientConfig>,
     pub warnings: Vec<Warning>,
+    /// The zone report dates are read and printed in (`timezone=utc|local`).
+    pub timezone: jiff::tz::TimeZone,
     live: AtomicUsize,
 }
 
@@ -41,8 +44,23 @@ impl App {
             tls::server_config(&s.tls_cert_path, &s.tls_key_path).map_err(tls_error)?;
         let upstream_tls =
             tls::upstream_config(s.server_ca_cert_path.as_deref()).map_err(tls_error)?;
+        let metrics = Arc::new(Metrics::new(
+            Caps {
+                sessions: s.metrics_max_sessions,
+                ips: s.metrics_max_ips,
+                paths: s.metrics_max_paths,
+                user_agents: s.metrics_max_user_agents,
+                combinations: s.metrics_max_combinations,
+            },
+            s.metrics_api_memory,
+        ));
+        let timezone = match s.timezone {
+            Timezone::Utc => jiff::tz::TimeZone::UTC,
+            Timezone::Local => jiff::tz::TimeZone::system(),
+        };
         Ok(App {
-            pipeline: Pipeline::new(&config),
+            timezone,
+            pipeline: Pipeline::new(&config, metrics),
             config_dir: config.dir,
             settings: config.settings,
             server_tls,

@@ -10,12 +10,20 @@
 //! * [`proxy`]: inline mode, the reverse proxy: handler → forward → respond.
 //! * [`pipeline`]: the one model of a request both modes share: [`pipeline::Exchange`]
 //!   and the phases `route`, `on_request → Decision`, `on_response`, `on_complete`.
+//! * [`metrics`]: the only writer: per-API time buckets of lock-free counters, and the
+//!   read-only snapshots reports are built from.
+//! * [`reports`]: pure functions from a snapshot and a query to a report.
+//! * [`admin`]: the management API on its own listener (reports now, operations later),
+//!   and the client the CLI uses to reach a running instance.
 //!
 //! `main.rs` is only the command line.
 
+pub mod admin;
 pub mod app;
 pub mod config;
+pub mod metrics;
 pub mod pipeline;
 pub mod proxy;
+pub mod reports;
 pub mod server;
 pub mod tls;

@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use clap::{Args, Parser, Subcommand};
 
+use enforcer::admin::client::Client;
 use enforcer::app::App;
 use enforcer::config::Config;
 
@@ -29,6 +30,28 @@ enum Command {
     Run(ConfigDir),
     /// Validate the config directory and exit: 0 when it is valid, 1 otherwise.
     Check(ConfigDir),
+    /// Ask the running instance for a report (printed as JSON).
+    #[command(subcommand)]
+    Report(Report),
+}
+
+#[derive(Subcommand)]
+enum Report {
+    /// The api_metrics report of one API (ASE's GET /v4/abs/metrics).
+    ApiMetrics {
+        /// The API name (its file name in config/api without .json).
+        #[arg(long)]
+        api: String,
+        /// Start of the window: 2018-02-13, 2018-02-13T18:00 or ISO 8601 with offset.
+        /// Default: 24 hours before --to.
+        #[arg(long)]
+        from: Option<String>,
+        /// End of the window (exclusive). Default: now.
+        #[arg(long)]
+        to: Option<String>,
+        #[command(flatten)]
+        dir: ConfigDir,
+    },
 }
 
 #[derive(Args)]
@@ -43,6 +66,44 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Run(dir) => run(&dir.config),
         Command::Check(dir) => check(&dir.config),
+        Command::Report(Report::ApiMetrics { api, from, to, dir }) => {
+            let mut query = form_urlencoded::Serializer::new(String::new());
+            query.append_pair("api", &api);
+            if let Some(from) = &from {
+                query.append_pair("earlier_date", from);
+            }
+            if let Some(to) = &to {
+                query.append_pair("later_date", to);
+            }
+            ask(&dir.config, &format!("/v4/abs/metrics?{}", query.finish()))
+        }
+    }
+}
+
+/// GETs `path` from the instance running on config `dir` and prints the answer.
+fn ask(dir: &std::path::Path, path: &str) -> ExitCode {
+    let answer = Client::for_config(dir).and_then(|c| c.get(path));
+    match answer {
+        Ok((status, body)) if status.is_success() => {
+            println!("{}", String::from_utf8_lossy(&body).trim_end());
+            ExitCode::SUCCESS
+        }
+        Ok((status, body)) => {
+            let message = serde_json::from_slice::<serde_json::Value>(&body)
+                .ok()
+                .and_then(|v| {
+                    v.get("message")
+                        .and_then(|m| m.as_str())
+                        .map(str::to_string)
+                })
+                .unwrap_or_else(|| String::from_utf8_lossy(&body).into_owned());
+            eprintln!("enforcer: {status}: {message}");
+            ExitCode::from(1)
+        }
+        Err(e) => {
+            eprintln!("enforcer: {e}");
+            ExitCode::from(1)
+        }
     }
 }
 

@@ -46,8 +46,10 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 
+use crate::admin::{self, client::Instance};
 use crate::app::App;
 use crate::config::{Mode, RuntimeShape};
+use crate::metrics::unix_secs;
 use crate::proxy::{self, Conn, Inline};
 
 /// Why the server could not start.
@@ -66,6 +68,12 @@ pub enum ServerError {
     Signals(#[source] io::Error),
     #[error("sideband mode is not available in this build")]
     SidebandUnavailable,
+    #[error("data_dir {}: {source}", path.display())]
+    DataDir {
+        path: std::path::PathBuf,
+        #[source]
+        source: io::Error,
+    },
 }
 
 /// The addresses the server ended up listening on (ports may have been 0 in the config).
@@ -73,6 +81,7 @@ pub enum ServerError {
 pub struct Addresses {
     pub http: SocketAddr,
     pub https: SocketAddr,
+    pub management: SocketAddr,
 }
 
 /// Binds every port, starts the workers, prints the ready line and serves until a
@@ -82,6 +91,11 @@ pub fn run(app: Arc<App>) -> Result<(), ServerError> {
         return Err(ServerError::SidebandUnavailable);
     }
     let s = &app.settings;
+    let instance_file = Instance::path(&s.data_dir);
+    std::fs::create_dir_all(&s.data_dir).map_err(|source| ServerError::DataDir {
+        path: s.data_dir.clone(),
+        source,
+    })?;
     let workers = s.worker_count();
     let per_core = s.runtime == RuntimeShape::PerCore;
     let copies = if per_core { workers } else { 1 };
@@ -95,10 +109,17 @@ pub fn run(app: Arc<App>) -> Result<(), ServerError> {
         SocketAddr::new(s.bind_address, s.https_wss_port),
         copies,
     )?;
+    let management = bind_all(
+        "management_port",
+        SocketAddr::new(s.management_bind_address, s.management_port),
+        1,
+    )?;
     let addrs = Addresses {
         http: http.addr,
         https: https.addr,
+        management: management.addr,
     };
+    let admin_listener = management.listeners.into_iter().next();
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut sets: Vec<Vec<(std::net::TcpListener, bool)>> =
@@ -133,7 +154,18 @@ pub fn run(app: Arc<App>) -> Result<(), ServerError> {
                 .map_err(ServerError::Runtime)?;
             threads.push(thread);
         }
-        control.block_on(control_loop(app.clone(), signals, stop_tx, addrs, workers));
+        control.block_on(
+            Control {
+                app: app.clone(),
+                signals,
+                stop: stop_tx,
+                stopping: stop_rx,
+                admin_listener,
+                addrs,
+                workers,
+            }
+            .run(),
+        );
         for t in threads {
             let _ = t.join();
         }
@@ -147,57 +179,126 @@ pub fn run(app: Arc<App>) -> Result<(), ServerError> {
         rt.block_on(async move {
             let signals = Signals::install()?;
             let set = sets.into_iter().flatten().collect();
-            let serving = tokio::spawn(worker(app.clone(), set, stop_rx));
-            control_loop(app, signals, stop_tx, addrs, workers).await;
+            let serving = tokio::spawn(worker(app.clone(), set, stop_rx.clone()));
+            Control {
+                app,
+                signals,
+                stop: stop_tx,
+                stopping: stop_rx,
+                admin_listener,
+                addrs,
+                workers,
+            }
+            .run()
+            .await;
             let _ = serving.await;
             Ok::<(), ServerError>(())
         })?;
     }
+    let _ = std::fs::remove_file(instance_file);
     tracing::info!("shutdown complete");
     Ok(())
 }
 
-/// Signals, health checks and the ready line; returns once shutdown has been requested.
-async fn control_loop(
+/// The control side of the process: signals, the management API, health checks,
+/// compaction and the ready line.
+struct Control {
     app: Arc<App>,
-    mut signals: Signals,
+    signals: Signals,
     stop: watch::Sender<bool>,
+    stopping: watch::Receiver<bool>,
+    admin_listener: Option<std::net::TcpListener>,
     addrs: Addresses,
     workers: usize,
-) {
-    let checker = Arc::new(proxy::forward::Forwarder::with_pool(
-        &app.settings,
-        app.upstream_tls.clone(),
-        0,
-    ));
-    let health = proxy::health::spawn(checker, &app.pipeline.apis(), app.settings.upstream_timeout);
-
-    announce(&app, addrs, workers);
-    let signal = signals.next().await;
-    tracing::info!(
-        "{signal}: draining connections (up to {:?})",
-        app.settings.shutdown_timeout
-    );
-    let _ = stop.send(true);
-    for task in health {
-        task.abort();
-    }
-    // The workers drain on their own threads; a second signal cuts that short.
-    tokio::spawn(async move {
-        let again = signals.next().await;
-        tracing::warn!("{again} during shutdown: exiting now");
-        std::process::exit(130);
-    });
 }
 
-/// Prints the machine-readable ready line on stdout (tests and scripts wait for it).
+impl Control {
+    /// Starts the background tasks and announces readiness; returns once shutdown has been
+    /// requested (the workers drain on their own).
+    async fn run(self) {
+        let Control {
+            app,
+            mut signals,
+            stop,
+            stopping,
+            admin_listener,
+            addrs,
+            workers,
+        } = self;
+        let checker = Arc::new(proxy::forward::Forwarder::with_pool(
+            &app.settings,
+            app.upstream_tls.clone(),
+            0,
+        ));
+        let mut background =
+            proxy::health::spawn(checker, &app.pipeline.apis(), app.settings.upstream_timeout);
+        background.push(tokio::spawn(compact_every_minute(app.clone())));
+        match admin_listener.map(TcpListener::from_std) {
+            Some(Ok(l)) => {
+                tokio::spawn(admin::serve(app.clone(), l, stopping));
+            }
+            Some(Err(e)) => tracing::error!("cannot register the management listener: {e}"),
+            None => {}
+        }
+
+        announce(&app, addrs, workers);
+        let signal = signals.next().await;
+        tracing::info!(
+            "{signal}: draining connections (up to {:?})",
+            app.settings.shutdown_timeout
+        );
+        let _ = stop.send(true);
+        for task in background {
+            task.abort();
+        }
+        // The workers drain on their own threads; a second signal cuts that short.
+        tokio::spawn(async move {
+            let again = signals.next().await;
+            tracing::warn!("{again} during shutdown: exiting now");
+            std::process::exit(130);
+        });
+    }
+}
+
+/// Rolls aged time buckets down the tiers (see `metrics`), off the async threads.
+async fn compact_every_minute(app: Arc<App>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(60));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let metrics = app.pipeline.metrics().clone();
+        let now = unix_secs(std::time::SystemTime::now());
+        let _ = tokio::task::spawn_blocking(move || metrics.compact(now)).await;
+    }
+}
+
+/// Records the bound addresses in `<data_dir>/instance.json` (for the CLI) and prints
+/// the machine-readable ready line on stdout (tests and scripts wait for it).
 fn announce(app: &App, addrs: Addresses, workers: usize) {
     use std::io::Write;
+    let instance = Instance {
+        pid: std::process::id(),
+        mode: app.settings.mode.as_str().to_string(),
+        http: addrs.http,
+        https: addrs.https,
+        management: addrs.management,
+    };
+    let file = Instance::path(&app.settings.data_dir);
+    let written = serde_json::to_vec_pretty(&instance)
+        .map_err(io::Error::other)
+        .and_then(|json| std::fs::write(&file, json));
+    if let Err(e) = written {
+        tracing::warn!(
+            "cannot write {}: {e} (the CLI will need management_port set)",
+            file.display()
+        );
+    }
     let line = format!(
-        "enforcer ready: mode={} http={} https={} workers={}",
+        "enforcer ready: mode={} http={} https={} management={} workers={}",
         app.settings.mode.as_str(),
         addrs.http,
         addrs.https,
+        addrs.management,
         workers
     );
     tracing::info!("{line}");
@@ -442,7 +543,7 @@ where
 }
 
 /// Resolves once shutdown has been requested (or the control side is gone).
-async fn stopped(stop: &mut watch::Receiver<bool>) {
+pub(crate) async fn stopped(stop: &mut watch::Receiver<bool>) {
     let _ = stop.wait_for(|&v| v).await.map(|_| ());
 }
 

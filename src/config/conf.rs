@@ -90,6 +90,15 @@ pub struct Settings {
     pub upstream_timeout: Duration,
     pub upstream_idle_timeout: Duration,
     pub upstream_max_idle_per_server: usize,
+    /// Per API per time bucket: distinct values kept before the rest is folded into
+    /// `(other)` (see `metrics`).
+    pub metrics_max_sessions: u32,
+    pub metrics_max_ips: u32,
+    pub metrics_max_paths: u32,
+    pub metrics_max_user_agents: u32,
+    pub metrics_max_combinations: u32,
+    /// Detail memory per API when its definition sets no `api_memory_size`.
+    pub metrics_api_memory: u64,
 }
 
 impl Settings {
@@ -127,6 +136,12 @@ impl Settings {
             upstream_timeout: Duration::from_secs(60),
             upstream_idle_timeout: Duration::from_secs(4),
             upstream_max_idle_per_server: 256,
+            metrics_max_sessions: 10_000,
+            metrics_max_ips: 10_000,
+            metrics_max_paths: 2_000,
+            metrics_max_user_agents: 1_000,
+            metrics_max_combinations: 50_000,
+            metrics_api_memory: 128 << 20,
         }
     }
 
@@ -283,6 +298,17 @@ impl Settings {
             "upstream_max_idle_per_server" => {
                 self.upstream_max_idle_per_server = parse_count(value, 0, 100_000)?
             }
+            "metrics_max_sessions" => self.metrics_max_sessions = parse_cap(value)?,
+            "metrics_max_ips" => self.metrics_max_ips = parse_cap(value)?,
+            "metrics_max_paths" => self.metrics_max_paths = parse_cap(value)?,
+            "metrics_max_user_agents" => self.metrics_max_user_agents = parse_cap(value)?,
+            "metrics_max_combinations" => self.metrics_max_combinations = parse_cap(value)?,
+            "metrics_api_memory" => {
+                self.metrics_api_memory = parse_bytes(value)?;
+                if self.metrics_api_memory < 1 << 20 {
+                    return Err(format!("{value:?} is below the minimum of 1mb"));
+                }
+            }
             _ if ASE_ONLY_KEYS.contains(&key) => return Ok(Applied::AseOnly),
             _ => return Ok(Applied::Unknown),
         }
@@ -371,6 +397,15 @@ fn parse_count(v: &str, min: usize, max: usize) -> Result<usize, String> {
         )),
         _ => Err(format!(
             "expected a whole number from {min} to {max}, found {v:?}"
+        )),
+    }
+}
+
+fn parse_cap(v: &str) -> Result<u32, String> {
+    match v.parse::<u32>() {
+        Ok(n) if (1..=10_000_000).contains(&n) => Ok(n),
+        _ => Err(format!(
+            "expected a whole number from 1 to 10000000, found {v:?}"
         )),
     }
 }

@@ -29,6 +29,7 @@ pub use exchange::{Exchange, Upstream};
 pub use route::{Api, ApiTable, RouteError, Server};
 
 use crate::config::{Config, Mode};
+use crate::metrics::{Metrics, Observation, unix_secs};
 
 /// What `on_request` decided.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,15 +44,22 @@ pub struct Pipeline {
     mode: Mode,
     enable_xff: bool,
     apis: ArcSwap<ApiTable>,
+    metrics: Arc<Metrics>,
 }
 
 impl Pipeline {
-    pub fn new(config: &Config) -> Pipeline {
+    pub fn new(config: &Config, metrics: Arc<Metrics>) -> Pipeline {
         Pipeline {
             mode: config.settings.mode,
             enable_xff: config.settings.enable_xff,
-            apis: ArcSwap::from_pointee(ApiTable::new(config.apis.clone())),
+            apis: ArcSwap::from_pointee(ApiTable::new(config.apis.clone(), &metrics)),
+            metrics,
         }
+    }
+
+    /// The recorders every API's exchanges go to.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
     }
 
     pub fn mode(&self) -> Mode {
@@ -88,10 +96,24 @@ impl Pipeline {
         ex.status = Some(status);
     }
 
-    /// Phase 4, once per exchange, when it is over.
+    /// Phase 4, once per exchange, when it is over: the exchange is recorded.
     pub fn on_complete(&self, mut ex: Exchange) {
         let latency = ex.started.elapsed();
         ex.latency = Some(latency);
+        let latency_us = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
+        ex.api.recorder.record(&Observation {
+            time: unix_secs(ex.received_at),
+            method: &ex.method,
+            path: ex.uri.path(),
+            client_ip: ex.client_ip,
+            session: ex.session.as_deref(),
+            user_agent: ex.user_agent.as_ref().and_then(|v| v.to_str().ok()),
+            status: ex.status.map(|s| s.as_u16()),
+            server: ex.upstream.as_ref().map(Upstream::addr),
+            request_bytes: ex.request_bytes,
+            response_bytes: ex.response_bytes,
+            latency_us,
+        });
         tracing::debug!(
             target: "enforcer::access",
             api = ex.api.id(),
@@ -102,7 +124,7 @@ impl Pipeline {
             upstream = ex.upstream.as_ref().map(Upstream::addr),
             req_bytes = ex.request_bytes,
             resp_bytes = ex.response_bytes,
-            latency_us = latency.as_micros() as u64,
+            latency_us,
         );
     }
 }

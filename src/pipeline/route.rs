@@ -17,6 +17,7 @@ use http::uri::Authority;
 
 use crate::config::api::strip_port;
 use crate::config::{ApiDef, HostMatch};
+use crate::metrics::{ApiRecorder, Metrics};
 
 /// Why no API matched.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -86,13 +87,15 @@ impl Server {
 pub struct Api {
     pub def: ApiDef,
     pub servers: Vec<Arc<Server>>,
+    /// Where this API's exchanges are recorded (kept across reloads).
+    pub recorder: Arc<ApiRecorder>,
     /// Base path split into segments (empty for `/`).
     segments: Vec<String>,
     next: AtomicUsize,
 }
 
 impl Api {
-    pub fn new(def: ApiDef) -> Api {
+    pub fn new(def: ApiDef, metrics: &Metrics) -> Api {
         let servers = def
             .servers
             .iter()
@@ -105,6 +108,7 @@ impl Api {
             .map(str::to_string)
             .collect();
         Api {
+            recorder: metrics.recorder(&def),
             def,
             servers,
             segments,
@@ -170,10 +174,10 @@ pub struct ApiTable {
 }
 
 impl ApiTable {
-    pub fn new(defs: Vec<ApiDef>) -> ApiTable {
+    pub fn new(defs: Vec<ApiDef>, metrics: &Metrics) -> ApiTable {
         let mut table = ApiTable::default();
         for def in defs {
-            let api = Arc::new(Api::new(def));
+            let api = Arc::new(Api::new(def, metrics));
             match &api.def.hostname {
                 HostMatch::Any => table.any.push(api.clone()),
                 HostMatch::Exact(h) => table
@@ -244,12 +248,19 @@ mod tests {
     }
 
     fn table() -> ApiTable {
-        ApiTable::new(vec![
-            def("root", "*", "/"),
-            def("api", "*", "/api"),
-            def("v2", "*", "/api/v2"),
-            def("shop", "shop.example.com", "/api"),
-        ])
+        ApiTable::new(
+            vec![
+                def("root", "*", "/"),
+                def("api", "*", "/api"),
+                def("v2", "*", "/api/v2"),
+                def("shop", "shop.example.com", "/api"),
+            ],
+            &metrics(),
+        )
+    }
+
+    fn metrics() -> Metrics {
+        Metrics::new(crate::metrics::Caps::default(), 1 << 20)
     }
 
     fn route(t: &ApiTable, host: &str, path: &str) -> Result<String, RouteError> {
@@ -281,7 +292,7 @@ mod tests {
 
     #[test]
     fn unknown_host_and_unknown_api() {
-        let t = ApiTable::new(vec![def("shop", "shop.example.com", "/api")]);
+        let t = ApiTable::new(vec![def("shop", "shop.example.com", "/api")], &metrics());
         assert_eq!(
             route(&t, "other.example.com", "/api"),
             Err(RouteError::UnknownHostname)
@@ -300,12 +311,12 @@ mod tests {
     fn internal_url_replaces_the_base_path() {
         let mut d = def("a", "*", "/shop");
         d.internal_url = Some("/internal/v1".into());
-        let api = Api::new(d);
+        let api = Api::new(d, &metrics());
         assert_eq!(api.rewrite_path("/shop/items/1"), "/internal/v1/items/1");
         assert_eq!(api.rewrite_path("/shop"), "/internal/v1");
         let mut d = def("b", "*", "/shop");
         d.internal_url = Some("/".into());
-        assert_eq!(Api::new(d).rewrite_path("/shop/x"), "/x");
+        assert_eq!(Api::new(d, &metrics()).rewrite_path("/shop/x"), "/x");
     }
 
     #[test]
@@ -320,7 +331,7 @@ mod tests {
             &mut Vec::new(),
         )
         .unwrap();
-        let api = Api::new(d);
+        let api = Api::new(d, &metrics());
         let picks: Vec<_> = (0..3)
             .map(|_| api.pick_server().unwrap().addr.clone())
             .collect();

@@ -625,11 +625,21 @@ async fn max_connections_is_enforced() {
             .set("max_connections", "2")
             .api("a", api("/a", "*", &[b.addr])),
     );
+    // Two keep-alive connections, each proven admitted by a completed request. (Workers
+    // accept in no particular order, so merely connecting would not say which was admitted.)
     let held: Vec<TcpStream> = (0..2)
-        .map(|_| TcpStream::connect(e.http).unwrap())
+        .map(|_| {
+            use std::io::Write;
+            let mut s = TcpStream::connect(e.http).unwrap();
+            s.write_all(b"GET /a/echo HTTP/1.1\r\nHost: x\r\n\r\n")
+                .unwrap();
+            let mut buf = [0u8; 12];
+            s.read_exact(&mut buf).unwrap();
+            assert_eq!(&buf, b"HTTP/1.1 200");
+            s
+        })
         .collect();
     let http = e.http;
-    // The two held connections are admitted asynchronously; once they are, a third is refused.
     let refused = eventually(Duration::from_secs(10), || async move {
         let mut third = TcpStream::connect(http).unwrap();
         third

@@ -9,7 +9,7 @@
 //!   [`Backend::open_gate`] is called;
 //! * `download?bytes=N`: streams N bytes; `upload`: reads the body and answers its length;
 //! * `hop`: answers with hop-by-hop headers that must not reach the client;
-//! * `status?code=N`: answers N;
+//! * `status?code=N`: answers N; `<letters><NNN>` (`get200`, `post400`): answers NNN;
 //! * `ws`: WebSocket echo.
 
 use std::collections::BTreeMap;
@@ -265,6 +265,11 @@ async fn serve(s: Arc<State>, req: Request<Incoming>) -> Response<Body> {
             )
         }
         "ws" => websocket(req),
+        // `get200`, `post400`, ...: answer the status the name ends with.
+        name if name.len() > 3 && name[name.len() - 3..].bytes().all(|b| b.is_ascii_digit()) => {
+            let code: u16 = name[name.len() - 3..].parse().unwrap();
+            full(StatusCode::from_u16(code).unwrap(), name.to_string())
+        }
         _ => echo(&s, req).await,
     }
 }

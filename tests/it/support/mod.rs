@@ -49,6 +49,7 @@ impl Setup {
                 ("workers".into(), "2".into()),
                 ("shutdown_timeout".into(), "20s".into()),
                 ("enable_ase_health".into(), "true".into()),
+                ("data_dir".into(), "data".into()),
             ],
             apis: Vec::new(),
         }
@@ -104,7 +105,9 @@ pub struct Enforcer {
     child: Child,
     pub http: SocketAddr,
     pub https: SocketAddr,
+    pub management: SocketAddr,
     stderr: Arc<Mutex<String>>,
+    dir: PathBuf,
     _dir: Option<tempfile::TempDir>,
 }
 
@@ -172,10 +175,34 @@ impl Enforcer {
         Enforcer {
             http: field("http"),
             https: field("https"),
+            management: field("management"),
+            dir: dir.to_path_buf(),
             child,
             stderr,
             _dir: None,
         }
+    }
+
+    /// The config directory it runs from.
+    pub fn config_dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// `http://<management address><path>`
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.management)
+    }
+
+    /// Polls stderr until it contains `needle`; false if `limit` passes first.
+    pub fn wait_for_log(&self, needle: &str, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if self.stderr().contains(needle) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
     }
 
     pub fn pid(&self) -> u32 {

@@ -1,0 +1,147 @@
+//! The management API client the CLI uses to talk to a running instance.
+//!
+//! The instance is found from its config directory: the management address comes from
+//! `ase.conf` (`management_bind_address`, where `0.0.0.0` means loopback, and
+//! `management_port`). When the port is `0` (a free port was picked at start), the address
+//! the instance actually bound is read from `<data_dir>/instance.json`, which the running
+//! instance writes once it is ready.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+use http::{Method, Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::TokioIo;
+use serde::{Deserialize, Serialize};
+
+use crate::config::{ConfigError, Settings};
+
+/// What a running instance records about itself in `<data_dir>/instance.json`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Instance {
+    pub pid: u32,
+    pub mode: String,
+    pub http: SocketAddr,
+    pub https: SocketAddr,
+    pub management: SocketAddr,
+}
+
+impl Instance {
+    pub fn path(data_dir: &Path) -> PathBuf {
+        data_dir.join("instance.json")
+    }
+}
+
+/// Why the CLI could not get an answer.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(
+        "no running enforcer found for this config: management_port is 0 and {} does not exist",
+        file.display()
+    )]
+    NoInstance { file: PathBuf },
+    #[error("{}: {reason}", file.display())]
+    BadInstanceFile { file: PathBuf, reason: String },
+    #[error("cannot reach enforcer's management API at {addr}: {reason} (is it running?)")]
+    Unreachable { addr: SocketAddr, reason: String },
+    #[error("management API at {addr}: {reason}")]
+    Protocol { addr: SocketAddr, reason: String },
+}
+
+/// A client for one instance's management API.
+#[derive(Debug, Clone)]
+pub struct Client {
+    pub addr: SocketAddr,
+}
+
+impl Client {
+    /// Finds the instance that runs from config directory `dir`.
+    pub fn for_config(dir: &Path) -> Result<Client, ClientError> {
+        let settings = Settings::load(&dir.join("ase.conf"), &mut Vec::new())?;
+        if settings.management_port != 0 {
+            let ip = match settings.management_bind_address {
+                IpAddr::V4(v4) if v4.is_unspecified() => IpAddr::from([127, 0, 0, 1]),
+                IpAddr::V6(v6) if v6.is_unspecified() => IpAddr::from([0u16, 0, 0, 0, 0, 0, 0, 1]),
+                ip => ip,
+            };
+            return Ok(Client {
+                addr: SocketAddr::new(ip, settings.management_port),
+            });
+        }
+        let file = Instance::path(&settings.data_dir);
+        let text = match std::fs::read_to_string(&file) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(ClientError::NoInstance { file });
+            }
+            Err(e) => {
+                return Err(ClientError::BadInstanceFile {
+                    file,
+                    reason: e.to_string(),
+                });
+            }
+        };
+        let instance: Instance =
+            serde_json::from_str(&text).map_err(|e| ClientError::BadInstanceFile {
+                file: file.clone(),
+                reason: e.to_string(),
+            })?;
+        Ok(Client {
+            addr: instance.management,
+        })
+    }
+
+    /// `GET path_and_query`; returns the status and the body.
+    pub fn get(&self, path_and_query: &str) -> Result<(StatusCode, Bytes), ClientError> {
+        self.send(Method::GET, path_and_query, Bytes::new())
+    }
+
+    /// Sends one request and waits for the whole answer (a one-shot connection).
+    pub fn send(
+        &self,
+        method: Method,
+        path_and_query: &str,
+        body: Bytes,
+    ) -> Result<(StatusCode, Bytes), ClientError> {
+        let addr = self.addr;
+        let protocol = |reason: String| ClientError::Protocol { addr, reason };
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| protocol(format!("cannot start a runtime: {e}")))?;
+        rt.block_on(async move {
+            let stream = tokio::net::TcpStream::connect(addr).await.map_err(|e| {
+                ClientError::Unreachable {
+                    addr,
+                    reason: e.to_string(),
+                }
+            })?;
+            let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+                .await
+                .map_err(|e| protocol(e.to_string()))?;
+            tokio::spawn(conn);
+            let req = Request::builder()
+                .method(method)
+                .uri(path_and_query)
+                .header(http::header::HOST, addr.to_string())
+                .header(http::header::CONTENT_TYPE, "application/json")
+                .body(Full::new(body))
+                .map_err(|e| protocol(e.to_string()))?;
+            let resp = sender
+                .send_request(req)
+                .await
+                .map_err(|e| protocol(e.to_string()))?;
+            let status = resp.status();
+            let body = resp
+                .into_body()
+                .collect()
+                .await
+                .map_err(|e| protocol(e.to_string()))?
+                .to_bytes();
+            Ok((status, body))
+        })
+    }
+}

@@ -1,0 +1,539 @@
+//! One time bucket of one API's records: the counters the reports read.
+//!
+//! A bucket keeps exact totals (requests, 2xx, no-session requests, bytes, latency) in
+//! atomics, a count per device class, and one [`Interner`] per dimension (method, client
+//! IP, session, path, user agent, server): a `DashMap` from the value to a small id and an
+//! atomic count. The per-session and per-path details of the reports come from one more
+//! map, from the [`Combo`] of a request's ids to an atomic count, so recording a request
+//! costs one lookup per dimension and one for its combination, each through a read guard
+//! unless the value is new.
+//!
+//! Distinct values are capped per bucket ([`Caps`]) and per API ([`Budget`], from the API's
+//! `api_memory_size`). A value that does not fit is counted under a shared overflow id:
+//! totals stay exact, the detail of the excess is folded into `(other)`.
+
+use std::borrow::Borrow;
+use std::hash::Hash;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicU32, AtomicU64, Ordering::Relaxed};
+
+use dashmap::DashMap;
+use http::Method;
+
+use super::Observation;
+use super::device::Device;
+
+pub(crate) type Hasher = foldhash::fast::RandomState;
+pub(crate) type Map<K, V> = DashMap<K, V, Hasher>;
+
+/// The id of a value that was not recorded (no session, no user agent, no server).
+pub const ABSENT: u32 = u32::MAX - 1;
+/// The id shared by every value beyond a cap.
+pub const OVERFLOW: u32 = u32::MAX;
+
+/// Rough heap cost of one map entry beyond its key, for the memory budget.
+const ENTRY_OVERHEAD: i64 = 64;
+
+/// Per-bucket caps on distinct values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Caps {
+    pub sessions: u32,
+    pub ips: u32,
+    pub paths: u32,
+    pub user_agents: u32,
+    pub combinations: u32,
+}
+
+impl Default for Caps {
+    fn default() -> Caps {
+        Caps {
+            sessions: 10_000,
+            ips: 10_000,
+            paths: 2_000,
+            user_agents: 1_000,
+            combinations: 50_000,
+        }
+    }
+}
+
+/// Methods and servers are few; these caps only stop a flood of made-up ones.
+const METHOD_CAP: u32 = 64;
+const SERVER_CAP: u32 = 1_024;
+
+/// An API's memory budget for recorded detail, shared by all its buckets.
+#[derive(Debug)]
+pub struct Budget {
+    used: AtomicI64,
+    limit: i64,
+}
+
+impl Budget {
+    pub fn new(limit: u64) -> Budget {
+        Budget {
+            used: AtomicI64::new(0),
+            limit: i64::try_from(limit).unwrap_or(i64::MAX),
+        }
+    }
+
+    fn has_room(&self) -> bool {
+        self.used.load(Relaxed) < self.limit
+    }
+
+    pub fn used(&self) -> u64 {
+        self.used.load(Relaxed).max(0) as u64
+    }
+
+    pub fn limit(&self) -> u64 {
+        self.limit as u64
+    }
+}
+
+/// A value's id and count, and whatever was computed once for it.
+#[derive(Debug)]
+pub struct Slot<P> {
+    pub id: u32,
+    pub count: AtomicU64,
+    pub payload: P,
+}
+
+/// Values of one dimension in one bucket, each with an id and a count.
+#[derive(Debug)]
+pub struct Interner<K: Eq + Hash, P = ()> {
+    map: Map<K, Slot<P>>,
+    next: AtomicU32,
+    cap: u32,
+    overflow: AtomicU64,
+}
+
+impl<K: Eq + Hash, P: Copy> Interner<K, P> {
+    fn new(cap: u32) -> Self {
+        Interner {
+            map: Map::with_hasher(Hasher::default()),
+            next: AtomicU32::new(0),
+            cap,
+            overflow: AtomicU64::new(0),
+        }
+    }
+
+    /// Adds `n` to `key`'s count, inserting it (built by `make`) if it is new and fits.
+    /// Returns its id and payload, or [`OVERFLOW`] and `None` when it does not fit.
+    fn touch<Q>(
+        &self,
+        key: &Q,
+        n: u64,
+        owner: &Bucket,
+        budget: &Budget,
+        make: impl FnOnce() -> (K, P, usize),
+    ) -> (u32, Option<P>)
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        if let Some(slot) = self.map.get(key) {
+            slot.count.fetch_add(n, Relaxed);
+            return (slot.id, Some(slot.payload));
+        }
+        if self.next.load(Relaxed) >= self.cap || !budget.has_room() {
+            self.overflow.fetch_add(n, Relaxed);
+            return (OVERFLOW, None);
+        }
+        let id = self.next.fetch_add(1, Relaxed);
+        if id >= self.cap {
+            self.overflow.fetch_add(n, Relaxed);
+            return (OVERFLOW, None);
+        }
+        let (key, payload, heap) = make();
+        let slot = self.map.entry(key).or_insert_with(|| {
+            owner.charge(budget, heap as i64 + ENTRY_OVERHEAD);
+            Slot {
+                id,
+                count: AtomicU64::new(0),
+                payload,
+            }
+        });
+        slot.count.fetch_add(n, Relaxed);
+        (slot.id, Some(slot.payload))
+    }
+
+    /// Requests whose value did not fit.
+    pub fn overflow(&self) -> u64 {
+        self.overflow.load(Relaxed)
+    }
+
+    /// Every value with its count.
+    pub fn counts(&self) -> Vec<(K, u64)>
+    where
+        K: Clone,
+    {
+        self.map
+            .iter()
+            .map(|e| (e.key().clone(), e.count.load(Relaxed)))
+            .collect()
+    }
+
+    /// Id → value, for resolving combinations.
+    pub fn resolver(&self) -> Vec<Option<K>>
+    where
+        K: Clone,
+    {
+        let len = self.next.load(Relaxed).min(self.cap) as usize;
+        let mut out = vec![None; len];
+        for e in self.map.iter() {
+            if let Some(slot) = out.get_mut(e.id as usize) {
+                *slot = Some(e.key().clone());
+            }
+        }
+        out
+    }
+
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+}
+
+/// The ids of one request's values: the key of the detail counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Combo {
+    pub session: u32,
+    pub ip: u32,
+    pub path: u32,
+    pub ua: u32,
+    pub server: u32,
+    pub method: u32,
+    pub device: u8,
+}
+
+/// One API's records for one time span.
+#[derive(Debug)]
+pub struct Bucket {
+    /// Unix seconds of the span's start.
+    pub start: i64,
+    pub requests: AtomicU64,
+    pub success: AtomicU64,
+    pub no_session: AtomicU64,
+    pub bytes_in: AtomicU64,
+    pub bytes_out: AtomicU64,
+    pub latency_us: AtomicU64,
+    pub devices: [AtomicU64; Device::COUNT],
+    pub methods: Interner<Method>,
+    pub ips: Interner<IpAddr>,
+    pub sessions: Interner<Arc<str>>,
+    pub paths: Interner<Arc<str>>,
+    pub uas: Interner<Arc<str>, Device>,
+    pub servers: Interner<Arc<str>>,
+    pub combos: Map<Combo, AtomicU64>,
+    combo_count: AtomicU32,
+    combo_cap: u32,
+    pub combo_overflow: AtomicU64,
+    /// Bytes this bucket has charged to its API's budget.
+    charged: AtomicI64,
+}
+
+/// One dimension's value in [`Facts`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Val<T> {
+    /// The request had none (no session cookie, no User-Agent, no server reached).
+    Absent,
+    /// The value was lost to a cap in the bucket it came from.
+    Overflow,
+    Is(T),
+}
+
+impl<T> Val<T> {
+    pub fn map<U>(self, f: impl FnOnce(T) -> U) -> Val<U> {
+        match self {
+            Val::Is(v) => Val::Is(f(v)),
+            Val::Absent => Val::Absent,
+            Val::Overflow => Val::Overflow,
+        }
+    }
+
+    fn from_option(v: Option<T>) -> Val<T> {
+        v.map_or(Val::Absent, Val::Is)
+    }
+}
+
+/// The values of one request (or, when merging, of one combination seen `n` times).
+pub struct Facts<'a> {
+    pub method: Val<&'a Method>,
+    pub ip: Val<IpAddr>,
+    pub session: Val<&'a str>,
+    pub path: Val<&'a str>,
+    pub user_agent: Val<&'a str>,
+    pub server: Val<&'a str>,
+    /// Known when merging; computed from the user agent when recording.
+    pub device: Option<Device>,
+}
+
+impl Bucket {
+    pub fn new(start: i64, caps: &Caps) -> Bucket {
+        Bucket {
+            start,
+            requests: AtomicU64::new(0),
+            success: AtomicU64::new(0),
+            no_session: AtomicU64::new(0),
+            bytes_in: AtomicU64::new(0),
+            bytes_out: AtomicU64::new(0),
+            latency_us: AtomicU64::new(0),
+            devices: std::array::from_fn(|_| AtomicU64::new(0)),
+            methods: Interner::new(METHOD_CAP),
+            ips: Interner::new(caps.ips),
+            sessions: Interner::new(caps.sessions),
+            paths: Interner::new(caps.paths),
+            uas: Interner::new(caps.user_agents),
+            servers: Interner::new(SERVER_CAP),
+            combos: Map::with_hasher(Hasher::default()),
+            combo_count: AtomicU32::new(0),
+            combo_cap: caps.combinations,
+            combo_overflow: AtomicU64::new(0),
+            charged: AtomicI64::new(0),
+        }
+    }
+
+    fn charge(&self, budget: &Budget, bytes: i64) {
+        self.charged.fetch_add(bytes, Relaxed);
+        budget.used.fetch_add(bytes, Relaxed);
+    }
+
+    /// Gives this bucket's share of the budget back (the bucket is being dropped).
+    pub fn release(&self, budget: &Budget) {
+        budget
+            .used
+            .fetch_sub(self.charged.swap(0, Relaxed), Relaxed);
+    }
+
+    /// Records one request.
+    pub fn add(&self, obs: &Observation<'_>, budget: &Budget) {
+        self.requests.fetch_add(1, Relaxed);
+        if obs.status.is_some_and(|s| (200..300).contains(&s)) {
+            self.success.fetch_add(1, Relaxed);
+        }
+        if obs.session.is_none() {
+            self.no_session.fetch_add(1, Relaxed);
+        }
+        self.bytes_in.fetch_add(obs.request_bytes, Relaxed);
+        self.bytes_out.fetch_add(obs.response_bytes, Relaxed);
+        self.latency_us.fetch_add(obs.latency_us, Relaxed);
+        let facts = Facts {
+            method: Val::Is(obs.method),
+            ip: Val::Is(obs.client_ip),
+            session: Val::from_option(obs.session),
+            path: Val::Is(obs.path),
+            user_agent: Val::from_option(obs.user_agent),
+            server: Val::from_option(obs.server),
+            device: None,
+        };
+        self.add_detail(&facts, 1, 1, budget);
+    }
+
+    /// Records the values of `combo_n` requests into the detail counters, adding `dim_n`
+    /// to each dimension's own count (0 when merging, where dimension counts are merged
+    /// on their own so that combinations lost to a cap do not lose them).
+    pub fn add_detail(&self, f: &Facts<'_>, dim_n: u64, combo_n: u64, budget: &Budget) {
+        let method = match f.method {
+            Val::Is(m) => {
+                self.methods
+                    .touch(m, dim_n, self, budget, || (m.clone(), (), 0))
+                    .0
+            }
+            Val::Absent => ABSENT,
+            Val::Overflow => OVERFLOW,
+        };
+        let ip = match f.ip {
+            Val::Is(ip) => self.ips.touch(&ip, dim_n, self, budget, || (ip, (), 0)).0,
+            Val::Absent => ABSENT,
+            Val::Overflow => OVERFLOW,
+        };
+        let session = str_id(&self.sessions, f.session, dim_n, self, budget);
+        let path = str_id(&self.paths, f.path, dim_n, self, budget);
+        let server = str_id(&self.servers, f.server, dim_n, self, budget);
+        let (ua, device) = match f.user_agent {
+            Val::Is(u) => {
+                let (id, known) = self.uas.touch(u, dim_n, self, budget, || {
+                    (
+                        Arc::from(u),
+                        f.device.unwrap_or_else(|| Device::of(u)),
+                        u.len(),
+                    )
+                });
+                (id, known.or(f.device).unwrap_or_else(|| Device::of(u)))
+            }
+            Val::Absent => (ABSENT, f.device.unwrap_or(Device::Unknown)),
+            Val::Overflow => (OVERFLOW, f.device.unwrap_or(Device::Unknown)),
+        };
+        if dim_n > 0 {
+            self.devices[device.index()].fetch_add(dim_n, Relaxed);
+        }
+        let combo = Combo {
+            session,
+            ip,
+            path,
+            ua,
+            server,
+            method,
+            device: device as u8,
+        };
+        self.add_combo(combo, combo_n, budget);
+    }
+
+    fn add_combo(&self, combo: Combo, n: u64, budget: &Budget) {
+        if n == 0 {
+            return;
+        }
+        if let Some(c) = self.combos.get(&combo) {
+            c.fetch_add(n, Relaxed);
+            return;
+        }
+        if self.combo_count.fetch_add(1, Relaxed) >= self.combo_cap || !budget.has_room() {
+            self.combo_overflow.fetch_add(n, Relaxed);
+            return;
+        }
+        let c = self.combos.entry(combo).or_insert_with(|| {
+            self.charge(budget, ENTRY_OVERHEAD);
+            AtomicU64::new(0)
+        });
+        c.fetch_add(n, Relaxed);
+    }
+
+    /// Adds everything in `src` (an older, finer bucket that no one writes any more).
+    pub fn merge_from(&self, src: &Bucket, budget: &Budget) {
+        for (dst, s) in [
+            (&self.requests, &src.requests),
+            (&self.success, &src.success),
+            (&self.no_session, &src.no_session),
+            (&self.bytes_in, &src.bytes_in),
+            (&self.bytes_out, &src.bytes_out),
+            (&self.latency_us, &src.latency_us),
+            (&self.combo_overflow, &src.combo_overflow),
+        ] {
+            dst.fetch_add(s.load(Relaxed), Relaxed);
+        }
+        for (dst, s) in self.devices.iter().zip(&src.devices) {
+            dst.fetch_add(s.load(Relaxed), Relaxed);
+        }
+        merge_interner(&self.methods, &src.methods, self, budget, |m| {
+            (m.clone(), 0)
+        });
+        merge_interner(&self.ips, &src.ips, self, budget, |ip| (*ip, 0));
+        merge_interner(&self.sessions, &src.sessions, self, budget, |s| {
+            (s.clone(), s.len())
+        });
+        merge_interner(&self.paths, &src.paths, self, budget, |s| {
+            (s.clone(), s.len())
+        });
+        merge_interner(&self.servers, &src.servers, self, budget, |s| {
+            (s.clone(), s.len())
+        });
+        for e in src.uas.map.iter() {
+            let n = e.count.load(Relaxed);
+            let (key, device) = (e.key().clone(), e.payload);
+            self.uas
+                .touch(&*key, n, self, budget, || (key.clone(), device, key.len()));
+        }
+        self.uas.overflow.fetch_add(src.uas.overflow(), Relaxed);
+
+        let methods = src.methods.resolver();
+        let ips = src.ips.resolver();
+        let sessions = src.sessions.resolver();
+        let paths = src.paths.resolver();
+        let uas = src.uas.resolver();
+        let servers = src.servers.resolver();
+        for e in src.combos.iter() {
+            let c = e.key();
+            let facts = Facts {
+                method: resolve(&methods, c.method),
+                ip: resolve(&ips, c.ip).map(|ip| *ip),
+                session: resolve(&sessions, c.session).map(|s| &**s),
+                path: resolve(&paths, c.path).map(|s| &**s),
+                user_agent: resolve(&uas, c.ua).map(|s| &**s),
+                server: resolve(&servers, c.server).map(|s| &**s),
+                device: Device::ALL.get(c.device as usize).copied(),
+            };
+            self.add_detail(&facts, 0, e.load(Relaxed), budget);
+        }
+    }
+
+    /// Requests whose detail was lost to a cap, per dimension.
+    pub fn overflow(&self) -> Overflow {
+        Overflow {
+            sessions: self.sessions.overflow(),
+            ips: self.ips.overflow(),
+            paths: self.paths.overflow(),
+            user_agents: self.uas.overflow(),
+            combinations: self.combo_overflow.load(Relaxed),
+        }
+    }
+}
+
+/// Requests whose value in a dimension did not fit its cap.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Overflow {
+    pub sessions: u64,
+    pub ips: u64,
+    pub paths: u64,
+    pub user_agents: u64,
+    pub combinations: u64,
+}
+
+impl Overflow {
+    pub fn add(&mut self, o: Overflow) {
+        self.sessions += o.sessions;
+        self.ips += o.ips;
+        self.paths += o.paths;
+        self.user_agents += o.user_agents;
+        self.combinations += o.combinations;
+    }
+}
+
+fn str_id(
+    interner: &Interner<Arc<str>>,
+    v: Val<&str>,
+    n: u64,
+    owner: &Bucket,
+    budget: &Budget,
+) -> u32 {
+    match v {
+        Val::Is(v) => {
+            interner
+                .touch(v, n, owner, budget, || (Arc::from(v), (), v.len()))
+                .0
+        }
+        Val::Absent => ABSENT,
+        Val::Overflow => OVERFLOW,
+    }
+}
+
+fn merge_interner<K: Eq + Hash + Clone>(
+    dst: &Interner<K>,
+    src: &Interner<K>,
+    owner: &Bucket,
+    budget: &Budget,
+    make: impl Fn(&K) -> (K, usize),
+) {
+    for e in src.map.iter() {
+        let n = e.count.load(Relaxed);
+        let key = e.key();
+        dst.touch(key, n, owner, budget, || {
+            let (k, heap) = make(key);
+            (k, (), heap)
+        });
+    }
+    dst.overflow.fetch_add(src.overflow(), Relaxed);
+}
+
+/// The value behind an id, from an [`Interner::resolver`] table.
+pub fn resolve<K>(table: &[Option<K>], id: u32) -> Val<&K> {
+    match id {
+        ABSENT => Val::Absent,
+        OVERFLOW => Val::Overflow,
+        id => table
+            .get(id as usize)
+            .and_then(Option::as_ref)
+            .map_or(Val::Overflow, Val::Is),
+    }
+}

@@ -1,0 +1,424 @@
+//! Recording: the only writer of the counters every report reads.
+//!
+//! `pipeline::on_complete` hands one [`Observation`] per finished exchange to the API's
+//! [`ApiRecorder`], which adds it to the bucket of its time. Nothing else writes here;
+//! reports read through [`ApiRecorder::snapshot`].
+//!
+//! # Time buckets
+//! | tier | bucket | holds | so a window is exact to |
+//! |---|---|---|---|
+//! | 0 | 1 minute | the last 25 hours | the minute, for the last day |
+//! | 1 | 1 hour | up to 8 days back | the hour, for the last week |
+//! | 2 | 1 day (UTC) | up to 200 days back | the day, for six months |
+//!
+//! A request goes to the finest tier that still holds its time. [`ApiRecorder::compact`]
+//! (run every minute) moves buckets that have aged out of a tier into the next one, and
+//! drops day buckets older than 200 days. Every request lives in exactly one bucket at a
+//! time, so a report that sums the buckets whose start lies in its window counts each
+//! request once; a request exactly on a bucket boundary belongs to the bucket that starts
+//! there.
+//!
+//! # Bounded memory
+//! Distinct values are capped per API per bucket (`metrics_max_sessions`, `_ips`,
+//! `_paths`, `_user_agents`, `_combinations` in `ase.conf`; defaults in [`Caps`]) and the
+//! detail an API keeps in all its buckets together is capped by its `api_memory_size`
+//! (default `metrics_api_memory`, 128 MB). A request whose value does not fit is still
+//! counted in every total; its detail is folded into an `(other)` entry and counted in the
+//! bucket's overflow counters.
+//!
+//! # Concurrency
+//! Buckets live in one `DashMap` per tier; every counter is an atomic incremented through
+//! a read guard, and no guard is held across another call on the same map (or across an
+//! `.await`: nothing here is async). Compaction takes a bucket out of its tier (the
+//! shard's write lock waits for writers inside it) and merges it into the next tier under
+//! a per-API lock that reports also take, so a report never sees a bucket twice or not
+//! at all.
+
+pub mod bucket;
+pub mod device;
+pub mod snapshot;
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use http::Method;
+
+pub use bucket::{Budget, Caps, Overflow};
+pub use device::Device;
+pub use snapshot::Snapshot;
+
+use bucket::{Bucket, Hasher, Map};
+
+use crate::config::ApiDef;
+
+/// The facts of one finished exchange, as recorded.
+#[derive(Debug, Clone)]
+pub struct Observation<'a> {
+    /// Unix seconds when the request arrived.
+    pub time: i64,
+    pub method: &'a Method,
+    /// The path without the query.
+    pub path: &'a str,
+    pub client_ip: IpAddr,
+    /// The value of the API's session cookie.
+    pub session: Option<&'a str>,
+    pub user_agent: Option<&'a str>,
+    /// The status the client got; `None` if it got none.
+    pub status: Option<u16>,
+    /// `host:port` of the backend reached (`0.0.0.0` in sideband mode); `None` if none was.
+    pub server: Option<&'a str>,
+    pub request_bytes: u64,
+    pub response_bytes: u64,
+    pub latency_us: u64,
+}
+
+/// A tier of time buckets.
+#[derive(Debug, Clone, Copy)]
+pub struct TierSpec {
+    pub name: &'static str,
+    /// Bucket length in seconds.
+    pub span: i64,
+    /// How far back (seconds) the tier keeps buckets.
+    pub keep: i64,
+}
+
+pub const TIERS: [TierSpec; 3] = [
+    TierSpec {
+        name: "minute",
+        span: 60,
+        keep: 25 * 3_600,
+    },
+    TierSpec {
+        name: "hour",
+        span: 3_600,
+        keep: 8 * 86_400,
+    },
+    TierSpec {
+        name: "day",
+        span: 86_400,
+        keep: 200 * 86_400,
+    },
+];
+
+/// Unix seconds of a `SystemTime` (0 before the epoch).
+pub fn unix_secs(t: SystemTime) -> i64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+fn floor(t: i64, span: i64) -> i64 {
+    t.div_euclid(span) * span
+}
+
+/// The finest tier at or after `from` that still holds time `t` at `now`.
+fn tier_for(t: i64, now: i64, from: usize) -> Option<usize> {
+    (from..TIERS.len()).find(|&i| {
+        let spec = TIERS[i];
+        floor(t, spec.span) + spec.span > now - spec.keep
+    })
+}
+
+/// Every API's recorder.
+#[derive(Debug)]
+pub struct Metrics {
+    caps: Caps,
+    default_budget: u64,
+    recorders: Mutex<HashMap<String, Arc<ApiRecorder>>>,
+}
+
+impl Metrics {
+    pub fn new(caps: Caps, default_budget: u64) -> Metrics {
+        Metrics {
+            caps,
+            default_budget,
+            recorders: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn recorders(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<ApiRecorder>>> {
+        self.recorders.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The recorder of `api`, created on first use; the same one across reloads.
+    pub fn recorder(&self, api: &ApiDef) -> Arc<ApiRecorder> {
+        let budget = api.api_memory_size.unwrap_or(self.default_budget);
+        self.recorders()
+            .entry(api.id.clone())
+            .or_insert_with(|| Arc::new(ApiRecorder::new(&api.id, self.caps, budget)))
+            .clone()
+    }
+
+    pub fn get(&self, api_id: &str) -> Option<Arc<ApiRecorder>> {
+        self.recorders().get(api_id).cloned()
+    }
+
+    /// Moves aged buckets down the tiers, for every API.
+    pub fn compact(&self, now: i64) {
+        let all: Vec<Arc<ApiRecorder>> = self.recorders().values().cloned().collect();
+        for r in all {
+            r.compact(now);
+        }
+    }
+}
+
+/// One API's time buckets.
+#[derive(Debug)]
+pub struct ApiRecorder {
+    pub api_id: String,
+    tiers: [Map<i64, Bucket>; 3],
+    /// Reports read under this lock; compaction moves a bucket under it.
+    rollup: RwLock<()>,
+    caps: Caps,
+    budget: Budget,
+    /// Requests too old for any tier when they completed.
+    expired: AtomicU64,
+}
+
+impl ApiRecorder {
+    pub fn new(api_id: &str, caps: Caps, budget: u64) -> ApiRecorder {
+        ApiRecorder {
+            api_id: api_id.to_string(),
+            tiers: std::array::from_fn(|_| Map::with_hasher(Hasher::default())),
+            rollup: RwLock::new(()),
+            caps,
+            budget: Budget::new(budget),
+            expired: AtomicU64::new(0),
+        }
+    }
+
+    /// Records one finished exchange.
+    pub fn record(&self, obs: &Observation<'_>) {
+        self.record_at(obs, unix_secs(SystemTime::now()));
+    }
+
+    /// Records one finished exchange as of `now` (unix seconds).
+    pub fn record_at(&self, obs: &Observation<'_>, now: i64) {
+        let Some(t) = tier_for(obs.time, now, 0) else {
+            self.expired.fetch_add(1, Relaxed);
+            return;
+        };
+        let start = floor(obs.time, TIERS[t].span);
+        with_bucket(&self.tiers[t], start, &self.caps, |b| {
+            b.add(obs, &self.budget)
+        });
+    }
+
+    /// Moves every bucket that has aged out of its tier into the next one (or drops it
+    /// past the last). Safe to run while requests are recorded and reports read.
+    pub fn compact(&self, now: i64) {
+        for (t, spec) in TIERS.iter().enumerate() {
+            let due: Vec<i64> = self.tiers[t]
+                .iter()
+                .map(|b| b.start)
+                .filter(|&start| start + spec.span <= now - spec.keep)
+                .collect();
+            for start in due {
+                let _moving = self.rollup.write().unwrap_or_else(|e| e.into_inner());
+                let Some((_, bucket)) = self.tiers[t].remove(&start) else {
+                    continue;
+                };
+                // Its memory moves to the next tier: give it back first so the move is not
+                // refused for want of budget it is about to free.
+                bucket.release(&self.budget);
+                if let Some(next) = tier_for(start, now, t + 1) {
+                    let dst = floor(start, TIERS[next].span);
+                    with_bucket(&self.tiers[next], dst, &self.caps, |b| {
+                        b.merge_from(&bucket, &self.budget)
+                    });
+                }
+            }
+        }
+    }
+
+    /// Sums the buckets whose start lies in `[from, to)` (unix seconds).
+    pub fn snapshot(&self, from: i64, to: i64) -> Snapshot {
+        let _reading = self.rollup.read().unwrap_or_else(|e| e.into_inner());
+        let mut snap = Snapshot::default();
+        for tier in &self.tiers {
+            let starts: Vec<i64> = tier
+                .iter()
+                .map(|b| b.start)
+                .filter(|s| (from..to).contains(s))
+                .collect();
+            for start in starts {
+                if let Some(b) = tier.get(&start) {
+                    snap.add_bucket(&b);
+                }
+            }
+        }
+        snap
+    }
+
+    /// Buckets held per tier (for status and tests).
+    pub fn bucket_counts(&self) -> [usize; 3] {
+        std::array::from_fn(|t| self.tiers[t].len())
+    }
+
+    /// Requests that were too old for any tier.
+    pub fn expired(&self) -> u64 {
+        self.expired.load(Relaxed)
+    }
+
+    /// Detail memory in use and its limit, in bytes.
+    pub fn memory(&self) -> (u64, u64) {
+        (self.budget.used(), self.budget.limit())
+    }
+}
+
+/// Runs `f` on the bucket starting at `start`, creating it first if needed. The tier's
+/// read guard is held only while `f` runs on the bucket's own maps.
+fn with_bucket(tier: &Map<i64, Bucket>, start: i64, caps: &Caps, f: impl FnOnce(&Bucket)) {
+    if let Some(b) = tier.get(&start) {
+        f(&b);
+        return;
+    }
+    tier.entry(start)
+        .or_insert_with(|| Bucket::new(start, caps));
+    if let Some(b) = tier.get(&start) {
+        f(&b);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const T0: i64 = 1_700_000_040; // a minute boundary (divisible by 60)
+
+    fn obs<'a>(
+        time: i64,
+        method: &'a Method,
+        path: &'a str,
+        session: Option<&'a str>,
+    ) -> Observation<'a> {
+        Observation {
+            time,
+            method,
+            path,
+            client_ip: "10.0.0.1".parse().unwrap(),
+            session,
+            user_agent: Some("DOWNLOAD"),
+            status: Some(200),
+            server: Some("127.0.0.1:3000"),
+            request_bytes: 10,
+            response_bytes: 20,
+            latency_us: 5,
+        }
+    }
+
+    fn recorder() -> ApiRecorder {
+        ApiRecorder::new("a", Caps::default(), 128 << 20)
+    }
+
+    #[test]
+    fn a_request_on_a_boundary_counts_once() {
+        let r = recorder();
+        let get = Method::GET;
+        r.record_at(&obs(T0 - 1, &get, "/a", None), T0 + 10);
+        r.record_at(&obs(T0, &get, "/a", None), T0 + 10);
+        r.record_at(&obs(T0 + 59, &get, "/a", None), T0 + 10);
+        r.record_at(&obs(T0 + 60, &get, "/a", None), T0 + 70);
+        assert_eq!(r.snapshot(T0 - 60, T0).requests, 1);
+        assert_eq!(r.snapshot(T0, T0 + 60).requests, 2);
+        assert_eq!(r.snapshot(T0 + 60, T0 + 120).requests, 1);
+        // Adjacent windows add up to the whole.
+        let whole = r.snapshot(T0 - 60, T0 + 120).requests;
+        let parts = r.snapshot(T0 - 60, T0).requests
+            + r.snapshot(T0, T0 + 60).requests
+            + r.snapshot(T0 + 60, T0 + 120).requests;
+        assert_eq!((whole, parts), (4, 4));
+    }
+
+    #[test]
+    fn roll_up_keeps_every_count_and_the_details() {
+        let r = recorder();
+        let (get, post) = (Method::GET, Method::POST);
+        // Sixty minutes of traffic in one hour, two sessions and anonymous requests.
+        let hour = floor(T0, 3_600);
+        for m in 0..60 {
+            let t = hour + m * 60 + 5;
+            r.record_at(&obs(t, &get, "/a/x", Some("s1")), t);
+            r.record_at(&obs(t, &post, "/a/y", Some("s2")), t);
+            r.record_at(&obs(t, &get, "/a/z", None), t);
+        }
+        assert_eq!(r.bucket_counts(), [60, 0, 0]);
+        let before = r.snapshot(hour, hour + 3_600);
+
+        // A day later the minutes roll into the hour; two weeks later into the day.
+        r.compact(hour + 26 * 3_600);
+        assert_eq!(r.bucket_counts(), [0, 1, 0]);
+        let after = r.snapshot(hour, hour + 3_600);
+        assert_eq!(after, before);
+        assert_eq!(after.requests, 180);
+        assert_eq!(after.sessions.len(), 2);
+        assert_eq!(after.sessions["s1"].requests, 60);
+        assert_eq!(after.no_session_paths["/a/z"].requests, 60);
+
+        r.compact(hour + 14 * 86_400);
+        assert_eq!(r.bucket_counts(), [0, 0, 1]);
+        let day = floor(hour, 86_400);
+        assert_eq!(r.snapshot(day, day + 86_400), before);
+
+        // Past 200 days the data is gone, and so is its memory.
+        r.compact(hour + 201 * 86_400);
+        assert_eq!(r.bucket_counts(), [0, 0, 0]);
+        assert_eq!(r.memory().0, 0);
+    }
+
+    #[test]
+    fn late_records_go_to_the_tier_that_holds_their_time() {
+        let r = recorder();
+        let get = Method::GET;
+        let now = T0 + 3 * 86_400;
+        r.record_at(&obs(T0, &get, "/a", None), now);
+        assert_eq!(r.bucket_counts(), [0, 1, 0]);
+        r.record_at(&obs(T0, &get, "/a", None), T0 + 300 * 86_400);
+        assert_eq!(r.expired(), 1);
+    }
+
+    #[test]
+    fn caps_fold_the_excess_into_other_and_keep_totals() {
+        let caps = Caps {
+            sessions: 2,
+            ips: 1,
+            paths: 2,
+            user_agents: 1,
+            combinations: 100,
+        };
+        let r = ApiRecorder::new("a", caps, 128 << 20);
+        let get = Method::GET;
+        for i in 0..10 {
+            let session = format!("s{i}");
+            let path = format!("/a/{i}");
+            let mut o = obs(T0, &get, &path, Some(&session));
+            let ip: IpAddr = format!("10.0.0.{i}").parse().unwrap();
+            o.client_ip = ip;
+            r.record_at(&o, T0);
+        }
+        let s = r.snapshot(T0, T0 + 60);
+        assert_eq!(s.requests, 10);
+        assert_eq!(s.sessions.len(), 3, "two sessions and (other)");
+        assert_eq!(s.sessions["(other)"].requests, 8);
+        assert_eq!(s.ips.get(&None), Some(&9), "nine IPs beyond the cap of one");
+        assert_eq!(s.overflow.sessions, 8);
+        assert_eq!(s.overflow.paths, 8);
+    }
+
+    #[test]
+    fn the_memory_budget_bounds_detail() {
+        let r = ApiRecorder::new("a", Caps::default(), 16 * 1024);
+        let get = Method::GET;
+        for i in 0..5_000 {
+            let session = format!("session-{i}");
+            r.record_at(&obs(T0, &get, "/a", Some(&session)), T0);
+        }
+        let (used, limit) = r.memory();
+        assert!(used < limit + 1024, "used {used} of {limit}");
+        let s = r.snapshot(T0, T0 + 60);
+        assert_eq!(s.requests, 5_000);
+        assert!(s.overflow.sessions > 4_000);
+    }
+}

@@ -1,0 +1,171 @@
+//! [`Snapshot`]: the read-only sum of an API's buckets over a window, with ids resolved to
+//! values. Reports are built from it and never touch the live counters.
+//!
+//! Requests with a session are grouped by session id, requests without one by path, as
+//! the `api_metrics` report presents them. A value lost to a cap appears as `(other)` (an
+//! IP as `None`); a request without a User-Agent shows `-`.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+
+use http::Method;
+
+use super::bucket::{Bucket, Overflow, Val, resolve};
+use super::device::Device;
+
+/// Hash maps with a fast, randomly seeded hasher (the keys come from clients).
+pub type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+
+/// The label of a value lost to a cap.
+pub const OTHER: &str = "(other)";
+/// The label of a request without a User-Agent.
+pub const NO_USER_AGENT: &str = "-";
+
+/// An API's records summed over a window.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Snapshot {
+    pub requests: u64,
+    pub success: u64,
+    pub no_session: u64,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub latency_us: u64,
+    /// Per method; `None` for methods beyond the cap.
+    pub methods: HashMap<Option<Method>, u64>,
+    pub devices: [u64; Device::COUNT],
+    /// Per client IP; `None` for IPs beyond the cap.
+    pub ips: HashMap<Option<IpAddr>, u64>,
+    pub servers: HashMap<Arc<str>, u64>,
+    /// Requests with a session, by session id.
+    pub sessions: HashMap<Arc<str>, Group>,
+    /// Requests without a session, by path.
+    pub no_session_paths: HashMap<Arc<str>, Group>,
+    pub overflow: Overflow,
+}
+
+/// Adds `n` to `key`'s count, cloning the key only when it is new.
+fn bump(map: &mut HashMap<Arc<str>, u64>, key: &Arc<str>, n: u64) {
+    match map.get_mut(&**key) {
+        Some(count) => *count += n,
+        None => {
+            map.insert(key.clone(), n);
+        }
+    }
+}
+
+/// The group for `key`, created (and the key cloned) only when it is new.
+fn group_of<'m>(map: &'m mut HashMap<Arc<str>, Group>, key: &Arc<str>) -> Option<&'m mut Group> {
+    if !map.contains_key(&**key) {
+        map.insert(key.clone(), Group::default());
+    }
+    map.get_mut(&**key)
+}
+
+/// The requests of one session (or, without a session, of one path).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Group {
+    pub requests: u64,
+    pub ips: HashMap<Option<IpAddr>, IpUse>,
+    pub user_agents: HashMap<Arc<str>, u64>,
+    pub paths: HashMap<Arc<str>, u64>,
+    pub devices: [u64; Device::COUNT],
+    pub servers: HashMap<Arc<str>, u64>,
+}
+
+/// Requests from one IP within a group, and the methods they used.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct IpUse {
+    pub count: u64,
+    /// Distinct methods; `None` for a method beyond the cap.
+    pub methods: Vec<Option<Method>>,
+}
+
+impl Snapshot {
+    /// Adds one bucket (read while writers may still be adding to it).
+    pub(super) fn add_bucket(&mut self, b: &Bucket) {
+        self.requests += b.requests.load(Relaxed);
+        self.success += b.success.load(Relaxed);
+        self.no_session += b.no_session.load(Relaxed);
+        self.bytes_in += b.bytes_in.load(Relaxed);
+        self.bytes_out += b.bytes_out.load(Relaxed);
+        self.latency_us += b.latency_us.load(Relaxed);
+        for (sum, d) in self.devices.iter_mut().zip(&b.devices) {
+            *sum += d.load(Relaxed);
+        }
+        self.overflow.add(b.overflow());
+
+        for (m, n) in b.methods.counts() {
+            *self.methods.entry(Some(m)).or_default() += n;
+        }
+        if b.methods.overflow() > 0 {
+            *self.methods.entry(None).or_default() += b.methods.overflow();
+        }
+        for (ip, n) in b.ips.counts() {
+            *self.ips.entry(Some(ip)).or_default() += n;
+        }
+        if b.ips.overflow() > 0 {
+            *self.ips.entry(None).or_default() += b.ips.overflow();
+        }
+        for (s, n) in b.servers.counts() {
+            *self.servers.entry(s).or_default() += n;
+        }
+
+        let other: Arc<str> = Arc::from(OTHER);
+        let no_ua: Arc<str> = Arc::from(NO_USER_AGENT);
+        let label = |v: Val<&Arc<str>>, absent: &Arc<str>| -> Arc<str> {
+            match v {
+                Val::Is(s) => s.clone(),
+                Val::Absent => absent.clone(),
+                Val::Overflow => other.clone(),
+            }
+        };
+        let methods = b.methods.resolver();
+        let ips = b.ips.resolver();
+        let sessions = b.sessions.resolver();
+        let paths = b.paths.resolver();
+        let uas = b.uas.resolver();
+        let servers = b.servers.resolver();
+        for e in b.combos.iter() {
+            let c = *e.key();
+            let n = e.load(Relaxed);
+            let path = label(resolve(&paths, c.path), &other);
+            let group = match resolve(&sessions, c.session) {
+                Val::Absent => group_of(&mut self.no_session_paths, &path),
+                s => group_of(&mut self.sessions, &label(s, &other)),
+            };
+            let Some(group) = group else { continue };
+            group.requests += n;
+            let ip = match resolve(&ips, c.ip) {
+                Val::Is(ip) => Some(*ip),
+                _ => None,
+            };
+            let method = match resolve(&methods, c.method) {
+                Val::Is(m) => Some(m.clone()),
+                _ => None,
+            };
+            let used = group.ips.entry(ip).or_default();
+            used.count += n;
+            if !used.methods.contains(&method) {
+                used.methods.push(method);
+            }
+            bump(
+                &mut group.user_agents,
+                &label(resolve(&uas, c.ua), &no_ua),
+                n,
+            );
+            bump(&mut group.paths, &path, n);
+            if let Some(d) = group.devices.get_mut(c.device as usize) {
+                *d += n;
+            }
+            if let Val::Is(server) = resolve(&servers, c.server) {
+                bump(&mut group.servers, server, n);
+            }
+        }
+    }
+
+    /// Distinct sessions seen (values beyond the cap are not counted).
+    pub fn distinct_sessions(&self) -> usize {
+        self.sessions.keys().filter(|s| &***s != OTHER).count()
+    }
+}

@@ -1,0 +1,11 @@
+//! Reports: pure functions from a metrics [`Snapshot`](crate::metrics::Snapshot) and a
+//! query to a serde structure. No tokio, no hyper: the management API runs them (off the
+//! async threads) and serialises the result.
+//!
+//! * [`window`]: report date ranges, parsed and printed the way ASE does.
+//! * [`api_metrics`]: the `api_metrics` report (`GET /v4/abs/metrics`).
+
+pub mod api_metrics;
+pub mod window;
+
+pub use window::{Window, WindowError};

@@ -1,0 +1,251 @@
+//! The api_metrics report through the real binary: the seed's traffic replayed in inline
+//! mode, the report compared whole with the seed's, the CLI, and the error answers.
+
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use serde_json::{Value, json};
+
+use crate::support::{Backend, Enforcer, Setup, api, client, run_cli};
+
+const API: &str = "atm_app_public";
+
+/// The seed's traffic for session `session11`: (method, path suffix, count).
+const SESSION11: [(&str, &str, usize); 8] = [
+    ("POST", "post400", 218),
+    ("PUT", "put400", 18),
+    ("DELETE", "delete200", 208),
+    ("GET", "get400", 14),
+    ("PUT", "put200", 152),
+    ("DELETE", "delete400", 10),
+    ("GET", "get200", 104),
+    ("POST", "post200", 1782),
+];
+
+fn seed() -> Value {
+    serde_json::from_str(include_str!("fixtures/api_metrics_seed.json")).unwrap()
+}
+
+/// Puts a report's lists in the order docs/reports.md documents: `{value, count}` lists by
+/// count (descending) then value, sessions and request details by total then id/path,
+/// methods alphabetically.
+fn documented_order(report: &mut Value) {
+    fn by_count(list: &mut Value, key: &str) {
+        let v = list.as_array_mut().unwrap();
+        v.sort_by(|a, b| {
+            b["count"]
+                .as_u64()
+                .cmp(&a["count"].as_u64())
+                .then_with(|| a[key].as_str().cmp(&b[key].as_str()))
+        });
+    }
+    fn group(g: &mut Value) {
+        for ip in g["source_ip"].as_array_mut().unwrap() {
+            ip["method"]
+                .as_array_mut()
+                .unwrap()
+                .sort_by(|a, b| a.as_str().cmp(&b.as_str()));
+        }
+        by_count(&mut g["source_ip"], "ip");
+        by_count(&mut g["user_agent"], "user_agent");
+        if g.get("path_info").is_some() {
+            by_count(&mut g["path_info"], "path");
+        }
+        by_count(&mut g["device"], "device");
+        by_count(&mut g["server"], "server");
+    }
+    by_count(&mut report["req_resp_summary"]["servers"], "server");
+    let details = &mut report["req_resp_details"];
+    let sessions = details["session_details"].as_array_mut().unwrap();
+    sessions.iter_mut().for_each(group);
+    sessions.sort_by(|a, b| {
+        b["total_requests"]
+            .as_u64()
+            .cmp(&a["total_requests"].as_u64())
+            .then_with(|| a["session_id"].as_str().cmp(&b["session_id"].as_str()))
+    });
+    let requests = details["no_session"]["request_details"]
+        .as_array_mut()
+        .unwrap();
+    requests.iter_mut().for_each(group);
+}
+
+/// Replays the seed's 2508 requests (session11 from 127.0.0.1 with the seed's per-path counts;
+/// `session_protocol`, whose request reaches no server; one request from 3.1.1.4 without a
+/// session through a trusted X-Forwarded-For) and compares the whole report with the seed's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seed_traffic_gives_the_seed_report() {
+    let b = Backend::start("atm").await;
+    let mut def = api("/atm_app_public", "*", &[b.addr]);
+    def["cookie"] = json!("session_id");
+    def["health_check"] = json!(true);
+    def["health_check_interval"] = json!(1);
+    def["health_retry_count"] = json!(1);
+    def["health_url"] = json!("/atm_app_public/health");
+    let e = Enforcer::start(&Setup::inline().set("enable_xff", "true").api(API, def));
+    let c = client();
+    let url = |suffix: &str| e.url(&format!("/atm_app_public/{suffix}"));
+
+    // session_protocol: its one request finds every server out of rotation (503, no server).
+    b.set_healthy(false);
+    assert!(e.wait_for_log("taken out of rotation", Duration::from_secs(15)));
+    let r = c
+        .get(url("get400"))
+        .header("cookie", "session_id=session_protocol")
+        .header("user-agent", "DOWNLOAD")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 503);
+    b.set_healthy(true);
+    assert!(e.wait_for_log("back in rotation", Duration::from_secs(15)));
+
+    // session11: 2506 requests, eight at a time.
+    let mut jobs = Vec::new();
+    for (method, suffix, count) in SESSION11 {
+        for _ in 0..count {
+            jobs.push((method, suffix));
+        }
+    }
+    let results: Vec<u16> = futures_util::stream::iter(jobs)
+        .map(|(method, suffix)| {
+            let req = c
+                .request(method.parse().unwrap(), url(suffix))
+                .header("cookie", "theme=dark; session_id=session11")
+                .header("user-agent", "DOWNLOAD")
+                .send();
+            async move { req.await.unwrap().status().as_u16() }
+        })
+        .buffer_unordered(8)
+        .collect()
+        .await;
+    assert_eq!(results.len(), 2506);
+    assert_eq!(results.iter().filter(|s| **s / 100 == 2).count(), 2246);
+
+    // One request without a session from 3.1.1.4, through a proxy enforcer trusts.
+    let r = c
+        .get(url("get400"))
+        .header("x-forwarded-for", "3.1.1.4")
+        .header("user-agent", "DOWNLOAD")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+
+    let resp = c
+        .get(e.admin_url(&format!(
+            "/v4/abs/metrics?api={API}&earlier_date=2000-01-01&later_date=2100-01-01"
+        )))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let text = resp.text().await.unwrap();
+
+    let mut expected = seed();
+    expected["earlier_date"] = json!("Sat Jan 01 00:00:00:000 2000");
+    expected["later_date"] = json!("Fri Jan 01 00:00:00:000 2100");
+    documented_order(&mut expected);
+    let expected = serde_json::to_string_pretty(&expected)
+        .unwrap()
+        .replace("127.0.0.1:3000", &b.addr.to_string());
+    let actual =
+        serde_json::to_string_pretty(&serde_json::from_str::<Value>(&text).unwrap()).unwrap();
+    assert_eq!(actual, expected, "the report differs from the seed");
+
+    // The CLI asks the running instance (found through the config directory) for the same.
+    let dir = e.config_dir().to_str().unwrap().to_string();
+    let (status, stdout, stderr) = run_cli(&[
+        "report",
+        "api-metrics",
+        "--api",
+        API,
+        "--from",
+        "2000-01-01",
+        "--to",
+        "2100-01-01",
+        "--config",
+        &dir,
+    ]);
+    assert!(status.success(), "{stderr}");
+    let cli: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(serde_json::to_string_pretty(&cli).unwrap(), actual);
+}
+
+/// Unknown API: 404 with a JSON error; bad or missing parameters: 400 naming the parameter;
+/// without dates the report covers the last 24 hours; the CLI reports a stopped instance clearly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn report_errors_and_default_window() {
+    let b = Backend::start("b").await;
+    let mut def = api("/shop", "*", &[b.addr]);
+    def["cookie"] = json!("sid");
+    let e = Enforcer::start(&Setup::inline().api("shop", def));
+    let c = client();
+    assert_eq!(
+        c.get(e.url("/shop/get200")).send().await.unwrap().status(),
+        200
+    );
+
+    let get = |q: &str| c.get(e.admin_url(&format!("/v4/abs/metrics{q}"))).send();
+    let r = get("?api=nope").await.unwrap();
+    assert_eq!(r.status(), 404);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"], "unknown_api");
+
+    for (q, param) in [
+        ("", "api"),
+        ("?api=shop&earlier_date=yesterday", "earlier_date"),
+        ("?api=shop&later_date=2018-13-01", "later_date"),
+        (
+            "?api=shop&earlier_date=2018-02-14&later_date=2018-02-13",
+            "earlier_date",
+        ),
+    ] {
+        let r = get(q).await.unwrap();
+        assert_eq!(r.status(), 400, "{q}");
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(body["parameter"], param, "{q}: {body}");
+    }
+
+    // No dates: the last 24 hours, which holds the request just made.
+    let r: Value = get("?api=shop").await.unwrap().json().await.unwrap();
+    assert_eq!(r["req_resp_summary"]["total_requests"], 1);
+    assert_eq!(r["req_resp_summary"]["no_sessions"], 1);
+    // A window in the past holds nothing.
+    let r: Value = get("?api=shop&earlier_date=2018-02-13T18:00&later_date=2018-02-18T18:00+00:00")
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(r["req_resp_summary"]["total_requests"], 0);
+    assert_eq!(r["earlier_date"], "Tue Feb 13 18:00:00:000 2018");
+    assert_eq!(r["later_date"], "Sun Feb 18 18:00:00:000 2018");
+
+    let (status, _, stderr) = run_cli(&[
+        "report",
+        "api-metrics",
+        "--api",
+        "nope",
+        "--config",
+        e.config_dir().to_str().unwrap(),
+    ]);
+    assert_eq!(status.code(), Some(1));
+    assert!(stderr.contains("API \"nope\" is not defined"), "{stderr}");
+
+    // Once the instance is gone, the CLI says so instead of hanging or panicking.
+    let dir = e.config_dir().to_path_buf();
+    let mut e = e;
+    e.signal("TERM");
+    assert!(e.wait(Duration::from_secs(10)).success());
+    let (status, _, stderr) = run_cli(&[
+        "report",
+        "api-metrics",
+        "--api",
+        "shop",
+        "--config",
+        dir.to_str().unwrap(),
+    ]);
+    assert_eq!(status.code(), Some(1));
+    assert!(stderr.contains("no running enforcer found"), "{stderr}");
+}
