@@ -15,6 +15,7 @@ use tokio::sync::mpsc;
 use crate::config::{Config, ConfigError, Settings, Timezone, Warning};
 use crate::metrics::{Caps, Metrics};
 use crate::pipeline::Pipeline;
+use crate::sideband::Sideband;
 use crate::tls::{self, TlsError};
 
 /// Shared state of a running enforcer.
@@ -22,6 +23,7 @@ pub struct App {
     pub config_dir: PathBuf,
     pub settings: Settings,
     pub pipeline: Pipeline,
+    pub sideband: Sideband,
     pub server_tls: Arc<rustls::ServerConfig>,
     pub upstream_tls: Arc<rustls::ClientConfig>,
     pub warnings: Vec<Warning>,
@@ -58,7 +60,11 @@ impl App {
             Timezone::Utc => jiff::tz::TimeZone::UTC,
             Timezone::Local => jiff::tz::TimeZone::system(),
         };
+        let sideband = Sideband::new(s, &s.data_dir).map_err(|e| ConfigError::State {
+            reason: e.to_string(),
+        })?;
         Ok(App {
+            sideband,
             timezone,
             pipeline: Pipeline::new(&config, metrics),
             config_dir: config.dir,

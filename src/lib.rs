@@ -8,6 +8,7 @@
 //! * [`tls`]: rustls configs (one crypto provider, ring, named explicitly).
 //! * [`server`]: listeners, the worker model, connection life and graceful shutdown.
 //! * [`proxy`]: inline mode, the reverse proxy: handler → forward → respond.
+//! * [`sideband`]: sideband mode, ASE's decision service for gateways: wire → handler.
 //! * [`pipeline`]: the one model of a request both modes share: [`pipeline::Exchange`]
 //!   and the phases `route`, `on_request → Decision`, `on_response`, `on_complete`.
 //! * [`metrics`]: the only writer: per-API time buckets of lock-free counters, and the
@@ -26,4 +27,5 @@ pub mod pipeline;
 pub mod proxy;
 pub mod reports;
 pub mod server;
+pub mod sideband;
 pub mod tls;

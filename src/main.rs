@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::{Args, Parser, Subcommand};
+use http::Method;
 
 use enforcer::admin::client::Client;
 use enforcer::app::App;
@@ -33,6 +34,51 @@ enum Command {
     /// Ask the running instance for a report (printed as JSON).
     #[command(subcommand)]
     Report(Report),
+    /// Sideband authentication of the running instance: ASE-Tokens and the switch.
+    #[command(subcommand)]
+    Sideband(Sideband),
+}
+
+#[derive(Subcommand)]
+enum Sideband {
+    /// The ASE-Tokens gateways may present.
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// Require an ASE-Token on sideband calls (enable), stop requiring it (disable), or
+    /// show the setting (status).
+    Authentication {
+        #[arg(value_enum)]
+        action: AuthAction,
+        #[command(flatten)]
+        dir: ConfigDir,
+    },
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Create a random token and print it.
+    Create(ConfigDir),
+    /// Add a token chosen elsewhere (32 lowercase letters and digits).
+    Import {
+        token: String,
+        #[command(flatten)]
+        dir: ConfigDir,
+    },
+    /// List the valid tokens.
+    List(ConfigDir),
+    /// Delete a token.
+    Delete {
+        token: String,
+        #[command(flatten)]
+        dir: ConfigDir,
+    },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum AuthAction {
+    Enable,
+    Disable,
+    Status,
 }
 
 #[derive(Subcommand)]
@@ -77,7 +123,106 @@ fn main() -> ExitCode {
             }
             ask(&dir.config, &format!("/v4/abs/metrics?{}", query.finish()))
         }
+        Command::Sideband(cmd) => sideband(cmd),
     }
+}
+
+const TOKEN_PATH: &str = "/v5/ase/sideband/token";
+
+fn sideband(cmd: Sideband) -> ExitCode {
+    let (dir, method, path, body) = match &cmd {
+        Sideband::Token(TokenCommand::Create(dir)) => {
+            (dir, Method::POST, TOKEN_PATH.to_string(), None)
+        }
+        Sideband::Token(TokenCommand::Import { token, dir }) => {
+            (dir, Method::PUT, TOKEN_PATH.into(), Some(token))
+        }
+        Sideband::Token(TokenCommand::List(dir)) => (dir, Method::GET, TOKEN_PATH.into(), None),
+        Sideband::Token(TokenCommand::Delete { token, dir }) => {
+            (dir, Method::DELETE, TOKEN_PATH.into(), Some(token))
+        }
+        Sideband::Authentication { action, dir } => {
+            let (method, query) = match action {
+                AuthAction::Enable => (Method::POST, "?status=enable"),
+                AuthAction::Disable => (Method::POST, "?status=disable"),
+                AuthAction::Status => (Method::GET, ""),
+            };
+            (
+                dir,
+                method,
+                format!("/v5/ase/sideband/authentication{query}"),
+                None,
+            )
+        }
+    };
+    let body = body
+        .map(|t| serde_json::json!({ "token": t }).to_string())
+        .unwrap_or_default();
+    let answer = match call(&dir.config, method, &path, body) {
+        Ok(v) => v,
+        Err(code) => return code,
+    };
+    match cmd {
+        Sideband::Token(TokenCommand::Create(_)) => {
+            println!(
+                "Sideband token {} created.",
+                answer["token"].as_str().unwrap_or_default()
+            );
+        }
+        Sideband::Token(TokenCommand::List(_)) => {
+            let tokens = answer["tokens"].as_array().cloned().unwrap_or_default();
+            if tokens.is_empty() {
+                println!("No sideband tokens.");
+            }
+            for (i, t) in tokens.iter().enumerate() {
+                println!(
+                    "{}) token : {}, created : {}",
+                    i + 1,
+                    t["token"].as_str().unwrap_or_default(),
+                    t["created"].as_str().unwrap_or_default()
+                );
+            }
+        }
+        _ => println!("{}", answer["status_message"].as_str().unwrap_or_default()),
+    }
+    ExitCode::SUCCESS
+}
+
+/// Sends one request to the instance running on config `dir`; the JSON answer on success,
+/// or the exit code after printing why not.
+fn call(
+    dir: &std::path::Path,
+    method: Method,
+    path: &str,
+    body: String,
+) -> Result<serde_json::Value, ExitCode> {
+    let answer = Client::for_config(dir).and_then(|c| c.send(method, path, body.into()));
+    match answer {
+        Ok((status, body)) if status.is_success() => serde_json::from_slice(&body).map_err(|e| {
+            eprintln!("enforcer: the management API answered something that is not JSON: {e}");
+            ExitCode::from(1)
+        }),
+        Ok((status, body)) => {
+            eprintln!("enforcer: {status}: {}", message(&body));
+            Err(ExitCode::from(1))
+        }
+        Err(e) => {
+            eprintln!("enforcer: {e}");
+            Err(ExitCode::from(1))
+        }
+    }
+}
+
+/// The `message` of a management API error body (or the body itself).
+fn message(body: &[u8]) -> String {
+    serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| {
+            v.get("message")
+                .and_then(|m| m.as_str())
+                .map(str::to_string)
+        })
+        .unwrap_or_else(|| String::from_utf8_lossy(body).into_owned())
 }
 
 /// GETs `path` from the instance running on config `dir` and prints the answer.
@@ -89,15 +234,7 @@ fn ask(dir: &std::path::Path, path: &str) -> ExitCode {
             ExitCode::SUCCESS
         }
         Ok((status, body)) => {
-            let message = serde_json::from_slice::<serde_json::Value>(&body)
-                .ok()
-                .and_then(|v| {
-                    v.get("message")
-                        .and_then(|m| m.as_str())
-                        .map(str::to_string)
-                })
-                .unwrap_or_else(|| String::from_utf8_lossy(&body).into_owned());
-            eprintln!("enforcer: {status}: {message}");
+            eprintln!("enforcer: {status}: {}", message(&body));
             ExitCode::from(1)
         }
         Err(e) => {

@@ -50,7 +50,9 @@ use crate::admin::{self, client::Instance};
 use crate::app::App;
 use crate::config::{Mode, RuntimeShape};
 use crate::metrics::unix_secs;
+use crate::proxy::body::ProxyBody;
 use crate::proxy::{self, Conn, Inline};
+use crate::sideband::{self, Caller};
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -66,8 +68,6 @@ pub enum ServerError {
     Runtime(#[source] io::Error),
     #[error("cannot install signal handlers: {0}")]
     Signals(#[source] io::Error),
-    #[error("sideband mode is not available in this build")]
-    SidebandUnavailable,
     #[error("data_dir {}: {source}", path.display())]
     DataDir {
         path: std::path::PathBuf,
@@ -87,9 +87,6 @@ pub struct Addresses {
 /// Binds every port, starts the workers, prints the ready line and serves until a
 /// shutdown signal has been handled. Returns once the drain is over.
 pub fn run(app: Arc<App>) -> Result<(), ServerError> {
-    if app.settings.mode == Mode::Sideband {
-        return Err(ServerError::SidebandUnavailable);
-    }
     let s = &app.settings;
     let instance_file = Instance::path(&s.data_dir);
     std::fs::create_dir_all(&s.data_dir).map_err(|source| ServerError::DataDir {
@@ -233,6 +230,9 @@ impl Control {
         let mut background =
             proxy::health::spawn(checker, &app.pipeline.apis(), app.settings.upstream_timeout);
         background.push(tokio::spawn(compact_every_minute(app.clone())));
+        if app.settings.mode == Mode::Sideband {
+            background.push(tokio::spawn(sweep_pending(app.clone())));
+        }
         match admin_listener.map(TcpListener::from_std) {
             Some(Ok(l)) => {
                 tokio::spawn(admin::serve(app.clone(), l, stopping));
@@ -257,6 +257,15 @@ impl Control {
             tracing::warn!("{again} during shutdown: exiting now");
             std::process::exit(130);
         });
+    }
+}
+
+/// Records sideband requests whose response call never came (see `sideband::correlate`).
+async fn sweep_pending(app: Arc<App>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        sideband::handler::sweep(&app);
     }
 }
 
@@ -375,7 +384,7 @@ fn bind_one(addr: SocketAddr, reuse_port: bool) -> io::Result<std::net::TcpListe
 /// What one worker needs to serve its connections.
 struct Worker {
     app: Arc<App>,
-    inline: Arc<Inline>,
+    plane: Plane,
     h1: http1::Builder,
     h2: http2::Builder<TokioExecutor>,
     tls: TlsAcceptor,
@@ -399,8 +408,12 @@ async fn worker(
     h2.timer(TokioTimer::new())
         .max_concurrent_streams(256)
         .max_header_list_size(s.max_header_size as u32);
+    let plane = match app.settings.mode {
+        Mode::Inline => Plane::Inline(Arc::new(Inline::new(app.clone()))),
+        Mode::Sideband => Plane::Sideband,
+    };
     let w = Arc::new(Worker {
-        inline: Arc::new(Inline::new(app.clone())),
+        plane,
         tls: TlsAcceptor::from(app.server_tls.clone()),
         app: app.clone(),
         h1,
@@ -452,13 +465,20 @@ async fn accept_loop(w: Arc<Worker>, listener: TcpListener, tls: bool, drain: mp
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let conn = Arc::new(Conn {
-            inline: w.inline.clone(),
-            peer,
-            tls,
-            live,
-        });
-        tokio::spawn(serve(w.clone(), stream, conn));
+        let handler = match &w.plane {
+            Plane::Inline(inline) => Handler::Inline(Arc::new(Conn {
+                inline: inline.clone(),
+                peer,
+                tls,
+                live,
+            })),
+            Plane::Sideband => Handler::Sideband(Arc::new(Caller {
+                app: w.app.clone(),
+                peer,
+                live,
+            })),
+        };
+        tokio::spawn(serve(w.clone(), stream, peer, tls, handler));
     }
 }
 
@@ -470,19 +490,38 @@ enum Proto {
     H2,
 }
 
-async fn serve(w: Arc<Worker>, mut stream: TcpStream, conn: Arc<Conn>) {
+/// What the data ports serve on a worker.
+enum Plane {
+    Inline(Arc<Inline>),
+    Sideband,
+}
+
+/// Where one connection's requests go.
+#[derive(Clone)]
+enum Handler {
+    Inline(Arc<Conn>),
+    Sideband(Arc<Caller>),
+}
+
+async fn serve(
+    w: Arc<Worker>,
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    tls: bool,
+    handler: Handler,
+) {
     let activity = Arc::new(Activity::new());
     let s = &w.app.settings;
-    if conn.tls {
+    if tls {
         let accepted = tokio::time::timeout(s.tls_handshake_timeout, w.tls.accept(stream)).await;
         let tls = match accepted {
             Ok(Ok(tls)) => tls,
             Ok(Err(e)) => {
-                tracing::debug!(peer = %conn.peer, "TLS handshake failed: {e}");
+                tracing::debug!(%peer, "TLS handshake failed: {e}");
                 return;
             }
             Err(_) => {
-                tracing::debug!(peer = %conn.peer, "TLS handshake timed out");
+                tracing::debug!(%peer, "TLS handshake timed out");
                 return;
             }
         };
@@ -491,14 +530,14 @@ async fn serve(w: Arc<Worker>, mut stream: TcpStream, conn: Arc<Conn>) {
             _ => Proto::H1,
         };
         let io = ConnIo::new(tls, Bytes::new(), activity.clone());
-        drive(&w, io, proto, conn, &activity).await;
+        drive(&w, io, proto, handler, &activity).await;
     } else {
         let sniffed = tokio::time::timeout(s.header_read_timeout, sniff(&mut stream)).await;
         let Ok(Ok((proto, prefix))) = sniffed else {
             return;
         };
         let io = ConnIo::new(stream, prefix, activity.clone());
-        drive(&w, io, proto, conn, &activity).await;
+        drive(&w, io, proto, handler, &activity).await;
     }
 }
 
@@ -519,13 +558,20 @@ async fn sniff(stream: &mut TcpStream) -> io::Result<(Proto, Bytes)> {
     }
 }
 
-async fn drive<I>(w: &Worker, io: ConnIo<I>, proto: Proto, conn: Arc<Conn>, activity: &Activity)
+async fn drive<I>(w: &Worker, io: ConnIo<I>, proto: Proto, handler: Handler, activity: &Activity)
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let svc = service_fn(move |req| {
-        let conn = conn.clone();
-        async move { Ok::<_, Infallible>(proxy::handle(conn, req).await) }
+        let handler = handler.clone();
+        async move {
+            Ok::<_, Infallible>(match handler {
+                Handler::Inline(conn) => proxy::handle(conn, req).await,
+                Handler::Sideband(caller) => {
+                    sideband::handle(caller, req).await.map(ProxyBody::local)
+                }
+            })
+        }
     });
     let io = TokioIo::new(io);
     let mut stop = w.stop.clone();

@@ -6,9 +6,16 @@
 //! | method and path | what | answers |
 //! |---|---|---|
 //! | `GET /v4/abs/metrics?api=NAME[&earlier_date=D1][&later_date=D2]` | the `api_metrics` report (`docs/reports.md`) | 200 report; 400 missing `api` or bad date (names the parameter); 404 unknown API |
+//! | `GET /v5/ase/sideband/authentication` | whether sideband calls need an `ASE-Token` | `{"status":"enabled","status_message":"Sideband authentication is enabled"}` |
+//! | `POST /v5/ase/sideband/authentication?status=enable\|disable` | turn it on or off (persisted) | as above; 400 for another `status` |
+//! | `GET /v5/ase/sideband/token` | list the valid tokens | `{"tokens":[{"token":"…","created":"…"}]}` |
+//! | `POST /v5/ase/sideband/token` | create a random token | `{"status":"token_created","token":"…"}` |
+//! | `PUT /v5/ase/sideband/token` `{"token":"…"}` | import a token (32 lowercase letters and digits) | `{"status":"success","status_message":"Sideband token … imported."}`; 400 invalid; 409 exists |
+//! | `DELETE /v5/ase/sideband/token` `{"token":"…"}` | delete a token | `{"status":"success","status_message":"Sideband token … deleted."}`; 404 unknown |
 //!
-//! Any other path answers 404, a known path with another method 405. Errors are
-//! `{"error": "<code>", "message": "<text>"}`, plus `"parameter"` when one is at fault.
+//! The sideband paths also answer under `/v4/ase/...`. Any other path answers 404, a
+//! known path with another method 405. Errors are `{"error": "<code>", "message":
+//! "<text>"}`, plus `"parameter"` when one is at fault.
 
 pub mod client;
 
@@ -19,7 +26,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http::header::{CONTENT_TYPE, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
-use http_body_util::Full;
+use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -29,6 +36,7 @@ use tokio::sync::watch;
 
 use crate::app::App;
 use crate::reports::{self, Window};
+use crate::sideband::tokens::TokenError;
 
 type Body = Full<Bytes>;
 
@@ -66,19 +74,140 @@ pub async fn serve(app: Arc<App>, listener: TcpListener, mut stop: watch::Receiv
 /// Routes one management request.
 pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Response<Body> {
     let query = Query::parse(req.uri().query());
-    match (req.method(), req.uri().path()) {
+    let method = req.method().clone();
+    let full_path = req.uri().path().to_string();
+    // The sideband endpoints answer under ASE's /v5 prefix and under /v4.
+    let path = full_path
+        .strip_prefix("/v5/ase/sideband/")
+        .or_else(|| full_path.strip_prefix("/v4/ase/sideband/"))
+        .map_or(full_path.as_str(), |rest| rest);
+    match (&method, path) {
         (&Method::GET, "/v4/abs/metrics") => api_metrics(app, &query).await,
-        (_, "/v4/abs/metrics") => error(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "method_not_allowed",
-            "use GET".into(),
+        (_, "/v4/abs/metrics") => not_allowed("GET"),
+        (&Method::GET, "authentication") => sideband_authentication(&app),
+        (&Method::POST, "authentication") => match query.get("status") {
+            Some(s @ ("enable" | "disable")) => {
+                let on = s == "enable";
+                let store = app.clone();
+                match blocking(move || store.sideband.tokens.set_required(on)).await {
+                    Ok(()) => sideband_authentication(&app),
+                    Err(e) => token_error(e),
+                }
+            }
+            _ => bad_parameter("status", "status: use enable or disable".into()),
+        },
+        (_, "authentication") => not_allowed("GET, POST"),
+        (&Method::GET, "token") => json(
+            StatusCode::OK,
+            &serde_json::json!({ "tokens": app.sideband.tokens.list() }),
         ),
-        (_, path) => error(
+        (&Method::POST, "token") => match blocking(move || app.sideband.tokens.create()).await {
+            Ok(token) => json(
+                StatusCode::OK,
+                &serde_json::json!({ "status": "token_created", "token": token }),
+            ),
+            Err(e) => token_error(e),
+        },
+        (&Method::PUT | &Method::DELETE, "token") => {
+            let token = match token_body(req).await {
+                Ok(t) => t,
+                Err(resp) => return resp,
+            };
+            let importing = method == Method::PUT;
+            let t = token.clone();
+            let done = blocking(move || {
+                if importing {
+                    app.sideband.tokens.import(&t)
+                } else {
+                    app.sideband.tokens.delete(&t)
+                }
+            })
+            .await;
+            let verb = if importing { "imported" } else { "deleted" };
+            match done {
+                Ok(()) => json(
+                    StatusCode::OK,
+                    &serde_json::json!({
+                        "status": "success",
+                        "status_message": format!("Sideband token {token} {verb}."),
+                    }),
+                ),
+                Err(e) => token_error(e),
+            }
+        }
+        (_, "token") => not_allowed("GET, POST, PUT, DELETE"),
+        _ => error(
             StatusCode::NOT_FOUND,
             "not_found",
-            format!("no endpoint {path}"),
+            format!("no endpoint {full_path}"),
         ),
     }
+}
+
+fn sideband_authentication(app: &App) -> Response<Body> {
+    let state = if app.sideband.tokens.required() {
+        "enabled"
+    } else {
+        "disabled"
+    };
+    json(
+        StatusCode::OK,
+        &serde_json::json!({
+            "status": state,
+            "status_message": format!("Sideband authentication is {state}"),
+        }),
+    )
+}
+
+fn token_error(e: TokenError) -> Response<Body> {
+    let (status, code) = match &e {
+        TokenError::Invalid => (StatusCode::BAD_REQUEST, "invalid_token"),
+        TokenError::Exists(_) => (StatusCode::CONFLICT, "token_exists"),
+        TokenError::NotFound(_) => (StatusCode::NOT_FOUND, "unknown_token"),
+        TokenError::Store { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "store_failed"),
+    };
+    error(status, code, e.to_string())
+}
+
+/// The `{"token": "..."}` body of a token import or delete.
+async fn token_body(req: Request<Incoming>) -> Result<String, Response<Body>> {
+    #[derive(serde::Deserialize)]
+    struct TokenBody {
+        token: String,
+    }
+    let bytes = match Limited::new(req.into_body(), 64 * 1024).collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(e) => {
+            return Err(error(
+                StatusCode::BAD_REQUEST,
+                "bad_body",
+                format!("cannot read the body: {e}"),
+            ));
+        }
+    };
+    serde_json::from_slice::<TokenBody>(&bytes)
+        .map(|b| b.token)
+        .map_err(|e| bad_parameter("token", format!("expected {{\"token\": \"...\"}}: {e}")))
+}
+
+/// Runs file-writing work off the async threads.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, TokenError> + Send + 'static,
+) -> Result<T, TokenError> {
+    tokio::task::spawn_blocking(f).await.unwrap_or_else(|e| {
+        Err(TokenError::Store {
+            file: std::path::PathBuf::from("(background task)"),
+            reason: e.to_string(),
+        })
+    })
+}
+
+fn not_allowed(allow: &str) -> Response<Body> {
+    error(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!("use {allow}"),
+    )
 }
 
 async fn api_metrics(app: Arc<App>, q: &Query) -> Response<Body> {

@@ -99,6 +99,12 @@ pub struct Settings {
     pub metrics_max_combinations: u32,
     /// Detail memory per API when its definition sets no `api_memory_size`.
     pub metrics_api_memory: u64,
+    /// Largest sideband call body accepted (413 beyond).
+    pub sideband_max_body: usize,
+    /// Allowed sideband requests kept waiting for their response call.
+    pub sideband_pending_max: usize,
+    /// How long one waits before it is recorded without a response.
+    pub sideband_pending_ttl: Duration,
 }
 
 impl Settings {
@@ -142,6 +148,9 @@ impl Settings {
             metrics_max_user_agents: 1_000,
             metrics_max_combinations: 50_000,
             metrics_api_memory: 128 << 20,
+            sideband_max_body: 64 * 1024,
+            sideband_pending_max: 100_000,
+            sideband_pending_ttl: Duration::from_secs(120),
         }
     }
 
@@ -309,6 +318,17 @@ impl Settings {
                     return Err(format!("{value:?} is below the minimum of 1mb"));
                 }
             }
+            "sideband_max_body" => {
+                let n = parse_bytes(value)?;
+                if !(1024..=64 << 20).contains(&n) {
+                    return Err(format!("{value:?} is outside 1kb..64mb"));
+                }
+                self.sideband_max_body = n as usize;
+            }
+            "sideband_pending_max" => {
+                self.sideband_pending_max = parse_count(value, 1, 10_000_000)?
+            }
+            "sideband_pending_ttl" => self.sideband_pending_ttl = parse_positive(value)?,
             _ if ASE_ONLY_KEYS.contains(&key) => return Ok(Applied::AseOnly),
             _ => return Ok(Applied::Unknown),
         }

@@ -40,6 +40,9 @@ pub enum ConfigError {
         key: String,
         reason: String,
     },
+    /// Saved state in the data directory that cannot be used.
+    #[error("{reason}")]
+    State { reason: String },
     #[error("{} and {}: both define hostname {hostname} with url {url}", first.display(), second.display())]
     DuplicateApi {
         first: PathBuf,

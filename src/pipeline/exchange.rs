@@ -52,6 +52,10 @@ pub struct Exchange {
     pub user_agent: Option<HeaderValue>,
     /// The value of the API's session cookie, if the request carried it.
     pub session: Option<String>,
+    /// The user, when the caller said who it is (sideband `user_info`).
+    pub username: Option<String>,
+    /// The OAuth client, when the caller said (sideband `user_info`).
+    pub client_id: Option<String>,
     /// The response status the client got; `None` if it never got one.
     pub status: Option<StatusCode>,
     /// The backend that was reached; `None` if none was.
@@ -85,6 +89,8 @@ impl Exchange {
             client_ip: peer_ip,
             user_agent: None,
             session: None,
+            username: None,
+            client_id: None,
             status: None,
             upstream: None,
             request_bytes: 0,

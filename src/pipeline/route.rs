@@ -19,6 +19,20 @@ use crate::config::api::strip_port;
 use crate::config::{ApiDef, HostMatch};
 use crate::metrics::{ApiRecorder, Metrics};
 
+/// An origin-form path without dot segments, raw or percent-encoded: `..` must never reach
+/// API matching, where it could climb out of one API's base path into another's.
+pub fn well_formed_path(path: &str) -> bool {
+    path.starts_with('/') && !path.split('/').any(is_dot_segment)
+}
+
+fn is_dot_segment(seg: &str) -> bool {
+    if !seg.contains('.') && !seg.contains('%') {
+        return false;
+    }
+    let decoded = seg.to_ascii_lowercase().replace("%2e", ".");
+    decoded == "." || decoded == ".."
+}
+
 /// Why no API matched.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum RouteError {

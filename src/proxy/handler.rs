@@ -18,6 +18,7 @@ use super::forward::{ClientSide, ForwardError, strip_hop_by_hop, upstream_reques
 use super::respond::{Answer, answer};
 use super::{Conn, tunnel};
 use crate::config::{Mode, Protocol};
+use crate::pipeline::route::well_formed_path;
 use crate::pipeline::{Api, Decision, Exchange, RouteError, Server, Upstream};
 
 /// Handles one request on an inline data port. Never fails: every outcome is a response.
@@ -36,7 +37,7 @@ pub async fn handle(conn: Arc<Conn>, req: Request<Incoming>) -> Response<ProxyBo
         let Ok(host) = request_host(&parts) else {
             return answer(Answer::MalformedRequest, version);
         };
-        if !well_formed_path(&parts) {
+        if !well_formed_path(parts.uri.path()) {
             return answer(Answer::MalformedRequest, version);
         }
         match app.pipeline.route(host, parts.uri.path()) {
@@ -173,19 +174,6 @@ fn request_host(parts: &http::request::Parts) -> Result<Option<&str>, ()> {
     }
 }
 
-/// An origin-form path without dot segments, raw or percent-encoded: `..` must never reach
-/// API matching, where it could climb out of one API's base path into another's.
-fn well_formed_path(parts: &http::request::Parts) -> bool {
-    let path = parts.uri.path();
-    path.starts_with('/') && !path.split('/').any(is_dot_segment)
-}
-
-fn is_dot_segment(seg: &str) -> bool {
-    let lower = seg.to_ascii_lowercase();
-    let decoded = lower.replace("%2e", ".");
-    decoded == "." || decoded == ".."
-}
-
 fn is_websocket_upgrade(parts: &http::request::Parts) -> bool {
     let has_token = |name, token: &str| {
         parts.headers.get_all(name).iter().any(|v| {
@@ -210,7 +198,7 @@ mod tests {
     fn dot_segments_are_malformed_in_any_spelling() {
         for p in ["/a/../b", "/a/%2e%2e/b", "/a/.%2E/b", "/a/./b", "/.."] {
             let p = parts(Request::get(p).header(HOST, "h").body(()).unwrap());
-            assert!(!well_formed_path(&p));
+            assert!(!well_formed_path(p.uri.path()));
         }
         let ok = parts(
             Request::get("/a/..b/c.d")
@@ -218,7 +206,7 @@ mod tests {
                 .body(())
                 .unwrap(),
         );
-        assert!(well_formed_path(&ok));
+        assert!(well_formed_path(ok.uri.path()));
     }
 
     #[test]

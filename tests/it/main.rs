@@ -5,4 +5,5 @@
 
 mod inline;
 mod reports;
+mod sideband;
 mod support;

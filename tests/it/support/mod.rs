@@ -55,6 +55,11 @@ impl Setup {
         }
     }
 
+    /// Sideband mode on free loopback ports (no backend needed).
+    pub fn sideband() -> Setup {
+        Setup::inline().set("mode", "sideband")
+    }
+
     /// Sets (or replaces) an `ase.conf` key.
     pub fn set(mut self, key: &str, value: &str) -> Setup {
         self.conf.retain(|(k, _)| k != key);

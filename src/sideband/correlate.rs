@@ -1,0 +1,210 @@
+//! Pending sideband exchanges: requests allowed by `/ase/request`, waiting for the
+//! gateway's `/ase/response` with the same `X-CorrelationID`.
+//!
+//! Bounded two ways, so a gateway that never sends response calls cannot exhaust memory:
+//! at most `sideband_pending_max` entries (the oldest is evicted to make room), each kept
+//! at most `sideband_pending_ttl` (a sweeper removes expired ones every second). An evicted
+//! or expired exchange is not lost: it completes without a response status and is
+//! recorded like any other. The table is split into shards, each behind its own mutex
+//! held only for a map operation, so the two calls of one exchange may arrive on any
+//! connection or worker.
+
+use std::collections::{BTreeMap, HashMap};
+use std::hash::BuildHasher;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use crate::pipeline::Exchange;
+
+const SHARDS: usize = 16;
+
+/// Counters of the table's life, for status and metrics.
+#[derive(Debug, Default)]
+pub struct PendingStats {
+    /// Evicted because the table was full.
+    pub evicted: AtomicU64,
+    /// Removed because no response call came within the TTL.
+    pub expired: AtomicU64,
+    /// A request call reused a correlation id still pending; the older exchange completed.
+    pub replaced: AtomicU64,
+    /// Response calls without a correlation id, or with one that is not pending.
+    pub uncorrelated: AtomicU64,
+}
+
+struct Entry {
+    seq: u64,
+    ex: Exchange,
+}
+
+#[derive(Default)]
+struct Shard {
+    by_id: HashMap<Arc<str>, Entry>,
+    /// Insertion order: seq → (deadline, id).
+    by_age: BTreeMap<u64, (Instant, Arc<str>)>,
+    next_seq: u64,
+}
+
+/// The pending table.
+pub struct Pending {
+    shards: Box<[Mutex<Shard>]>,
+    per_shard: usize,
+    ttl: Duration,
+    hasher: foldhash::fast::RandomState,
+    pub stats: PendingStats,
+}
+
+impl Pending {
+    pub fn new(max: usize, ttl: Duration) -> Pending {
+        Pending {
+            shards: (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect(),
+            per_shard: max.div_ceil(SHARDS).max(1),
+            ttl,
+            hasher: foldhash::fast::RandomState::default(),
+            stats: PendingStats::default(),
+        }
+    }
+
+    fn shard(&self, id: &str) -> MutexGuard<'_, Shard> {
+        let i = (self.hasher.hash_one(id) as usize) % SHARDS;
+        // A panic while holding a shard cannot leave it inconsistent beyond one entry.
+        self.shards[i].lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Parks `ex` under `id`. Returns the exchanges that had to leave to make room (the
+    /// oldest, or an older one with the same id); the caller completes them.
+    pub fn insert(&self, id: &str, ex: Exchange) -> Vec<Exchange> {
+        let mut out = Vec::new();
+        let id: Arc<str> = Arc::from(id);
+        let deadline = Instant::now() + self.ttl;
+        let mut shard = self.shard(&id);
+        let seq = shard.next_seq;
+        shard.next_seq += 1;
+        if let Some(old) = shard.by_id.insert(id.clone(), Entry { seq, ex }) {
+            shard.by_age.remove(&old.seq);
+            self.stats.replaced.fetch_add(1, Relaxed);
+            out.push(old.ex);
+        }
+        shard.by_age.insert(seq, (deadline, id));
+        while shard.by_id.len() > self.per_shard {
+            let Some((_, (_, oldest))) = shard.by_age.pop_first() else {
+                break;
+            };
+            if let Some(e) = shard.by_id.remove(&oldest) {
+                self.stats.evicted.fetch_add(1, Relaxed);
+                out.push(e.ex);
+            }
+        }
+        out
+    }
+
+    /// Takes the exchange pending under `id`, if any.
+    pub fn take(&self, id: &str) -> Option<Exchange> {
+        let mut shard = self.shard(id);
+        let entry = shard.by_id.remove(id)?;
+        shard.by_age.remove(&entry.seq);
+        Some(entry.ex)
+    }
+
+    /// Removes every exchange whose TTL has passed at `now`; the caller completes them.
+    pub fn sweep(&self, now: Instant) -> Vec<Exchange> {
+        let mut out = Vec::new();
+        for shard in self.shards.iter() {
+            let mut shard = shard.lock().unwrap_or_else(|e| e.into_inner());
+            while let Some(entry) = shard.by_age.first_entry() {
+                if entry.get().0 > now {
+                    break;
+                }
+                let (_, id) = entry.remove();
+                if let Some(e) = shard.by_id.remove(&id) {
+                    self.stats.expired.fetch_add(1, Relaxed);
+                    out.push(e.ex);
+                }
+            }
+        }
+        out
+    }
+
+    /// Exchanges pending now.
+    pub fn len(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|s| s.lock().unwrap_or_else(|e| e.into_inner()).by_id.len())
+            .sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{ApiDef, Mode};
+    use crate::metrics::{Caps, Metrics};
+    use crate::pipeline::Api;
+
+    fn exchange(path: &str) -> Exchange {
+        let def = ApiDef::parse(
+            std::path::Path::new("t.json"),
+            "t",
+            r#"{"api_metadata":{"url":"/","hostname":"*"}}"#,
+            Mode::Sideband,
+            &mut Vec::new(),
+        )
+        .unwrap();
+        let api = Arc::new(Api::new(def, &Metrics::new(Caps::default(), 1 << 20)));
+        Exchange::new(
+            Mode::Sideband,
+            api,
+            http::Method::GET,
+            path.parse().unwrap(),
+            http::Version::HTTP_11,
+            "10.0.0.1".parse().unwrap(),
+        )
+    }
+
+    #[test]
+    fn matched_and_unknown_ids() {
+        let p = Pending::new(100, Duration::from_secs(60));
+        assert!(p.insert("a", exchange("/a")).is_empty());
+        assert_eq!(p.take("a").map(|e| e.path().to_string()), Some("/a".into()));
+        assert!(p.take("a").is_none());
+        assert!(p.take("never").is_none());
+        assert!(p.is_empty());
+    }
+
+    #[test]
+    fn the_table_stays_bounded_and_gives_back_what_it_evicts() {
+        let p = Pending::new(SHARDS * 2, Duration::from_secs(60));
+        let mut evicted = 0;
+        for i in 0..1_000 {
+            evicted += p.insert(&format!("id-{i}"), exchange("/x")).len();
+        }
+        assert!(p.len() <= SHARDS * 2);
+        assert_eq!(
+            evicted + p.len(),
+            1_000,
+            "every exchange is either pending or handed back"
+        );
+        assert_eq!(p.stats.evicted.load(Relaxed) as usize, evicted);
+    }
+
+    #[test]
+    fn expired_entries_are_swept_and_replaced_ids_handed_back() {
+        let p = Pending::new(100, Duration::from_millis(10));
+        p.insert("a", exchange("/a"));
+        assert_eq!(
+            p.insert("a", exchange("/b")).len(),
+            1,
+            "the older one comes back"
+        );
+        assert!(p.sweep(Instant::now()).is_empty());
+        let swept = p.sweep(Instant::now() + Duration::from_secs(1));
+        assert_eq!(swept.len(), 1);
+        assert_eq!(swept[0].path(), "/b");
+        assert_eq!(p.stats.expired.load(Relaxed), 1);
+        assert!(p.is_empty());
+    }
+}

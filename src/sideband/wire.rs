@@ -1,0 +1,555 @@
+//! ASE's sideband wire format: the JSON a gateway posts to `/ase/request` and
+//! `/ase/response`, and the one place that turns sideband outcomes into HTTP answers.
+//!
+//! Accepted exactly as gateways send it (reference §1.3–1.4): `headers` is an array of
+//! single-key objects (repeated headers repeated); `http_version` may be `"1.1"` or
+//! `"HTTP/1.1"`; `response_code` a string or a number; `source_port` a number or a string;
+//! `user_info` an array of `{username, client_id}` (a single object is accepted too).
+//! Required on a request call: `source_ip`, `method`, `url`, `http_version`, `headers`; on
+//! a response call: `response_code`. Anything else missing or mistyped is a
+//! [`WireError`] naming the field.
+//!
+//! | outcome | status | body |
+//! |---|---|---|
+//! | allowed | 200 | `{"verdict":"allow","api":"<id>"}` |
+//! | blocked | 403 | `{"verdict":"block","api":"<id>","reason":"<why>"}` |
+//! | response call logged | 200 | `{"verdict":"logged","correlated":true}` |
+//! | bad JSON or field | 400 | `{"error":"bad_request","field":"<name>","message":"<why>"}` |
+//! | missing or unknown `ASE-Token` | 401 | `{"error":"unauthorized","message":"Authentication failure (ASE-Token)"}` |
+//! | body over `sideband_max_body` | 413 | `{"error":"payload_too_large",...}` |
+//! | no API matches host and path | 503 | `{"error":"unknown_api","message":"Unknown API"}` |
+//! | wrong path / method | 404 / 405 | `{"error":"not_found"}` / `{"error":"method_not_allowed"}` |
+//!
+//! Every answer carries `Connection: keep-alive` or `Connection: close` as
+//! `enable_sideband_keepalive` says.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use bytes::Bytes;
+use http::header::{CONNECTION, CONTENT_TYPE, HeaderValue};
+use http::{Response, StatusCode};
+use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::{Deserialize, Serialize};
+
+/// A field that is missing, mistyped or invalid, or JSON that does not parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct WireError {
+    pub field: String,
+    pub message: String,
+}
+
+impl WireError {
+    pub fn new(field: &str, message: impl Into<String>) -> WireError {
+        WireError {
+            field: field.to_string(),
+            message: message.into(),
+        }
+    }
+}
+
+/// The body of `POST /ase/request`, as sent.
+#[derive(Debug, Deserialize)]
+pub struct RequestCall<'a> {
+    #[serde(borrow, default)]
+    pub source_ip: Option<Text<'a>>,
+    #[serde(borrow, default)]
+    pub source_port: Option<Text<'a>>,
+    #[serde(borrow, default)]
+    pub method: Option<Text<'a>>,
+    #[serde(borrow, default)]
+    pub url: Option<Text<'a>>,
+    #[serde(borrow, default)]
+    pub http_version: Option<Text<'a>>,
+    #[serde(borrow, default)]
+    pub headers: Option<HeaderList<'a>>,
+    #[serde(borrow, default)]
+    pub user_info: Option<UserInfo<'a>>,
+}
+
+/// The body of `POST /ase/response`, as sent.
+#[derive(Debug, Deserialize)]
+pub struct ResponseCall<'a> {
+    #[serde(borrow, default)]
+    pub response_code: Option<Text<'a>>,
+    #[serde(borrow, default)]
+    pub response_status: Option<Text<'a>>,
+    #[serde(borrow, default)]
+    pub http_version: Option<Text<'a>>,
+    #[serde(borrow, default)]
+    pub headers: Option<HeaderList<'a>>,
+}
+
+/// Parses a request call. Type errors name the JSON path of the field.
+pub fn parse_request(body: &[u8]) -> Result<RequestCall<'_>, WireError> {
+    parse(body)
+}
+
+/// Parses a response call.
+pub fn parse_response(body: &[u8]) -> Result<ResponseCall<'_>, WireError> {
+    parse(body)
+}
+
+fn parse<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, WireError> {
+    // The fast path parses directly; only a body that fails is parsed again, tracking the
+    // path, to name the field at fault.
+    match serde_json::from_slice(body) {
+        Ok(value) => Ok(value),
+        Err(plain) => {
+            Err(locate::<T>(body).unwrap_or_else(|| WireError::new("(body)", plain.to_string())))
+        }
+    }
+}
+
+/// The error of a body that failed to parse, with the JSON path of the offending field.
+fn locate<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Option<WireError> {
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let err = match serde_path_to_error::deserialize::<_, T>(&mut de) {
+        Ok(_) => {
+            return de
+                .end()
+                .err()
+                .map(|e| WireError::new("(body)", e.to_string()));
+        }
+        Err(e) => e,
+    };
+    let path = err.path().to_string();
+    let field = if matches!(path.as_str(), "." | "?" | "") {
+        "(body)".to_string()
+    } else {
+        path
+    };
+    Some(WireError::new(&field, err.inner().to_string()))
+}
+
+impl<'a> RequestCall<'a> {
+    /// A required text field.
+    pub fn required(field: &'static str, v: &'a Option<Text<'a>>) -> Result<&'a str, WireError> {
+        match v.as_ref().map(|t| t.as_str()) {
+            Some(s) if !s.is_empty() => Ok(s),
+            Some(_) => Err(WireError::new(field, "must not be empty")),
+            None => Err(WireError::new(field, "is required")),
+        }
+    }
+
+    /// The first `username` and `client_id` in `user_info`.
+    pub fn user(&self) -> (Option<&str>, Option<&str>) {
+        let Some(info) = &self.user_info else {
+            return (None, None);
+        };
+        let username = info
+            .0
+            .iter()
+            .find_map(|u| u.username.as_ref().map(|t| t.as_str()));
+        let client_id = info
+            .0
+            .iter()
+            .find_map(|u| u.client_id.as_ref().map(|t| t.as_str()));
+        (
+            username.filter(|s| !s.is_empty()),
+            client_id.filter(|s| !s.is_empty()),
+        )
+    }
+}
+
+/// Normalises `http_version`: `"1.1"`, `"HTTP/1.1"`, `"1"`, `"2"`, `"HTTP/2.0"`...
+pub fn http_version(v: &str) -> Option<http::Version> {
+    let v = v.trim();
+    let v = v
+        .strip_prefix("HTTP/")
+        .or_else(|| v.strip_prefix("http/"))
+        .unwrap_or(v);
+    match v {
+        "1.1" => Some(http::Version::HTTP_11),
+        "1.0" | "1" => Some(http::Version::HTTP_10),
+        "0.9" => Some(http::Version::HTTP_09),
+        "2" | "2.0" => Some(http::Version::HTTP_2),
+        "3" | "3.0" => Some(http::Version::HTTP_3),
+        _ => None,
+    }
+}
+
+/// A JSON scalar read as text: a string (borrowed when it has no escapes), a number or
+/// a boolean. Gateways disagree on which they send for ports, codes and versions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Text<'a>(pub Cow<'a, str>);
+
+impl Text<'_> {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Text<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a string or a number")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(Text(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Text(Cow::Owned(v.to_string())))
+            }
+            fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
+                Ok(Text(Cow::Owned(v)))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+                Ok(Text(Cow::Owned(v.to_string())))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+                Ok(Text(Cow::Owned(v.to_string())))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
+                Ok(Text(Cow::Owned(v.to_string())))
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<Self::Value, E> {
+                Ok(Text(Cow::Owned(v.to_string())))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// `headers`: an array of objects, each normally holding one `"name": "value"` pair.
+#[derive(Debug, Default)]
+pub struct HeaderList<'a>(pub Vec<(Text<'a>, Text<'a>)>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for HeaderList<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Pairs<'a>(Vec<(Text<'a>, Text<'a>)>);
+        impl<'de> Deserialize<'de> for Pairs<'de> {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                struct V;
+                impl<'de> Visitor<'de> for V {
+                    type Value = Pairs<'de>;
+                    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                        f.write_str("an object of header name to value")
+                    }
+                    fn visit_map<A: MapAccess<'de>>(
+                        self,
+                        mut map: A,
+                    ) -> Result<Self::Value, A::Error> {
+                        let mut out = Vec::with_capacity(1);
+                        while let Some((k, v)) = map.next_entry::<Text<'de>, Text<'de>>()? {
+                            out.push((k, v));
+                        }
+                        Ok(Pairs(out))
+                    }
+                }
+                d.deserialize_map(V)
+            }
+        }
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = HeaderList<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an array of {\"name\": \"value\"} objects")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(8));
+                while let Some(Pairs(pairs)) = seq.next_element::<Pairs<'de>>()? {
+                    out.extend(pairs);
+                }
+                Ok(HeaderList(out))
+            }
+        }
+        d.deserialize_seq(V)
+    }
+}
+
+impl HeaderList<'_> {
+    /// The headers as an `http::HeaderMap` (names lower-cased, repeated ones kept).
+    /// `body` is the buffer the call was parsed from: values without escapes are shared
+    /// slices of it rather than copies.
+    pub fn to_header_map(&self, body: &Bytes) -> Result<http::HeaderMap, WireError> {
+        let mut map = http::HeaderMap::with_capacity(self.0.len());
+        for (i, (name, value)) in self.0.iter().enumerate() {
+            let bad = |what: String| WireError::new(&format!("headers[{i}]"), what);
+            let name = http::HeaderName::from_bytes(name.as_str().trim().as_bytes())
+                .map_err(|_| bad(format!("{:?} is not a header name", name.as_str())))?;
+            let value = match &value.0 {
+                Cow::Borrowed(v) if body.as_ptr_range().contains(&v.as_ptr()) => {
+                    HeaderValue::from_maybe_shared(body.slice_ref(v.as_bytes()))
+                }
+                v => HeaderValue::from_bytes(v.as_bytes()),
+            }
+            .map_err(|_| bad(format!("the value of {name} is not a valid header value")))?;
+            map.append(name, value);
+        }
+        Ok(map)
+    }
+}
+
+/// `user_info`: `[{"username": ..., "client_id": ...}]`, or a single such object.
+#[derive(Debug, Default)]
+pub struct UserInfo<'a>(pub Vec<UserEntry<'a>>);
+
+#[derive(Debug, Deserialize)]
+pub struct UserEntry<'a> {
+    #[serde(borrow, default)]
+    pub username: Option<Text<'a>>,
+    #[serde(borrow, default)]
+    pub client_id: Option<Text<'a>>,
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for UserInfo<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = UserInfo<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an array of {\"username\", \"client_id\"} objects")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                let mut out = Vec::with_capacity(1);
+                while let Some(u) = seq.next_element::<UserEntry<'de>>()? {
+                    out.push(u);
+                }
+                Ok(UserInfo(out))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+                let one = UserEntry::deserialize(de::value::MapAccessDeserializer::new(map))?;
+                Ok(UserInfo(vec![one]))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// What a sideband call led to; [`reply`] makes the HTTP answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reply {
+    Allow { api: String },
+    Block { api: String, reason: String },
+    Logged { correlated: bool },
+    BadRequest(WireError),
+    Unauthorized,
+    TooLarge { limit: usize },
+    UnknownApi { hostname: bool },
+    NotFound,
+    MethodNotAllowed,
+    Health,
+}
+
+impl Reply {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Reply::Allow { .. } | Reply::Logged { .. } | Reply::Health => StatusCode::OK,
+            Reply::Block { .. } => StatusCode::FORBIDDEN,
+            Reply::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Reply::Unauthorized => StatusCode::UNAUTHORIZED,
+            Reply::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Reply::UnknownApi { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Reply::NotFound => StatusCode::NOT_FOUND,
+            Reply::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct Body<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    verdict: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    api: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    correlated: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    status: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    mode: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    field: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    message: Option<String>,
+}
+
+const EMPTY: Body<'static> = Body {
+    verdict: None,
+    api: None,
+    reason: None,
+    correlated: None,
+    status: None,
+    mode: None,
+    error: None,
+    field: None,
+    message: None,
+};
+
+/// Builds the HTTP answer for `reply`. Never fails.
+pub fn reply(reply: &Reply, keepalive: bool) -> Response<Bytes> {
+    let body = match reply {
+        Reply::Allow { api } => Body {
+            verdict: Some("allow"),
+            api: Some(api),
+            ..EMPTY
+        },
+        Reply::Block { api, reason } => Body {
+            verdict: Some("block"),
+            api: Some(api),
+            reason: Some(reason),
+            ..EMPTY
+        },
+        Reply::Logged { correlated } => Body {
+            verdict: Some("logged"),
+            correlated: Some(*correlated),
+            ..EMPTY
+        },
+        Reply::Health => Body {
+            status: Some("up"),
+            mode: Some("sideband"),
+            ..EMPTY
+        },
+        Reply::BadRequest(e) => Body {
+            error: Some("bad_request"),
+            field: Some(&e.field),
+            message: Some(e.message.clone()),
+            ..EMPTY
+        },
+        Reply::Unauthorized => Body {
+            error: Some("unauthorized"),
+            message: Some("Authentication failure (ASE-Token)".into()),
+            ..EMPTY
+        },
+        Reply::TooLarge { limit } => Body {
+            error: Some("payload_too_large"),
+            message: Some(format!(
+                "the body is over the {limit}-byte limit (sideband_max_body)"
+            )),
+            ..EMPTY
+        },
+        Reply::UnknownApi { hostname } => Body {
+            error: Some("unknown_api"),
+            message: Some(
+                if *hostname {
+                    "Unknown Hostname"
+                } else {
+                    "Unknown API"
+                }
+                .into(),
+            ),
+            ..EMPTY
+        },
+        Reply::NotFound => Body {
+            error: Some("not_found"),
+            message: Some("sideband calls go to POST /ase/request and POST /ase/response".into()),
+            ..EMPTY
+        },
+        Reply::MethodNotAllowed => Body {
+            error: Some("method_not_allowed"),
+            message: Some("use POST".into()),
+            ..EMPTY
+        },
+    };
+    let bytes = serde_json::to_vec(&body).unwrap_or_default();
+    let mut resp = Response::new(Bytes::from(bytes));
+    *resp.status_mut() = reply.status();
+    let headers = resp.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    headers.insert(
+        CONNECTION,
+        HeaderValue::from_static(if keepalive { "keep-alive" } else { "close" }),
+    );
+    resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The request call of reference §1.3, as TIBCO Mashery sends it.
+    const MASHERY: &str = r#"{
+      "source_ip": "10.240.0.6", "source_port": 80, "method": "GET",
+      "url": "/shopapi/get?query=abc", "http_version": "HTTP/1.1",
+      "user_info": [ { "username": "abc", "client_id": "cabfsghhbsag" } ],
+      "headers": [ { "host": "cstest.api.ceml.mashspud.com" }, { "x-forwarded-for": "10.240.0.6" },
+                   { "x-api-key": "zhxuetuay9cy84mbngpx4smj" }, { "accept": "a" }, { "accept": "b" } ] }"#;
+
+    #[test]
+    fn gateway_request_calls_parse() {
+        let call = parse_request(MASHERY.as_bytes()).unwrap();
+        assert_eq!(call.source_port.as_ref().map(Text::as_str), Some("80"));
+        assert_eq!(
+            call.http_version
+                .as_ref()
+                .and_then(|v| http_version(v.as_str())),
+            Some(http::Version::HTTP_11)
+        );
+        assert_eq!(call.user(), (Some("abc"), Some("cabfsghhbsag")));
+        let body = Bytes::from_static(MASHERY.as_bytes());
+        let h = call.headers.as_ref().unwrap().to_header_map(&body).unwrap();
+        assert_eq!(h["host"], "cstest.api.ceml.mashspud.com");
+        assert_eq!(
+            h.get_all("accept").iter().count(),
+            2,
+            "repeated headers are kept"
+        );
+        assert!(
+            matches!(call.url.as_ref().unwrap().0, Cow::Borrowed(_)),
+            "no copy without escapes"
+        );
+    }
+
+    #[test]
+    fn response_codes_may_be_strings_or_numbers() {
+        for body in [
+            r#"{"response_code":"200","response_status":"OK"}"#,
+            r#"{"response_code":200}"#,
+        ] {
+            let call = parse_response(body.as_bytes()).unwrap();
+            assert_eq!(call.response_code.unwrap().as_str(), "200");
+        }
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let e = parse_request(br#"{"source_ip": ["x"]}"#).unwrap_err();
+        assert_eq!(e.field, "source_ip");
+        let e = parse_request(br#"{"headers": [{"host": {"a": 1}}]}"#).unwrap_err();
+        assert!(e.field.starts_with("headers"), "{e}");
+        let e = parse_request(b"{not json").unwrap_err();
+        assert_eq!(e.field, "(body)");
+        let e = parse_request(br#"{"method":"GET"} trailing"#).unwrap_err();
+        assert_eq!(e.field, "(body)");
+        let call = parse_request(br#"{"method":""}"#).unwrap();
+        assert_eq!(
+            RequestCall::required("method", &call.method)
+                .unwrap_err()
+                .to_string(),
+            "method: must not be empty"
+        );
+        assert_eq!(
+            RequestCall::required("url", &call.url)
+                .unwrap_err()
+                .to_string(),
+            "url: is required"
+        );
+    }
+
+    #[test]
+    fn both_http_version_spellings() {
+        for v in ["1.1", "HTTP/1.1", "http/1.1"] {
+            assert_eq!(http_version(v), Some(http::Version::HTTP_11));
+        }
+        assert_eq!(http_version("HTTP/2.0"), Some(http::Version::HTTP_2));
+        assert_eq!(http_version("banana"), None);
+    }
+
+    #[test]
+    fn answers_carry_the_keepalive_choice() {
+        let r = reply(&Reply::Allow { api: "shop".into() }, false);
+        assert_eq!(r.headers()["connection"], "close");
+        let r = reply(&Reply::Unauthorized, true);
+        assert_eq!(r.status(), 401);
+        assert_eq!(r.headers()["connection"], "keep-alive");
+    }
+}
