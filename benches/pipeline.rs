@@ -8,7 +8,7 @@ use std::path::Path;
 use criterion::{Criterion, criterion_group, criterion_main};
 use enforcer::config::{ApiDef, Mode};
 use enforcer::metrics::{Caps, Metrics};
-use enforcer::pipeline::ApiTable;
+use enforcer::pipeline::{ApiTable, Context};
 
 fn api(id: &str, host: &str, url: &str) -> ApiDef {
     let text = format!(
@@ -42,7 +42,15 @@ fn routing(c: &mut Criterion) {
             "/api",
         ));
     }
-    let table = ApiTable::new(defs, &Metrics::new(Caps::default(), 1 << 20));
+    let metrics = Metrics::new(Caps::default(), 1 << 20);
+    let enforce = enforcer::enforce::Config::from_settings(&enforcer::config::Settings::defaults(
+        Path::new("."),
+    ));
+    let ctx = Context {
+        metrics: &metrics,
+        enforce: &enforce,
+    };
+    let table = ApiTable::new(defs, &ctx);
     c.bench_function("route/wildcard_deep", |b| {
         b.iter(|| {
             table

@@ -8,7 +8,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use tokio::sync::mpsc;
 
@@ -30,6 +30,7 @@ pub struct App {
     /// The zone report dates are read and printed in (`timezone=utc|local`).
     pub timezone: jiff::tz::TimeZone,
     live: AtomicUsize,
+    connections: AtomicU64,
 }
 
 impl App {
@@ -73,6 +74,7 @@ impl App {
             upstream_tls,
             warnings: config.warnings,
             live: AtomicUsize::new(0),
+            connections: AtomicU64::new(0),
         })
     }
 
@@ -89,6 +91,11 @@ impl App {
             app: self.clone(),
             _drain: drain,
         })
+    }
+
+    /// A number for a new client connection.
+    pub fn next_connection_id(&self) -> u64 {
+        self.connections.fetch_add(1, Ordering::Relaxed) + 1
     }
 
     /// Client connections open now.

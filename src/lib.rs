@@ -11,6 +11,8 @@
 //! * [`sideband`]: sideband mode, ASE's decision service for gateways: wire → handler.
 //! * [`pipeline`]: the one model of a request both modes share: [`pipeline::Exchange`]
 //!   and the phases `route`, `on_request → Decision`, `on_response`, `on_complete`.
+//! * [`enforce`]: decisions: identities, deny/allow lists, API patterns, decoys, flow
+//!   control and real-time attack detection.
 //! * [`metrics`]: the only writer: per-API time buckets of lock-free counters, and the
 //!   read-only snapshots reports are built from.
 //! * [`reports`]: pure functions from a snapshot and a query to a report.
@@ -22,6 +24,7 @@
 pub mod admin;
 pub mod app;
 pub mod config;
+pub mod enforce;
 pub mod metrics;
 pub mod pipeline;
 pub mod proxy;

@@ -37,6 +37,85 @@ enum Command {
     /// Sideband authentication of the running instance: ASE-Tokens and the switch.
     #[command(subcommand)]
     Sideband(Sideband),
+    /// The deny list of the running instance (ASE's blacklist).
+    #[command(subcommand)]
+    Blacklist(ListCommand),
+    /// The allow list of the running instance (ASE's whitelist).
+    #[command(subcommand)]
+    Whitelist(ListCommand),
+}
+
+#[derive(Subcommand)]
+enum ListCommand {
+    /// Add an identifier: ip ADDR|CIDR, cookie NAME VALUE, token VALUE, api_key NAME VALUE
+    /// or username NAME.
+    Add {
+        #[command(flatten)]
+        id: Ident,
+        /// Remove the entry again after this long (30m, 1h, 7d...).
+        #[arg(long)]
+        ttl: Option<String>,
+        #[command(flatten)]
+        dir: ConfigDir,
+    },
+    /// Delete an identifier (same arguments as add).
+    Delete {
+        #[command(flatten)]
+        id: Ident,
+        #[command(flatten)]
+        dir: ConfigDir,
+    },
+    /// Remove every entry, or only those from one source.
+    Clear {
+        #[arg(long, value_enum)]
+        source: Option<SourceArg>,
+        #[command(flatten)]
+        dir: ConfigDir,
+    },
+    /// Print the list grouped by source, as ASE's view_blacklist does.
+    View {
+        #[arg(value_enum, default_value = "all")]
+        source: ViewArg,
+        #[command(flatten)]
+        dir: ConfigDir,
+    },
+}
+
+#[derive(Args)]
+struct Ident {
+    /// The identifier type.
+    #[arg(value_enum)]
+    kind: IdentKind,
+    /// The value (cookie and api_key take the name, then the value).
+    #[arg(num_args = 1..=2, required = true)]
+    values: Vec<String>,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+#[value(rename_all = "snake_case")]
+enum IdentKind {
+    Ip,
+    Cookie,
+    Token,
+    ApiKey,
+    Username,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum SourceArg {
+    Manual,
+    Decoy,
+    Pattern,
+    Detection,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ViewArg {
+    All,
+    Manual,
+    Decoy,
+    Pattern,
+    Detection,
 }
 
 #[derive(Subcommand)]
@@ -124,7 +203,202 @@ fn main() -> ExitCode {
             ask(&dir.config, &format!("/v4/abs/metrics?{}", query.finish()))
         }
         Command::Sideband(cmd) => sideband(cmd),
+        Command::Blacklist(cmd) => list(ListName::Deny, cmd),
+        Command::Whitelist(cmd) => list(ListName::Allow, cmd),
     }
+}
+
+#[derive(Clone, Copy)]
+enum ListName {
+    Deny,
+    Allow,
+}
+
+impl ListName {
+    /// ASE's words for the lists.
+    fn word(self) -> &'static str {
+        match self {
+            ListName::Deny => "blacklist",
+            ListName::Allow => "whitelist",
+        }
+    }
+}
+
+fn list(name: ListName, cmd: ListCommand) -> ExitCode {
+    let path = format!("/v4/ase/{}", name.word());
+    let source_of = |s: SourceArg| match s {
+        SourceArg::Manual => "manual",
+        SourceArg::Decoy => "decoy",
+        SourceArg::Pattern => "pattern",
+        SourceArg::Detection => "detection",
+    };
+    match cmd {
+        ListCommand::Add { id, ttl, dir } => {
+            let (mut body, shown) = match ident_body(&id) {
+                Ok(pair) => pair,
+                Err(code) => return code,
+            };
+            if let (Some(ttl), Some(obj)) = (ttl, body.as_object_mut()) {
+                obj.insert("ttl".into(), ttl.into());
+            }
+            match call(&dir.config, Method::POST, &path, body.to_string()) {
+                Ok(v) if v["added"] == 0 => println!("{shown} is already in {}", name.word()),
+                Ok(_) => println!("{shown} added to {}", name.word()),
+                Err(code) => return code,
+            }
+            ExitCode::SUCCESS
+        }
+        ListCommand::Delete { id, dir } => {
+            let (body, shown) = match ident_body(&id) {
+                Ok(pair) => pair,
+                Err(code) => return code,
+            };
+            match call(&dir.config, Method::DELETE, &path, body.to_string()) {
+                Ok(v) if v["removed"] == 0 => {
+                    eprintln!("enforcer: {shown} is not in {}", name.word());
+                    return ExitCode::from(1);
+                }
+                Ok(_) => println!("{shown} deleted from {}", name.word()),
+                Err(code) => return code,
+            }
+            ExitCode::SUCCESS
+        }
+        ListCommand::Clear { source, dir } => {
+            let query = source.map_or(String::new(), |s| format!("&source={}", source_of(s)));
+            match call(
+                &dir.config,
+                Method::DELETE,
+                &format!("{path}?all=true{query}"),
+                String::new(),
+            ) {
+                Ok(v) => println!("{} cleared ({} entries removed)", name.word(), v["removed"]),
+                Err(code) => return code,
+            }
+            ExitCode::SUCCESS
+        }
+        ListCommand::View { source, dir } => {
+            let filter = match source {
+                ViewArg::All => None,
+                ViewArg::Manual => Some(SourceArg::Manual),
+                ViewArg::Decoy => Some(SourceArg::Decoy),
+                ViewArg::Pattern => Some(SourceArg::Pattern),
+                ViewArg::Detection => Some(SourceArg::Detection),
+            };
+            let view = match call(&dir.config, Method::GET, &path, String::new()) {
+                Ok(v) => v,
+                Err(code) => return code,
+            };
+            print!("{}", format_view(name, &view, filter.map(source_of)));
+            ExitCode::SUCCESS
+        }
+    }
+}
+
+/// The JSON body naming one identifier, and how to show it (`ip 1.2.3.4`).
+fn ident_body(id: &Ident) -> Result<(serde_json::Value, String), ExitCode> {
+    use serde_json::json;
+    let v = &id.values;
+    let pair = |what: &str| -> Result<(String, String), ExitCode> {
+        match v.as_slice() {
+            [name, value] => Ok((name.clone(), value.clone())),
+            _ => {
+                eprintln!("enforcer: {what} takes a name and a value");
+                Err(ExitCode::from(2))
+            }
+        }
+    };
+    let one = |what: &str| -> Result<String, ExitCode> {
+        match v.as_slice() {
+            [value] => Ok(value.clone()),
+            _ => {
+                eprintln!("enforcer: {what} takes one value");
+                Err(ExitCode::from(2))
+            }
+        }
+    };
+    Ok(match id.kind {
+        IdentKind::Ip => {
+            let ip = one("ip")?;
+            (json!({ "ips": [ip] }), format!("ip {ip}"))
+        }
+        IdentKind::Cookie => {
+            let (name, value) = pair("cookie")?;
+            (
+                json!({ "cookies": [{ "name": name, "value": value }] }),
+                format!("cookie {name} {value}"),
+            )
+        }
+        IdentKind::Token => {
+            let t = one("token")?;
+            (json!({ "oauth_tokens": [t] }), format!("token {t}"))
+        }
+        IdentKind::ApiKey => {
+            let (name, value) = pair("api_key")?;
+            (
+                json!({ "api_keys": [{ "name": name, "value": value }] }),
+                format!("api_key {name} {value}"),
+            )
+        }
+        IdentKind::Username => {
+            let u = one("username")?;
+            (json!({ "usernames": [u] }), format!("username {u}"))
+        }
+    })
+}
+
+/// A list view in ASE's `view_blacklist` layout: one section per source, numbered lines.
+fn format_view(name: ListName, view: &serde_json::Value, only: Option<&str>) -> String {
+    let title = match name {
+        ListName::Deny => "Blacklist",
+        ListName::Allow => "Whitelist",
+    };
+    let sections = [
+        ("manual", format!("Manual {title}")),
+        ("decoy", format!("Realtime Decoy {title}")),
+        ("pattern", format!("Realtime Pattern {title}")),
+        ("detection", format!("Realtime Detection {title}")),
+    ];
+    let kinds = [
+        ("ips", "ip"),
+        ("cookies", "cookie"),
+        ("oauth_tokens", "token"),
+        ("api_keys", "api_key"),
+        ("usernames", "username"),
+    ];
+    let mut out = String::new();
+    for (source, heading) in sections {
+        if only.is_some_and(|o| o != source) {
+            continue;
+        }
+        out.push_str(&heading);
+        out.push('\n');
+        let mut n = 0;
+        for (field, kind) in kinds {
+            for e in view[field]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|e| e["source"] == source)
+            {
+                n += 1;
+                let s = |k: &str| e[k].as_str().unwrap_or_default().to_string();
+                let mut line = match kind {
+                    "cookie" | "api_key" => format!(
+                        "{n}) type : {kind}, name : {}, value : {}",
+                        s("name"),
+                        s("value")
+                    ),
+                    _ => format!("{n}) type : {kind}, value : {}", s("value")),
+                };
+                if let Some(expires) = e["expires"].as_str() {
+                    line.push_str(&format!(", expires : {expires}"));
+                }
+                out.push_str(&line);
+                out.push('\n');
+            }
+        }
+    }
+    out
 }
 
 const TOKEN_PATH: &str = "/v5/ase/sideband/token";

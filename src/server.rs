@@ -230,6 +230,7 @@ impl Control {
         let mut background =
             proxy::health::spawn(checker, &app.pipeline.apis(), app.settings.upstream_timeout);
         background.push(tokio::spawn(compact_every_minute(app.clone())));
+        background.push(tokio::spawn(sweep_enforcement(app.clone())));
         if app.settings.mode == Mode::Sideband {
             background.push(tokio::spawn(sweep_pending(app.clone())));
         }
@@ -257,6 +258,17 @@ impl Control {
             tracing::warn!("{again} during shutdown: exiting now");
             std::process::exit(130);
         });
+    }
+}
+
+/// Expires deny-list entries and forgets idle limiter and detector state (see `enforce`).
+async fn sweep_enforcement(app: Arc<App>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(5));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let app = app.clone();
+        let _ = tokio::task::spawn_blocking(move || app.pipeline.sweep()).await;
     }
 }
 
@@ -468,6 +480,7 @@ async fn accept_loop(w: Arc<Worker>, listener: TcpListener, tls: bool, drain: mp
         let handler = match &w.plane {
             Plane::Inline(inline) => Handler::Inline(Arc::new(Conn {
                 inline: inline.clone(),
+                id: w.app.next_connection_id(),
                 peer,
                 tls,
                 live,

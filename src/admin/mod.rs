@@ -6,6 +6,13 @@
 //! | method and path | what | answers |
 //! |---|---|---|
 //! | `GET /v4/abs/metrics?api=NAME[&earlier_date=D1][&later_date=D2]` | the `api_metrics` report (`docs/reports.md`) | 200 report; 400 missing `api` or bad date (names the parameter); 404 unknown API |
+//! | `GET /v4/abs/flowcontrol?api=NAME` | the flow-control report: counters since start and the latest events | 200; 400; 404 |
+//! | `GET /v4/abs/attack?[api=NAME][&type=ID]` | the IoAs raised (latest first) | 200 `{"attacks":[...]}`; 400 bad type |
+//! | `GET /v4/ase/blacklist[?source=S]` | view the deny list | 200 `{"ips":[...],"cookies":[...],"oauth_tokens":[...],"api_keys":[...],"usernames":[...]}` |
+//! | `POST /v4/ase/blacklist` | add entries (body as the view, values only; optional `"ttl":"1h"`) | 200 `{"status":"success","added":N}`; 400 naming the bad value; 409 list full |
+//! | `DELETE /v4/ase/blacklist` | remove the entries in the body | 200 `{"status":"success","removed":N}` |
+//! | `DELETE /v4/ase/blacklist?all=true[&source=S]` | clear the list (or one source's entries) | 200 `{"status":"success","removed":N}` |
+//! | `... /v4/ase/whitelist` | the same for the allow list | |
 //! | `GET /v5/ase/sideband/authentication` | whether sideband calls need an `ASE-Token` | `{"status":"enabled","status_message":"Sideband authentication is enabled"}` |
 //! | `POST /v5/ase/sideband/authentication?status=enable\|disable` | turn it on or off (persisted) | as above; 400 for another `status` |
 //! | `GET /v5/ase/sideband/token` | list the valid tokens | `{"tokens":[{"token":"…","created":"…"}]}` |
@@ -15,9 +22,13 @@
 //!
 //! The sideband paths also answer under `/v4/ase/...`. Any other path answers 404, a
 //! known path with another method 405. Errors are `{"error": "<code>", "message":
-//! "<text>"}`, plus `"parameter"` when one is at fault.
+//! "<text>"}`, plus `"parameter"` when one is at fault. `docs/management-api.md` has an
+//! example of each.
 
 pub mod client;
+mod lists;
+mod reports;
+mod sideband;
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -35,10 +46,12 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::app::App;
-use crate::reports::{self, Window};
-use crate::sideband::tokens::TokenError;
+use crate::enforce::lists::ListKind;
 
 type Body = Full<Bytes>;
+
+/// The largest request body the management API reads.
+const MAX_BODY: usize = 1 << 20;
 
 /// Serves the management API until shutdown is requested.
 pub async fn serve(app: Arc<App>, listener: TcpListener, mut stop: watch::Receiver<bool>) {
@@ -77,173 +90,23 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Response<Body> {
     let method = req.method().clone();
     let full_path = req.uri().path().to_string();
     // The sideband endpoints answer under ASE's /v5 prefix and under /v4.
-    let path = full_path
+    if let Some(rest) = full_path
         .strip_prefix("/v5/ase/sideband/")
         .or_else(|| full_path.strip_prefix("/v4/ase/sideband/"))
-        .map_or(full_path.as_str(), |rest| rest);
-    match (&method, path) {
-        (&Method::GET, "/v4/abs/metrics") => api_metrics(app, &query).await,
-        (_, "/v4/abs/metrics") => not_allowed("GET"),
-        (&Method::GET, "authentication") => sideband_authentication(&app),
-        (&Method::POST, "authentication") => match query.get("status") {
-            Some(s @ ("enable" | "disable")) => {
-                let on = s == "enable";
-                let store = app.clone();
-                match blocking(move || store.sideband.tokens.set_required(on)).await {
-                    Ok(()) => sideband_authentication(&app),
-                    Err(e) => token_error(e),
-                }
-            }
-            _ => bad_parameter("status", "status: use enable or disable".into()),
-        },
-        (_, "authentication") => not_allowed("GET, POST"),
-        (&Method::GET, "token") => json(
-            StatusCode::OK,
-            &serde_json::json!({ "tokens": app.sideband.tokens.list() }),
-        ),
-        (&Method::POST, "token") => match blocking(move || app.sideband.tokens.create()).await {
-            Ok(token) => json(
-                StatusCode::OK,
-                &serde_json::json!({ "status": "token_created", "token": token }),
-            ),
-            Err(e) => token_error(e),
-        },
-        (&Method::PUT | &Method::DELETE, "token") => {
-            let token = match token_body(req).await {
-                Ok(t) => t,
-                Err(resp) => return resp,
-            };
-            let importing = method == Method::PUT;
-            let t = token.clone();
-            let done = blocking(move || {
-                if importing {
-                    app.sideband.tokens.import(&t)
-                } else {
-                    app.sideband.tokens.delete(&t)
-                }
-            })
-            .await;
-            let verb = if importing { "imported" } else { "deleted" };
-            match done {
-                Ok(()) => json(
-                    StatusCode::OK,
-                    &serde_json::json!({
-                        "status": "success",
-                        "status_message": format!("Sideband token {token} {verb}."),
-                    }),
-                ),
-                Err(e) => token_error(e),
-            }
-        }
-        (_, "token") => not_allowed("GET, POST, PUT, DELETE"),
+    {
+        return sideband::handle(app, &method, rest, &query, req).await;
+    }
+    match (&method, full_path.as_str()) {
+        (&Method::GET, "/v4/abs/metrics") => reports::api_metrics(app, &query).await,
+        (&Method::GET, "/v4/abs/flowcontrol") => reports::flow_control(&app, &query),
+        (&Method::GET, "/v4/abs/attack") => reports::attacks(&app, &query),
+        (_, "/v4/abs/metrics" | "/v4/abs/flowcontrol" | "/v4/abs/attack") => not_allowed("GET"),
+        (_, "/v4/ase/blacklist") => lists::handle(app, ListKind::Deny, &method, &query, req).await,
+        (_, "/v4/ase/whitelist") => lists::handle(app, ListKind::Allow, &method, &query, req).await,
         _ => error(
             StatusCode::NOT_FOUND,
             "not_found",
             format!("no endpoint {full_path}"),
-        ),
-    }
-}
-
-fn sideband_authentication(app: &App) -> Response<Body> {
-    let state = if app.sideband.tokens.required() {
-        "enabled"
-    } else {
-        "disabled"
-    };
-    json(
-        StatusCode::OK,
-        &serde_json::json!({
-            "status": state,
-            "status_message": format!("Sideband authentication is {state}"),
-        }),
-    )
-}
-
-fn token_error(e: TokenError) -> Response<Body> {
-    let (status, code) = match &e {
-        TokenError::Invalid => (StatusCode::BAD_REQUEST, "invalid_token"),
-        TokenError::Exists(_) => (StatusCode::CONFLICT, "token_exists"),
-        TokenError::NotFound(_) => (StatusCode::NOT_FOUND, "unknown_token"),
-        TokenError::Store { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "store_failed"),
-    };
-    error(status, code, e.to_string())
-}
-
-/// The `{"token": "..."}` body of a token import or delete.
-async fn token_body(req: Request<Incoming>) -> Result<String, Response<Body>> {
-    #[derive(serde::Deserialize)]
-    struct TokenBody {
-        token: String,
-    }
-    let bytes = match Limited::new(req.into_body(), 64 * 1024).collect().await {
-        Ok(b) => b.to_bytes(),
-        Err(e) => {
-            return Err(error(
-                StatusCode::BAD_REQUEST,
-                "bad_body",
-                format!("cannot read the body: {e}"),
-            ));
-        }
-    };
-    serde_json::from_slice::<TokenBody>(&bytes)
-        .map(|b| b.token)
-        .map_err(|e| bad_parameter("token", format!("expected {{\"token\": \"...\"}}: {e}")))
-}
-
-/// Runs file-writing work off the async threads.
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, TokenError> + Send + 'static,
-) -> Result<T, TokenError> {
-    tokio::task::spawn_blocking(f).await.unwrap_or_else(|e| {
-        Err(TokenError::Store {
-            file: std::path::PathBuf::from("(background task)"),
-            reason: e.to_string(),
-        })
-    })
-}
-
-fn not_allowed(allow: &str) -> Response<Body> {
-    error(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "method_not_allowed",
-        format!("use {allow}"),
-    )
-}
-
-async fn api_metrics(app: Arc<App>, q: &Query) -> Response<Body> {
-    let Some(name) = q.get("api") else {
-        return bad_parameter("api", "api: the API name is required".into());
-    };
-    let Some(api) = app.pipeline.apis().get(name).cloned() else {
-        return error(
-            StatusCode::NOT_FOUND,
-            "unknown_api",
-            format!("API {name:?} is not defined"),
-        );
-    };
-    let window = match Window::parse(
-        q.get("earlier_date"),
-        q.get("later_date"),
-        jiff::Timestamp::now(),
-        &app.timezone,
-    ) {
-        Ok(w) => w,
-        Err(e) => return bad_parameter(e.param(), e.to_string()),
-    };
-    let tz = app.timezone.clone();
-    // Summing buckets is CPU work: keep it off the threads that serve connections.
-    let built = tokio::task::spawn_blocking(move || {
-        let (from, to) = window.unix_secs();
-        let snap = api.recorder.snapshot(from, to);
-        reports::api_metrics::build(api.id(), &api.def.url, &window, &tz, &snap)
-    })
-    .await;
-    match built {
-        Ok(report) => json(StatusCode::OK, &report),
-        Err(e) => error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            format!("report failed: {e}"),
         ),
     }
 }
@@ -265,6 +128,18 @@ impl Query {
             .get(name)
             .map(String::as_str)
             .filter(|v| !v.is_empty())
+    }
+}
+
+/// The request body, at most [`MAX_BODY`] bytes.
+async fn body(req: Request<Incoming>) -> Result<Bytes, Response<Body>> {
+    match Limited::new(req.into_body(), MAX_BODY).collect().await {
+        Ok(b) => Ok(b.to_bytes()),
+        Err(e) => Err(error(
+            StatusCode::BAD_REQUEST,
+            "bad_body",
+            format!("cannot read the body: {e}"),
+        )),
     }
 }
 
@@ -315,5 +190,13 @@ fn bad_parameter(parameter: &str, message: String) -> Response<Body> {
             parameter: Some(parameter),
             message,
         },
+    )
+}
+
+fn not_allowed(allow: &str) -> Response<Body> {
+    error(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!("use {allow}"),
     )
 }

@@ -51,6 +51,46 @@ pub enum RuntimeShape {
     Shared,
 }
 
+/// Real-time detection thresholds (`ioa_*` keys), read by `enforce::detect`.
+#[derive(Debug, Clone)]
+pub struct IoaThresholds {
+    pub window: Duration,
+    pub login_failures: u64,
+    pub login_clients: usize,
+    pub token_ips: usize,
+    pub probe_min_requests: u64,
+    /// Distinct paths a prober must have failed on (a client repeating a few failing
+    /// calls is broken, not probing).
+    pub probe_min_paths: usize,
+    pub probe_error_ratio: f64,
+    pub activity_min_requests: u64,
+    pub activity_factor: f64,
+    pub exfil_min_bytes: u64,
+    pub exfil_factor: f64,
+    pub baseline_clients: u64,
+    pub max_clients: usize,
+}
+
+impl Default for IoaThresholds {
+    fn default() -> IoaThresholds {
+        IoaThresholds {
+            window: Duration::from_secs(600),
+            login_failures: 10,
+            login_clients: 10,
+            token_ips: 5,
+            probe_min_requests: 20,
+            probe_min_paths: 10,
+            probe_error_ratio: 0.5,
+            activity_min_requests: 500,
+            activity_factor: 10.0,
+            exfil_min_bytes: 50 << 20,
+            exfil_factor: 10.0,
+            baseline_clients: 5,
+            max_clients: 100_000,
+        }
+    }
+}
+
 /// Everything `ase.conf` configures, with defaults for every key.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -105,6 +145,18 @@ pub struct Settings {
     pub sideband_pending_max: usize,
     /// How long one waits before it is recorded without a response.
     pub sideband_pending_ttl: Duration,
+    /// Detector thresholds (`ioa_*`).
+    pub ioa: IoaThresholds,
+    /// How long an automatic deny-list entry lasts.
+    pub ioa_block_ttl: Duration,
+    /// How long a client that touched a decoy is remembered.
+    pub decoy_memory: Duration,
+    /// Entries per list (deny, allow).
+    pub list_max_entries: usize,
+    /// Client IPs the per-client spike limiter tracks per API.
+    pub flow_max_clients: usize,
+    /// How long a request may wait for a server's connection-quota slot.
+    pub connection_queue_timeout: Duration,
 }
 
 impl Settings {
@@ -120,7 +172,8 @@ impl Settings {
             timezone: Timezone::Utc,
             admin_log_level: 4,
             enable_firewall: true,
-            enable_ase_detected_attack: false,
+            // ASE defaults to false; enforcer's real-time detection is central, so on.
+            enable_ase_detected_attack: true,
             enable_sideband_authentication: false,
             enable_sideband_keepalive: false,
             server_ca_cert_path: None,
@@ -151,6 +204,12 @@ impl Settings {
             sideband_max_body: 64 * 1024,
             sideband_pending_max: 100_000,
             sideband_pending_ttl: Duration::from_secs(120),
+            ioa: IoaThresholds::default(),
+            ioa_block_ttl: Duration::from_secs(3_600),
+            decoy_memory: Duration::from_secs(86_400),
+            list_max_entries: 1_000_000,
+            flow_max_clients: 100_000,
+            connection_queue_timeout: Duration::from_secs(5),
         }
     }
 
@@ -329,6 +388,39 @@ impl Settings {
                 self.sideband_pending_max = parse_count(value, 1, 10_000_000)?
             }
             "sideband_pending_ttl" => self.sideband_pending_ttl = parse_positive(value)?,
+            "ioa_window" => {
+                self.ioa.window = parse_positive(value)?;
+                if self.ioa.window < Duration::from_secs(10) {
+                    return Err(format!("{value:?} is under the minimum of 10s"));
+                }
+            }
+            "ioa_login_failures" => {
+                self.ioa.login_failures = parse_count(value, 1, 1_000_000)? as u64
+            }
+            "ioa_login_clients" => self.ioa.login_clients = parse_count(value, 1, 1_000_000)?,
+            "ioa_token_ips" => self.ioa.token_ips = parse_count(value, 1, 1_000)?,
+            "ioa_probe_min_requests" => {
+                self.ioa.probe_min_requests = parse_count(value, 1, 10_000_000)? as u64
+            }
+            "ioa_probe_min_paths" => self.ioa.probe_min_paths = parse_count(value, 1, 1_000)?,
+            "ioa_probe_error_ratio" => {
+                self.ioa.probe_error_ratio = parse_fraction(value, 0.0, 1.0)?
+            }
+            "ioa_activity_min_requests" => {
+                self.ioa.activity_min_requests = parse_count(value, 1, 100_000_000)? as u64
+            }
+            "ioa_activity_factor" => self.ioa.activity_factor = parse_fraction(value, 1.0, 1e6)?,
+            "ioa_exfil_min_bytes" => self.ioa.exfil_min_bytes = parse_bytes(value)?,
+            "ioa_exfil_factor" => self.ioa.exfil_factor = parse_fraction(value, 1.0, 1e6)?,
+            "ioa_baseline_clients" => {
+                self.ioa.baseline_clients = parse_count(value, 1, 1_000_000)? as u64
+            }
+            "ioa_max_clients" => self.ioa.max_clients = parse_count(value, 100, 100_000_000)?,
+            "ioa_block_ttl" => self.ioa_block_ttl = parse_positive(value)?,
+            "decoy_memory" => self.decoy_memory = parse_positive(value)?,
+            "list_max_entries" => self.list_max_entries = parse_count(value, 1, 100_000_000)?,
+            "flow_max_clients" => self.flow_max_clients = parse_count(value, 100, 100_000_000)?,
+            "connection_queue_timeout" => self.connection_queue_timeout = parse_positive(value)?,
             _ if ASE_ONLY_KEYS.contains(&key) => return Ok(Applied::AseOnly),
             _ => return Ok(Applied::Unknown),
         }
@@ -417,6 +509,15 @@ fn parse_count(v: &str, min: usize, max: usize) -> Result<usize, String> {
         )),
         _ => Err(format!(
             "expected a whole number from {min} to {max}, found {v:?}"
+        )),
+    }
+}
+
+fn parse_fraction(v: &str, min: f64, max: f64) -> Result<f64, String> {
+    match v.parse::<f64>() {
+        Ok(x) if x.is_finite() && x > min && x <= max => Ok(x),
+        _ => Err(format!(
+            "expected a number above {min} and at most {max}, found {v:?}"
         )),
     }
 }

@@ -13,6 +13,7 @@ use http::{HeaderValue, Method, StatusCode, Uri, Version};
 
 use super::route::{Api, Server};
 use crate::config::Mode;
+use crate::enforce::identity::ApiKey;
 
 /// Which backend served the exchange, as the reports show it.
 #[derive(Debug, Clone)]
@@ -30,6 +31,17 @@ impl Upstream {
             Upstream::Gateway => "0.0.0.0",
         }
     }
+}
+
+/// What the pipeline decided about an exchange.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Verdict {
+    #[default]
+    Allowed,
+    /// Stopped, for the reason labelled (`deny_list`, `pattern`, `flow_control`, ...).
+    Blocked(&'static str),
+    /// Would have been stopped, but the API has `enable_blocking: false`.
+    WouldBlock(&'static str),
 }
 
 /// One request/response exchange.
@@ -54,8 +66,21 @@ pub struct Exchange {
     pub session: Option<String>,
     /// The user, when the caller said who it is (sideband `user_info`).
     pub username: Option<String>,
-    /// The OAuth client, when the caller said (sideband `user_info`).
+    /// The OAuth client, when the caller said (sideband `user_info`) or the JWT did.
     pub client_id: Option<String>,
+    /// The OAuth2 bearer token, when the API captures it.
+    pub token: Option<String>,
+    /// The API key, when the API names where it is.
+    pub api_key: Option<ApiKey>,
+    /// The client connected over TLS (inline).
+    pub tls: bool,
+    /// The request is a WebSocket handshake (inline).
+    pub websocket: bool,
+    /// The request announced a body.
+    pub has_body: bool,
+    /// The client connection, numbered from process start (inline; 0 in sideband).
+    pub connection_id: u64,
+    pub verdict: Verdict,
     /// The response status the client got; `None` if it never got one.
     pub status: Option<StatusCode>,
     /// The backend that was reached; `None` if none was.
@@ -91,6 +116,13 @@ impl Exchange {
             session: None,
             username: None,
             client_id: None,
+            token: None,
+            api_key: None,
+            tls: false,
+            websocket: false,
+            has_body: false,
+            connection_id: 0,
+            verdict: Verdict::Allowed,
             status: None,
             upstream: None,
             request_bytes: 0,

@@ -25,10 +25,12 @@ use arc_swap::ArcSwap;
 use http::header::{COOKIE, USER_AGENT};
 use http::{HeaderMap, StatusCode};
 
-pub use exchange::{Exchange, Upstream};
-pub use route::{Api, ApiTable, RouteError, Server};
+pub use exchange::{Exchange, Upstream, Verdict};
+pub use route::{Api, ApiTable, Context, RouteError, Server};
 
 use crate::config::{Config, Mode};
+use crate::enforce::flow::{Kind, Pick};
+use crate::enforce::{self, Block, Enforcer, flow_event};
 use crate::metrics::{Metrics, Observation, unix_secs};
 
 /// What `on_request` decided.
@@ -36,6 +38,9 @@ use crate::metrics::{Metrics, Observation, unix_secs};
 pub enum Decision {
     /// Let the request through: forward it (inline) or answer 200 (sideband).
     Allow,
+    /// Answer for the pipeline instead: inline with the block's own answer (ASE's error
+    /// table, the decoy's fake response, a redirect, 429), sideband with 403.
+    Block(Block),
 }
 
 /// The shared request pipeline. One instance per process, shared by every worker.
@@ -45,15 +50,23 @@ pub struct Pipeline {
     enable_xff: bool,
     apis: ArcSwap<ApiTable>,
     metrics: Arc<Metrics>,
+    pub enforcer: Enforcer,
 }
 
 impl Pipeline {
     pub fn new(config: &Config, metrics: Arc<Metrics>) -> Pipeline {
+        let enforcer = Enforcer::new(enforce::Config::from_settings(&config.settings));
+        let ctx = Context {
+            metrics: &metrics,
+            enforce: &enforcer.cfg,
+        };
+        let apis = ArcSwap::from_pointee(ApiTable::new(config.apis.clone(), &ctx));
         Pipeline {
             mode: config.settings.mode,
             enable_xff: config.settings.enable_xff,
-            apis: ArcSwap::from_pointee(ApiTable::new(config.apis.clone(), &metrics)),
+            apis,
             metrics,
+            enforcer,
         }
     }
 
@@ -77,7 +90,7 @@ impl Pipeline {
     }
 
     /// Phase 2, when the request head is known: capture the client's identifiers and
-    /// decide. Runs before any byte goes to a backend.
+    /// decide (see `enforce`). Runs before any byte goes to a backend.
     pub fn on_request(&self, ex: &mut Exchange, headers: &HeaderMap) -> Decision {
         if self.enable_xff
             && let Some(ip) = forwarded_client(headers)
@@ -88,7 +101,40 @@ impl Pipeline {
         if let Some(name) = ex.api.def.cookie.as_deref() {
             ex.session = cookie_value(headers, name).map(str::to_string);
         }
-        Decision::Allow
+        let api = ex.api.clone();
+        self.enforcer.decide(&api, ex, headers)
+    }
+
+    /// Inline, after `on_request` allowed: the server to forward to, within the API's
+    /// server spike thresholds and connection quotas (waiting for a slot when queueing is
+    /// on). `Ok(None)`: every server is out of rotation.
+    pub async fn pick_server(&self, ex: &mut Exchange) -> Result<Option<Pick>, Block> {
+        let api = ex.api.clone();
+        match api.flow.pick(api.candidates()).await {
+            Ok(Some(pick)) => {
+                if pick.queued {
+                    api.flow.record(
+                        Kind::ConnectionQueued,
+                        flow_event(&api, ex, Some(pick.server.addr.clone())),
+                    );
+                }
+                Ok(Some(pick))
+            }
+            Ok(None) => Ok(None),
+            Err(limited) => {
+                api.flow.record(limited.kind, flow_event(&api, ex, None));
+                ex.verdict = Verdict::Blocked("flow_control");
+                Err(Block::RateLimited {
+                    kind: limited.kind,
+                    retry_after: limited.retry_after,
+                })
+            }
+        }
+    }
+
+    /// Expires list entries, decoy memory and idle flow-control and detection state.
+    pub fn sweep(&self) {
+        self.enforcer.sweep(self.apis.load().all());
     }
 
     /// Phase 3, when the response head is known.
@@ -114,6 +160,7 @@ impl Pipeline {
             response_bytes: ex.response_bytes,
             latency_us,
         });
+        self.enforcer.observe(&ex.api, &ex);
         tracing::debug!(
             target: "enforcer::access",
             api = ex.api.id(),

@@ -17,6 +17,7 @@ use http::uri::Authority;
 
 use crate::config::api::strip_port;
 use crate::config::{ApiDef, HostMatch};
+use crate::enforce::{self, detect::ApiDetect, flow::ApiFlow};
 use crate::metrics::{ApiRecorder, Metrics};
 
 /// An origin-form path without dot segments, raw or percent-encoded: `..` must never reach
@@ -56,7 +57,7 @@ pub struct Server {
 }
 
 impl Server {
-    fn new(host: &str, port: u16) -> Server {
+    pub fn new(host: &str, port: u16) -> Server {
         let addr = if host.contains(':') {
             format!("[{host}]:{port}")
         } else {
@@ -96,6 +97,12 @@ impl Server {
     }
 }
 
+/// What building an API's runtime state needs.
+pub struct Context<'a> {
+    pub metrics: &'a Metrics,
+    pub enforce: &'a enforce::Config,
+}
+
 /// An API definition with its runtime state.
 #[derive(Debug)]
 pub struct Api {
@@ -103,13 +110,17 @@ pub struct Api {
     pub servers: Vec<Arc<Server>>,
     /// Where this API's exchanges are recorded (kept across reloads).
     pub recorder: Arc<ApiRecorder>,
+    /// Flow-control state (client and server limits, connection quotas).
+    pub flow: ApiFlow,
+    /// Real-time detection state.
+    pub detect: ApiDetect,
     /// Base path split into segments (empty for `/`).
     segments: Vec<String>,
     next: AtomicUsize,
 }
 
 impl Api {
-    pub fn new(def: ApiDef, metrics: &Metrics) -> Api {
+    pub fn new(def: ApiDef, ctx: &Context<'_>) -> Api {
         let servers = def
             .servers
             .iter()
@@ -122,7 +133,13 @@ impl Api {
             .map(str::to_string)
             .collect();
         Api {
-            recorder: metrics.recorder(&def),
+            recorder: ctx.metrics.recorder(&def),
+            flow: ApiFlow::new(
+                &def,
+                ctx.enforce.flow_max_clients,
+                ctx.enforce.connection_queue_timeout,
+            ),
+            detect: ApiDetect::default(),
             def,
             servers,
             segments,
@@ -134,16 +151,19 @@ impl Api {
         &self.def.id
     }
 
-    /// Round robin over the healthy servers; `None` when every server is out.
-    pub fn pick_server(&self) -> Option<&Arc<Server>> {
+    /// The healthy servers in round-robin order (each request starts one further along),
+    /// with their index in `servers`. Empty when every server is out.
+    pub fn candidates(&self) -> Vec<(usize, Arc<Server>)> {
         let n = self.servers.len();
         if n == 0 {
-            return None;
+            return Vec::new();
         }
         let start = self.next.fetch_add(1, Ordering::Relaxed);
         (0..n)
-            .map(|i| &self.servers[(start.wrapping_add(i)) % n])
-            .find(|s| s.is_healthy())
+            .map(|i| start.wrapping_add(i) % n)
+            .filter(|&i| self.servers[i].is_healthy())
+            .map(|i| (i, self.servers[i].clone()))
+            .collect()
     }
 
     /// Whether `path` lies under this API's base path (segment-wise, empty segments ignored).
@@ -188,10 +208,10 @@ pub struct ApiTable {
 }
 
 impl ApiTable {
-    pub fn new(defs: Vec<ApiDef>, metrics: &Metrics) -> ApiTable {
+    pub fn new(defs: Vec<ApiDef>, ctx: &Context<'_>) -> ApiTable {
         let mut table = ApiTable::default();
         for def in defs {
-            let api = Arc::new(Api::new(def, metrics));
+            let api = Arc::new(Api::new(def, ctx));
             match &api.def.hostname {
                 HostMatch::Any => table.any.push(api.clone()),
                 HostMatch::Exact(h) => table
@@ -269,12 +289,20 @@ mod tests {
                 def("v2", "*", "/api/v2"),
                 def("shop", "shop.example.com", "/api"),
             ],
-            &metrics(),
+            &ctx(&metrics(), &cfg()),
         )
     }
 
     fn metrics() -> Metrics {
         Metrics::new(crate::metrics::Caps::default(), 1 << 20)
+    }
+
+    fn ctx<'a>(metrics: &'a Metrics, enforce: &'a enforce::Config) -> Context<'a> {
+        Context { metrics, enforce }
+    }
+
+    fn cfg() -> enforce::Config {
+        enforce::Config::from_settings(&crate::config::Settings::defaults(Path::new(".")))
     }
 
     fn route(t: &ApiTable, host: &str, path: &str) -> Result<String, RouteError> {
@@ -306,7 +334,10 @@ mod tests {
 
     #[test]
     fn unknown_host_and_unknown_api() {
-        let t = ApiTable::new(vec![def("shop", "shop.example.com", "/api")], &metrics());
+        let t = ApiTable::new(
+            vec![def("shop", "shop.example.com", "/api")],
+            &ctx(&metrics(), &cfg()),
+        );
         assert_eq!(
             route(&t, "other.example.com", "/api"),
             Err(RouteError::UnknownHostname)
@@ -325,12 +356,15 @@ mod tests {
     fn internal_url_replaces_the_base_path() {
         let mut d = def("a", "*", "/shop");
         d.internal_url = Some("/internal/v1".into());
-        let api = Api::new(d, &metrics());
+        let api = Api::new(d, &ctx(&metrics(), &cfg()));
         assert_eq!(api.rewrite_path("/shop/items/1"), "/internal/v1/items/1");
         assert_eq!(api.rewrite_path("/shop"), "/internal/v1");
         let mut d = def("b", "*", "/shop");
         d.internal_url = Some("/".into());
-        assert_eq!(Api::new(d, &metrics()).rewrite_path("/shop/x"), "/x");
+        assert_eq!(
+            Api::new(d, &ctx(&metrics(), &cfg())).rewrite_path("/shop/x"),
+            "/x"
+        );
     }
 
     #[test]
@@ -345,22 +379,19 @@ mod tests {
             &mut Vec::new(),
         )
         .unwrap();
-        let api = Api::new(d, &metrics());
-        let picks: Vec<_> = (0..3)
-            .map(|_| api.pick_server().unwrap().addr.clone())
-            .collect();
+        let api = Api::new(d, &ctx(&metrics(), &cfg()));
+        let pick = |api: &Api| api.candidates().first().map(|(_, s)| s.addr.clone());
+        let picks: Vec<_> = (0..3).map(|_| pick(&api).unwrap()).collect();
         assert_eq!(picks, ["a:1", "b:2", "c:3"]);
         assert!(!api.servers[1].check_failed(2));
         assert!(api.servers[1].check_failed(2));
-        let picks: Vec<_> = (0..4)
-            .map(|_| api.pick_server().unwrap().addr.clone())
-            .collect();
+        let picks: Vec<_> = (0..4).map(|_| pick(&api).unwrap()).collect();
         assert!(picks.iter().all(|p| p != "b:2"), "{picks:?}");
         for s in &api.servers {
             s.check_failed(1);
         }
-        assert!(api.pick_server().is_none());
+        assert!(pick(&api).is_none());
         assert!(api.servers[0].check_passed());
-        assert_eq!(api.pick_server().unwrap().addr, "a:1");
+        assert_eq!(pick(&api).unwrap(), "a:1");
     }
 }

@@ -28,6 +28,8 @@ pub struct Completion {
     app: Arc<App>,
     ex: Option<Exchange>,
     request_bytes: Option<Arc<AtomicU64>>,
+    /// The server's connection-quota slot, released after the exchange completes.
+    lease: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 impl Completion {
@@ -36,7 +38,13 @@ impl Completion {
             app,
             ex: Some(ex),
             request_bytes: None,
+            lease: None,
         }
+    }
+
+    /// Keeps a connection-quota slot until the exchange completes.
+    pub fn hold(&mut self, lease: Option<tokio::sync::OwnedSemaphorePermit>) {
+        self.lease = lease;
     }
 
     /// The exchange, for the phases still to run.

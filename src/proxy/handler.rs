@@ -10,12 +10,12 @@ use std::sync::Arc;
 
 use http::header::{CONNECTION, HOST, UPGRADE};
 use http::{Method, Request, Response, StatusCode, Version};
-use hyper::body::Incoming;
+use hyper::body::{Body, Incoming};
 use hyper::upgrade::OnUpgrade;
 
 use super::body::{Completion, ProxyBody};
 use super::forward::{ClientSide, ForwardError, strip_hop_by_hop, upstream_request};
-use super::respond::{Answer, answer};
+use super::respond::{Answer, answer, blocked};
 use super::{Conn, tunnel};
 use crate::config::{Mode, Protocol};
 use crate::pipeline::route::well_formed_path;
@@ -55,10 +55,15 @@ pub async fn handle(conn: Arc<Conn>, req: Request<Incoming>) -> Response<ProxyBo
         version,
         conn.peer.ip(),
     );
+    ex.tls = conn.tls;
+    ex.websocket = is_websocket_upgrade(&parts);
+    ex.has_body = !body.is_end_stream();
+    ex.connection_id = conn.id;
     let decision = app.pipeline.on_request(&mut ex, &parts.headers);
     let done = Completion::new(app.clone(), ex);
     match decision {
         Decision::Allow => forward(&conn, &api, parts, body, done).await,
+        Decision::Block(block) => finish(blocked(&block, version), done),
     }
 }
 
@@ -70,8 +75,16 @@ async fn forward(
     mut done: Completion,
 ) -> Response<ProxyBody> {
     let version = parts.version;
-    let Some(server) = api.pick_server().cloned() else {
-        return finish(answer(Answer::NoHealthyServer, version), done);
+    let Some(ex) = done.exchange() else {
+        return finish(answer(Answer::BadGateway, version), done);
+    };
+    let server = match conn.inline.app.pipeline.pick_server(ex).await {
+        Ok(Some(pick)) => {
+            done.hold(pick.lease);
+            pick.server
+        }
+        Ok(None) => return finish(answer(Answer::NoHealthyServer, version), done),
+        Err(block) => return finish(blocked(&block, version), done),
     };
     let upgrade = api.def.protocol == Protocol::Ws && is_websocket_upgrade(&parts);
     let client_upgrade = if upgrade {

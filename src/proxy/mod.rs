@@ -36,6 +36,8 @@ impl Inline {
 /// One client connection.
 pub struct Conn {
     pub inline: Arc<Inline>,
+    /// Numbered from process start (flow-control reports name it).
+    pub id: u64,
     pub peer: SocketAddr,
     /// Whether the client connected over TLS.
     pub tls: bool,

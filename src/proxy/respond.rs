@@ -13,11 +13,25 @@
 //! | backend too slow | 504 | `Error: Gateway Timeout` |
 //! | every server unhealthy | 503 | `Error: Service Unavailable` |
 //! | `GET /ase` with `enable_ase_health` | 200 | `{"status":"up","mode":"inline"}` |
+//!
+//! Enforcement answers ([`blocked`]):
+//!
+//! | block | status | body |
+//! |---|---|---|
+//! | deny-listed identifier, decoy follower, missing mandatory token | 403 (reason `Unauthorized`, as ASE) | `Error: Unauthorized` |
+//! | API pattern violation | the API's `error_code` (default 403), reason `error_def` | `error_message_body` |
+//! | protocol redirect | `http_redirect.response_code` (default 301), `Location` | empty |
+//! | decoy | `decoy_config.response_code`, reason `response_def` | `response_message` |
+//! | flow control | 429, `Retry-After` (seconds) | `Error: Too Many Requests` |
 
-use http::header::{CONNECTION, CONTENT_TYPE, HeaderValue};
+use std::time::Duration;
+
+use http::header::{CONNECTION, CONTENT_TYPE, HeaderValue, LOCATION, RETRY_AFTER};
 use http::{Response, StatusCode, Version};
+use hyper::ext::ReasonPhrase;
 
 use super::body::ProxyBody;
+use crate::enforce::Block;
 
 /// An answer enforcer gives without (or instead of) a backend response.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,4 +89,66 @@ pub fn answer(answer: Answer, version: Version) -> Response<ProxyBody> {
             .insert(CONNECTION, HeaderValue::from_static("close"));
     }
     resp
+}
+
+/// Builds the answer for an enforcement block. Never fails.
+pub fn blocked(block: &Block, version: Version) -> Response<ProxyBody> {
+    let (status, reason, body): (StatusCode, &str, String) = match block {
+        Block::Denied { .. } | Block::DecoyFollower { .. } | Block::MissingToken => (
+            StatusCode::FORBIDDEN,
+            "Unauthorized",
+            "Error: Unauthorized".into(),
+        ),
+        Block::Pattern {
+            status,
+            reason,
+            body,
+            ..
+        } => (*status, reason, body.clone()),
+        Block::Decoy {
+            status,
+            reason,
+            body,
+        } => (*status, reason, body.clone()),
+        Block::Redirect { status, reason, .. } => (*status, reason, String::new()),
+        Block::RateLimited { .. } => (
+            StatusCode::TOO_MANY_REQUESTS,
+            "",
+            "Error: Too Many Requests".into(),
+        ),
+    };
+    let mut resp = Response::new(ProxyBody::local(body));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    match block {
+        Block::Redirect { location, .. } => {
+            if let Ok(v) = HeaderValue::from_str(location) {
+                resp.headers_mut().insert(LOCATION, v);
+            }
+        }
+        Block::RateLimited { retry_after, .. } => {
+            resp.headers_mut().insert(
+                RETRY_AFTER,
+                HeaderValue::from(retry_after_secs(*retry_after)),
+            );
+        }
+        _ => {}
+    }
+    // A custom reason phrase only exists on HTTP/1.
+    if version < Version::HTTP_2
+        && !reason.is_empty()
+        && Some(reason) != status.canonical_reason()
+        && let Ok(phrase) = ReasonPhrase::try_from(reason.as_bytes())
+    {
+        resp.extensions_mut().insert(phrase);
+    }
+    resp
+}
+
+/// Whole seconds, rounded up and at least one.
+fn retry_after_secs(d: Duration) -> u64 {
+    (d.as_secs() + u64::from(d.subsec_nanos() > 0)).max(1)
 }

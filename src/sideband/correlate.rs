@@ -154,7 +154,17 @@ mod tests {
             &mut Vec::new(),
         )
         .unwrap();
-        let api = Arc::new(Api::new(def, &Metrics::new(Caps::default(), 1 << 20)));
+        let metrics = Metrics::new(Caps::default(), 1 << 20);
+        let enforce = crate::enforce::Config::from_settings(&crate::config::Settings::defaults(
+            std::path::Path::new("."),
+        ));
+        let api = Arc::new(Api::new(
+            def,
+            &crate::pipeline::Context {
+                metrics: &metrics,
+                enforce: &enforce,
+            },
+        ));
         Exchange::new(
             Mode::Sideband,
             api,

@@ -114,6 +114,15 @@ pub fn decide(app: &App, correlation: Option<&str>, body: &Bytes) -> Reply {
             }
             Reply::Allow { api }
         }
+        Decision::Block(block) => {
+            // The gateway answers the client itself; enforcer only says no.
+            ex.status = Some(StatusCode::FORBIDDEN);
+            app.pipeline.on_complete(ex);
+            Reply::Block {
+                api,
+                reason: block.reason(),
+            }
+        }
     }
 }
 
@@ -166,6 +175,7 @@ fn exchange(app: &App, body: &Bytes) -> Result<(Exchange, HeaderMap), Reply> {
     };
     let (username, client_id) = call.user();
     let mut ex = Exchange::new(Mode::Sideband, api, method, uri, version, source_ip);
+    ex.has_body = crate::enforce::has_body(&headers);
     ex.username = username.map(str::to_string);
     ex.client_id = client_id.map(str::to_string);
     Ok((ex, headers))

@@ -153,6 +153,17 @@ async fn seed_traffic_gives_the_seed_report() {
         serde_json::to_string_pretty(&serde_json::from_str::<Value>(&text).unwrap()).unwrap();
     assert_eq!(actual, expected, "the report differs from the seed");
 
+    // Normal traffic raises no indicator of attack.
+    let attacks: Value = c
+        .get(e.admin_url(&format!("/v4/abs/attack?api={API}")))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(attacks, json!({ "attacks": [] }));
+
     // The CLI asks the running instance (found through the config directory) for the same.
     let dir = e.config_dir().to_str().unwrap().to_string();
     let (status, stdout, stderr) = run_cli(&[

@@ -4,7 +4,7 @@
 //! * `echo` (and anything unknown): JSON of what it received (method, path, query, headers,
 //!   body length) plus its own name;
 //! * `health`: 200 or 503 as [`Backend::set_healthy`] says;
-//! * `hang`: never answers;
+//! * `hang`: never answers; `login`: 401, as a login that fails;
 //! * `gate`: tells [`Backend::gate_reached`] it has the request, then answers once
 //!   [`Backend::open_gate`] is called;
 //! * `download?bytes=N`: streams N bytes; `upload`: reads the body and answers its length;
@@ -209,6 +209,7 @@ async fn serve(s: Arc<State>, req: Request<Incoming>) -> Response<Body> {
             }
         }
         "hang" => std::future::pending().await,
+        "login" => full(StatusCode::UNAUTHORIZED, "bad credentials"),
         "gate" => {
             s.gate_reached.notify_one();
             s.gate_open.notified().await;

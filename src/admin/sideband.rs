@@ -1,0 +1,129 @@
+//! Sideband authentication endpoints: `/v5/ase/sideband/authentication` and
+//! `/v5/ase/sideband/token` (also under `/v4/ase/sideband/`).
+
+use std::sync::Arc;
+
+use http::{Method, Request, Response, StatusCode};
+use hyper::body::Incoming;
+
+use super::{Body, Query, bad_parameter, body, error, json, not_allowed};
+use crate::app::App;
+use crate::sideband::tokens::TokenError;
+
+/// Handles `<prefix>/sideband/<rest>`.
+pub(super) async fn handle(
+    app: Arc<App>,
+    method: &Method,
+    rest: &str,
+    query: &Query,
+    req: Request<Incoming>,
+) -> Response<Body> {
+    match (method, rest) {
+        (&Method::GET, "authentication") => sideband_authentication(&app),
+        (&Method::POST, "authentication") => match query.get("status") {
+            Some(s @ ("enable" | "disable")) => {
+                let on = s == "enable";
+                let store = app.clone();
+                match blocking(move || store.sideband.tokens.set_required(on)).await {
+                    Ok(()) => sideband_authentication(&app),
+                    Err(e) => token_error(e),
+                }
+            }
+            _ => bad_parameter("status", "status: use enable or disable".into()),
+        },
+        (_, "authentication") => not_allowed("GET, POST"),
+        (&Method::GET, "token") => json(
+            StatusCode::OK,
+            &serde_json::json!({ "tokens": app.sideband.tokens.list() }),
+        ),
+        (&Method::POST, "token") => match blocking(move || app.sideband.tokens.create()).await {
+            Ok(token) => json(
+                StatusCode::OK,
+                &serde_json::json!({ "status": "token_created", "token": token }),
+            ),
+            Err(e) => token_error(e),
+        },
+        (&Method::PUT | &Method::DELETE, "token") => {
+            let token = match token_body(req).await {
+                Ok(t) => t,
+                Err(resp) => return resp,
+            };
+            let importing = method == Method::PUT;
+            let t = token.clone();
+            let done = blocking(move || {
+                if importing {
+                    app.sideband.tokens.import(&t)
+                } else {
+                    app.sideband.tokens.delete(&t)
+                }
+            })
+            .await;
+            let verb = if importing { "imported" } else { "deleted" };
+            match done {
+                Ok(()) => json(
+                    StatusCode::OK,
+                    &serde_json::json!({
+                        "status": "success",
+                        "status_message": format!("Sideband token {token} {verb}."),
+                    }),
+                ),
+                Err(e) => token_error(e),
+            }
+        }
+        (_, "token") => not_allowed("GET, POST, PUT, DELETE"),
+        _ => error(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("no sideband endpoint {rest}"),
+        ),
+    }
+}
+
+fn sideband_authentication(app: &App) -> Response<Body> {
+    let state = if app.sideband.tokens.required() {
+        "enabled"
+    } else {
+        "disabled"
+    };
+    json(
+        StatusCode::OK,
+        &serde_json::json!({
+            "status": state,
+            "status_message": format!("Sideband authentication is {state}"),
+        }),
+    )
+}
+
+fn token_error(e: TokenError) -> Response<Body> {
+    let (status, code) = match &e {
+        TokenError::Invalid => (StatusCode::BAD_REQUEST, "invalid_token"),
+        TokenError::Exists(_) => (StatusCode::CONFLICT, "token_exists"),
+        TokenError::NotFound(_) => (StatusCode::NOT_FOUND, "unknown_token"),
+        TokenError::Store { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "store_failed"),
+    };
+    error(status, code, e.to_string())
+}
+
+/// The `{"token": "..."}` body of a token import or delete.
+async fn token_body(req: Request<Incoming>) -> Result<String, Response<Body>> {
+    #[derive(serde::Deserialize)]
+    struct TokenBody {
+        token: String,
+    }
+    let bytes = body(req).await?;
+    serde_json::from_slice::<TokenBody>(&bytes)
+        .map(|b| b.token)
+        .map_err(|e| bad_parameter("token", format!("expected {{\"token\": \"...\"}}: {e}")))
+}
+
+/// Runs file-writing work off the async threads.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, TokenError> + Send + 'static,
+) -> Result<T, TokenError> {
+    tokio::task::spawn_blocking(f).await.unwrap_or_else(|e| {
+        Err(TokenError::Store {
+            file: std::path::PathBuf::from("(background task)"),
+            reason: e.to_string(),
+        })
+    })
+}

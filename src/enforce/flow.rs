@@ -1,0 +1,442 @@
+//! Flow control (inline): ASE's `client_spike_threshold`, `server_spike_threshold` and
+//! `server_connection_quota` with `server_connection_queueing`.
+//!
+//! * Client spike: at most `n` requests per second/minute/hour from one client IP to the
+//!   API (GCRA from the governor crate: a burst of `n`, then one every `period/n`).
+//! * Server spike: at most `n` requests per period to one server; a server over its limit
+//!   is skipped by the round robin.
+//! * Connection quota: at most `n` requests in flight to one server. With queueing, a
+//!   request waits (up to `connection_queue_timeout`) for a slot; without, it is rejected.
+//!
+//! Rejections answer 429 with `Retry-After` and are counted for the flow-control report
+//! (summary counters since start, plus the last [`DETAILS`] events of each kind).
+//!
+//! Bounded state: the per-client limiter forgets clients idle for a whole period (swept
+//! every second) and tracks at most `flow_max_clients` IPs per API. Beyond that, during a
+//! flood of distinct addresses, every client of the API shares one limiter at the same rate
+//! until the flood subsides.
+
+use std::collections::VecDeque;
+use std::net::IpAddr;
+use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use governor::clock::{Clock, DefaultClock};
+use governor::state::keyed::DashMapStateStore;
+use governor::state::{InMemoryState, NotKeyed};
+use governor::{Quota, RateLimiter};
+use serde::Serialize;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use crate::config::ApiDef;
+use crate::config::value::{Rate, RatePeriod};
+use crate::pipeline::Server;
+
+type Keyed =
+    RateLimiter<IpAddr, DashMapStateStore<IpAddr, foldhash::fast::RandomState>, DefaultClock>;
+type Direct = RateLimiter<NotKeyed, InMemoryState, DefaultClock>;
+
+/// How many recent events of each kind the report keeps.
+pub const DETAILS: usize = 100;
+
+fn quota(rate: Rate) -> Option<Quota> {
+    let n = NonZeroU32::new(u32::try_from(rate.count).unwrap_or(u32::MAX))?;
+    Some(match rate.period {
+        RatePeriod::Second => Quota::per_second(n),
+        RatePeriod::Minute => Quota::per_minute(n),
+        RatePeriod::Hour => Quota::per_hour(n),
+    })
+}
+
+/// The kinds of flow-control events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    ClientSpike,
+    ServerSpike,
+    ConnectionQueued,
+    ConnectionQuotaExceeded,
+}
+
+/// One flow-control event, as the report lists it.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Event {
+    /// RFC 3339.
+    pub request_time: String,
+    pub connection_id: u64,
+    pub source_ip: String,
+    pub destination_api: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server: Option<String>,
+}
+
+/// Flow-control counters since start.
+#[derive(Debug, Default)]
+pub struct Stats {
+    pub client_spike: AtomicU64,
+    pub server_spike: AtomicU64,
+    pub connection_queued: AtomicU64,
+    pub connection_quota_exceeded: AtomicU64,
+}
+
+#[derive(Default)]
+struct Details {
+    client_spike: VecDeque<Event>,
+    server_spike: VecDeque<Event>,
+    connection_queued: VecDeque<Event>,
+    connection_quota_exceeded: VecDeque<Event>,
+}
+
+/// A copy of the recent events, per kind.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct DetailsView {
+    pub client_spike: Vec<Event>,
+    pub server_spike: Vec<Event>,
+    pub connection_queued: Vec<Event>,
+    pub connection_quota_exceeded: Vec<Event>,
+}
+
+struct ClientSpike {
+    keyed: Keyed,
+    shared: Direct,
+    max_clients: usize,
+}
+
+struct ServerLimits {
+    spike: Option<Direct>,
+    quota: Option<Arc<Semaphore>>,
+}
+
+/// Why flow control turned a request away.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limited {
+    pub kind: Kind,
+    pub retry_after: Duration,
+}
+
+/// The server chosen for a request, with its connection-quota slot if it has a quota.
+pub struct Pick {
+    pub server: Arc<Server>,
+    /// Held until the exchange completes.
+    pub lease: Option<OwnedSemaphorePermit>,
+    /// The request waited for the slot.
+    pub queued: bool,
+}
+
+impl std::fmt::Debug for ApiFlow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiFlow")
+            .field("client_spike", &self.client.is_some())
+            .field("servers", &self.servers.len())
+            .field("tracked_clients", &self.tracked_clients())
+            .finish()
+    }
+}
+
+/// One API's flow-control state.
+pub struct ApiFlow {
+    client: Option<ClientSpike>,
+    servers: Vec<ServerLimits>,
+    queueing: bool,
+    queue_timeout: Duration,
+    pub stats: Stats,
+    details: Mutex<Details>,
+}
+
+impl ApiFlow {
+    pub fn new(def: &ApiDef, max_clients: usize, queue_timeout: Duration) -> ApiFlow {
+        let client = def
+            .flow_control
+            .client_spike_threshold
+            .and_then(quota)
+            .map(|q| ClientSpike {
+                keyed: RateLimiter::dashmap_with_hasher(q, foldhash::fast::RandomState::default()),
+                shared: RateLimiter::direct(q),
+                max_clients,
+            });
+        let servers = def
+            .servers
+            .iter()
+            .map(|s| ServerLimits {
+                spike: s
+                    .server_spike_threshold
+                    .and_then(quota)
+                    .map(RateLimiter::direct),
+                quota: (s.server_connection_quota > 0)
+                    .then(|| Arc::new(Semaphore::new(s.server_connection_quota as usize))),
+            })
+            .collect();
+        ApiFlow {
+            client,
+            servers,
+            queueing: def.flow_control.server_connection_queueing,
+            queue_timeout,
+            stats: Stats::default(),
+            details: Mutex::new(Details::default()),
+        }
+    }
+
+    /// Checks the client spike threshold for `ip`.
+    pub fn check_client(&self, ip: IpAddr) -> Result<(), Limited> {
+        let Some(c) = &self.client else {
+            return Ok(());
+        };
+        let verdict = if c.keyed.len() < c.max_clients {
+            c.keyed.check_key(&ip)
+        } else {
+            c.shared.check()
+        };
+        verdict.map_err(|not_until| Limited {
+            kind: Kind::ClientSpike,
+            retry_after: not_until.wait_time_from(DefaultClock::default().now()),
+        })
+    }
+
+    /// Picks a server from `candidates` (healthy ones, in round-robin order, with their
+    /// index in the API's server list) within the server limits.
+    pub async fn pick(
+        &self,
+        candidates: Vec<(usize, Arc<Server>)>,
+    ) -> Result<Option<Pick>, Limited> {
+        if candidates.is_empty() {
+            return Ok(None);
+        }
+        let mut spiked: Option<Duration> = None;
+        let mut quota_full: Option<Arc<Semaphore>> = None;
+        for (i, server) in &candidates {
+            let limits = self.servers.get(*i);
+            if let Some(spike) = limits.and_then(|l| l.spike.as_ref())
+                && let Err(not_until) = spike.check()
+            {
+                let wait = not_until.wait_time_from(DefaultClock::default().now());
+                spiked = Some(spiked.map_or(wait, |w| w.min(wait)));
+                continue;
+            }
+            match limits.and_then(|l| l.quota.clone()) {
+                None => {
+                    return Ok(Some(Pick {
+                        server: server.clone(),
+                        lease: None,
+                        queued: false,
+                    }));
+                }
+                Some(sem) => match sem.clone().try_acquire_owned() {
+                    Ok(lease) => {
+                        return Ok(Some(Pick {
+                            server: server.clone(),
+                            lease: Some(lease),
+                            queued: false,
+                        }));
+                    }
+                    Err(_) => {
+                        quota_full.get_or_insert_with(|| sem.clone());
+                    }
+                },
+            }
+        }
+        if let (Some(sem), true) = (&quota_full, self.queueing) {
+            // Wait at the first full server (the one the round robin chose).
+            let waiting = candidates.iter().find(|(i, _)| {
+                self.servers
+                    .get(*i)
+                    .and_then(|l| l.quota.as_ref())
+                    .is_some_and(|q| Arc::ptr_eq(q, sem))
+            });
+            if let Some((_, server)) = waiting {
+                self.stats.connection_queued.fetch_add(1, Relaxed);
+                if let Ok(Ok(lease)) =
+                    tokio::time::timeout(self.queue_timeout, sem.clone().acquire_owned()).await
+                {
+                    return Ok(Some(Pick {
+                        server: server.clone(),
+                        lease: Some(lease),
+                        queued: true,
+                    }));
+                }
+            }
+        }
+        if quota_full.is_some() {
+            return Err(Limited {
+                kind: Kind::ConnectionQuotaExceeded,
+                retry_after: Duration::from_secs(1),
+            });
+        }
+        Err(Limited {
+            kind: Kind::ServerSpike,
+            retry_after: spiked.unwrap_or(Duration::from_secs(1)),
+        })
+    }
+
+    /// Counts an event and keeps its detail.
+    pub fn record(&self, kind: Kind, event: Event) {
+        let counter = match kind {
+            Kind::ClientSpike => &self.stats.client_spike,
+            Kind::ServerSpike => &self.stats.server_spike,
+            // Queued requests are counted when they start waiting.
+            Kind::ConnectionQueued => &self.stats.connection_queued,
+            Kind::ConnectionQuotaExceeded => &self.stats.connection_quota_exceeded,
+        };
+        if kind != Kind::ConnectionQueued {
+            counter.fetch_add(1, Relaxed);
+        }
+        let mut d = self.details.lock().unwrap_or_else(|e| e.into_inner());
+        let ring = match kind {
+            Kind::ClientSpike => &mut d.client_spike,
+            Kind::ServerSpike => &mut d.server_spike,
+            Kind::ConnectionQueued => &mut d.connection_queued,
+            Kind::ConnectionQuotaExceeded => &mut d.connection_quota_exceeded,
+        };
+        if ring.len() == DETAILS {
+            ring.pop_front();
+        }
+        ring.push_back(event);
+    }
+
+    /// The recent events, oldest first.
+    pub fn details(&self) -> DetailsView {
+        let d = self.details.lock().unwrap_or_else(|e| e.into_inner());
+        DetailsView {
+            client_spike: d.client_spike.iter().cloned().collect(),
+            server_spike: d.server_spike.iter().cloned().collect(),
+            connection_queued: d.connection_queued.iter().cloned().collect(),
+            connection_quota_exceeded: d.connection_quota_exceeded.iter().cloned().collect(),
+        }
+    }
+
+    /// Forgets clients whose limiter state is back to idle (run every second).
+    pub fn sweep(&self) {
+        if let Some(c) = &self.client {
+            c.keyed.retain_recent();
+            c.keyed.shrink_to_fit();
+        }
+    }
+
+    /// Client IPs the limiter tracks now.
+    pub fn tracked_clients(&self) -> usize {
+        self.client.as_ref().map_or(0, |c| c.keyed.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Mode;
+
+    fn def(extra: &str) -> ApiDef {
+        let text = format!(
+            r#"{{"api_metadata":{{"url":"/a","hostname":"*","servers":[{{"host":"127.0.0.1","port":1{extra}}}]}}}}"#
+        );
+        ApiDef::parse(
+            std::path::Path::new("t.json"),
+            "t",
+            &text,
+            Mode::Inline,
+            &mut Vec::new(),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn client_spikes_are_per_ip_and_state_is_bounded() {
+        let mut d = def("");
+        d.flow_control.client_spike_threshold = Some(Rate {
+            count: 3,
+            period: RatePeriod::Minute,
+        });
+        let flow = ApiFlow::new(&d, 100, Duration::from_secs(1));
+        let a: IpAddr = "10.0.0.1".parse().unwrap();
+        let b: IpAddr = "10.0.0.2".parse().unwrap();
+        for _ in 0..3 {
+            assert!(flow.check_client(a).is_ok());
+        }
+        let limited = flow.check_client(a).unwrap_err();
+        assert_eq!(limited.kind, Kind::ClientSpike);
+        assert!(
+            limited.retry_after > Duration::ZERO && limited.retry_after <= Duration::from_secs(20)
+        );
+        assert!(
+            flow.check_client(b).is_ok(),
+            "another client has its own budget"
+        );
+
+        // A flood of distinct IPs: tracked state stops growing at the cap.
+        let flow = ApiFlow::new(&d, 1_000, Duration::from_secs(1));
+        for i in 0..20_000u32 {
+            let _ = flow.check_client(IpAddr::from(i.to_be_bytes()));
+        }
+        assert!(
+            flow.tracked_clients() <= 1_000,
+            "{}",
+            flow.tracked_clients()
+        );
+    }
+
+    #[tokio::test]
+    async fn connection_quota_with_and_without_queueing() {
+        let d = def(r#","server_connection_quota":1"#);
+        let servers = vec![(0, Arc::new(Server::new("127.0.0.1", 1)))];
+        let flow = ApiFlow::new(&d, 100, Duration::from_millis(50));
+        let first = flow.pick(servers.clone()).await.unwrap().unwrap();
+        assert!(first.lease.is_some());
+        let second = flow.pick(servers.clone()).await;
+        assert_eq!(
+            second.err().map(|l| l.kind),
+            Some(Kind::ConnectionQuotaExceeded)
+        );
+        drop(first);
+        assert!(
+            flow.pick(servers.clone()).await.unwrap().is_some(),
+            "the slot came back"
+        );
+
+        let mut q = def(r#","server_connection_quota":1"#);
+        q.flow_control.server_connection_queueing = true;
+        let flow = Arc::new(ApiFlow::new(&q, 100, Duration::from_secs(5)));
+        let held = flow.pick(servers.clone()).await.unwrap().unwrap();
+        let waiter = {
+            let (flow, servers) = (flow.clone(), servers.clone());
+            tokio::spawn(async move { flow.pick(servers).await.map(|p| p.is_some()) })
+        };
+        while flow.stats.connection_queued.load(Relaxed) == 0 {
+            tokio::task::yield_now().await;
+        }
+        drop(held);
+        assert_eq!(
+            waiter.await.unwrap(),
+            Ok(true),
+            "the queued request got the freed slot"
+        );
+    }
+
+    #[tokio::test]
+    async fn server_spike_skips_to_the_next_server() {
+        let text = r#"{"api_metadata":{"url":"/a","hostname":"*","servers":[
+            {"host":"127.0.0.1","port":1,"server_spike_threshold":"1/minute"},{"host":"127.0.0.1","port":2}]}}"#;
+        let d = ApiDef::parse(
+            std::path::Path::new("t.json"),
+            "t",
+            text,
+            Mode::Inline,
+            &mut Vec::new(),
+        )
+        .unwrap();
+        let flow = ApiFlow::new(&d, 100, Duration::from_secs(1));
+        let one = Arc::new(Server::new("127.0.0.1", 1));
+        let two = Arc::new(Server::new("127.0.0.1", 2));
+        let order = vec![(0, one.clone()), (1, two.clone())];
+        assert_eq!(
+            flow.pick(order.clone()).await.unwrap().unwrap().server.port,
+            1
+        );
+        assert_eq!(
+            flow.pick(order.clone()).await.unwrap().unwrap().server.port,
+            2
+        );
+        let only_one = vec![(0, one)];
+        assert_eq!(
+            flow.pick(only_one).await.err().map(|l| l.kind),
+            Some(Kind::ServerSpike)
+        );
+    }
+}

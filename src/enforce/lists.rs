@@ -1,0 +1,625 @@
+//! Deny and allow lists of client identifiers: IPs (and CIDR ranges), cookies (name and
+//! value), OAuth tokens, API keys (name and value) and usernames.
+//!
+//! Each list is an immutable [`ListSet`] behind an `ArcSwap`: a request reads it with one
+//! atomic load and no lock, and a change builds the next set (persistent maps share all
+//! but the changed path, so adding to a large list stays cheap) and swaps it in whole.
+//! Entries record their source (manual, decoy, pattern, detection) and may expire; an
+//! expired entry stops matching at once and is swept away later. Allow wins over deny.
+
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+
+use arc_swap::ArcSwap;
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+
+use super::identity::ApiKey;
+
+type Map<K, V> = imbl::HashMap<K, V>;
+
+/// Which list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ListKind {
+    Deny,
+    Allow,
+}
+
+/// Who put an entry on a list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Source {
+    /// An operator, through the management API or the CLI.
+    Manual,
+    /// A client that touched a decoy and then called a real API.
+    Decoy,
+    /// An API pattern violation (protocol, method, content type).
+    Pattern,
+    /// A real-time detection (an IoA, a missing mandatory token).
+    Detection,
+}
+
+impl Source {
+    pub const ALL: [Source; 4] = [
+        Source::Manual,
+        Source::Decoy,
+        Source::Pattern,
+        Source::Detection,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Manual => "manual",
+            Source::Decoy => "decoy",
+            Source::Pattern => "pattern",
+            Source::Detection => "detection",
+        }
+    }
+}
+
+/// A client identifier, as it appears on a list.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Identifier {
+    Ip(IpAddr),
+    Net(IpNet),
+    Cookie { name: String, value: String },
+    Token(String),
+    ApiKey { name: String, value: String },
+    Username(String),
+}
+
+impl Identifier {
+    /// ASE's type names: `ip`, `cookie`, `token`, `api_key`, `username`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Identifier::Ip(_) | Identifier::Net(_) => "ip",
+            Identifier::Cookie { .. } => "cookie",
+            Identifier::Token(_) => "token",
+            Identifier::ApiKey { .. } => "api_key",
+            Identifier::Username(_) => "username",
+        }
+    }
+
+    /// For logs: secrets masked.
+    pub fn describe(&self) -> String {
+        use super::identity::mask;
+        match self {
+            Identifier::Ip(ip) => format!("ip {ip}"),
+            Identifier::Net(n) => format!("ip {n}"),
+            Identifier::Cookie { name, value } => format!("cookie {name}={}", mask(value)),
+            Identifier::Token(t) => format!("token {}", mask(t)),
+            Identifier::ApiKey { name, value } => format!("api_key {name}={}", mask(value)),
+            Identifier::Username(u) => format!("username {u}"),
+        }
+    }
+}
+
+/// An entry's facts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub source: Source,
+    /// Unix seconds it was added.
+    pub added: i64,
+    /// Unix seconds it stops matching; `None`: never.
+    pub expires: Option<i64>,
+    /// Why (an IoA name, a violated rule), for automatic entries.
+    pub reason: Option<Arc<str>>,
+}
+
+impl Entry {
+    fn live(&self, now: i64) -> bool {
+        self.expires.is_none_or(|e| e > now)
+    }
+}
+
+/// The identifiers of one request, to match against a list.
+#[derive(Debug, Clone, Copy)]
+pub struct Subject<'a> {
+    pub ip: IpAddr,
+    /// `(cookie name, value)`.
+    pub cookie: Option<(&'a str, &'a str)>,
+    pub token: Option<&'a str>,
+    pub api_key: Option<&'a ApiKey>,
+    pub username: Option<&'a str>,
+}
+
+/// One list's entries.
+#[derive(Debug, Clone, Default)]
+pub struct ListSet {
+    ips: Map<IpAddr, Entry>,
+    nets: Map<IpNet, Entry>,
+    cookies: Map<Arc<str>, Map<Arc<str>, Entry>>,
+    tokens: Map<Arc<str>, Entry>,
+    api_keys: Map<Arc<str>, Map<Arc<str>, Entry>>,
+    usernames: Map<Arc<str>, Entry>,
+    len: usize,
+}
+
+impl ListSet {
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The first live entry matching any of `s`'s identifiers, IP first.
+    pub fn find(&self, s: &Subject<'_>, now: i64) -> Option<(Identifier, Entry)> {
+        if self.len == 0 {
+            return None;
+        }
+        let live = |e: &Entry| e.live(now);
+        if let Some(e) = self.ips.get(&s.ip).filter(|e| live(e)) {
+            return Some((Identifier::Ip(s.ip), e.clone()));
+        }
+        if let Some((net, e)) = self.nets.iter().find(|(n, e)| n.contains(&s.ip) && live(e)) {
+            return Some((Identifier::Net(*net), e.clone()));
+        }
+        if let Some((name, value)) = s.cookie
+            && let Some(e) = self
+                .cookies
+                .get(name)
+                .and_then(|m| m.get(value))
+                .filter(|e| live(e))
+        {
+            let id = Identifier::Cookie {
+                name: name.to_string(),
+                value: value.to_string(),
+            };
+            return Some((id, e.clone()));
+        }
+        if let Some(t) = s.token
+            && let Some(e) = self.tokens.get(t).filter(|e| live(e))
+        {
+            return Some((Identifier::Token(t.to_string()), e.clone()));
+        }
+        if let Some(k) = s.api_key
+            && let Some(e) = self
+                .api_keys
+                .get(k.name.as_str())
+                .and_then(|m| m.get(k.value.as_str()))
+                .filter(|e| live(e))
+        {
+            let id = Identifier::ApiKey {
+                name: k.name.clone(),
+                value: k.value.clone(),
+            };
+            return Some((id, e.clone()));
+        }
+        if let Some(u) = s.username
+            && let Some(e) = self.usernames.get(u).filter(|e| live(e))
+        {
+            return Some((Identifier::Username(u.to_string()), e.clone()));
+        }
+        None
+    }
+
+    pub fn contains(&self, id: &Identifier) -> bool {
+        self.get(id).is_some()
+    }
+
+    fn get(&self, id: &Identifier) -> Option<&Entry> {
+        match id {
+            Identifier::Ip(ip) => self.ips.get(ip),
+            Identifier::Net(n) => self.nets.get(n),
+            Identifier::Cookie { name, value } => {
+                self.cookies.get(name.as_str())?.get(value.as_str())
+            }
+            Identifier::Token(t) => self.tokens.get(t.as_str()),
+            Identifier::ApiKey { name, value } => {
+                self.api_keys.get(name.as_str())?.get(value.as_str())
+            }
+            Identifier::Username(u) => self.usernames.get(u.as_str()),
+        }
+    }
+
+    /// Adds or replaces; returns whether the identifier is new.
+    fn insert(&mut self, id: Identifier, entry: Entry) -> bool {
+        let fresh = match id {
+            Identifier::Ip(ip) => self.ips.insert(ip, entry).is_none(),
+            Identifier::Net(n) => self.nets.insert(n, entry).is_none(),
+            Identifier::Cookie { name, value } => {
+                let inner = self.cookies.entry(Arc::from(name)).or_default();
+                inner.insert(Arc::from(value), entry).is_none()
+            }
+            Identifier::Token(t) => self.tokens.insert(Arc::from(t), entry).is_none(),
+            Identifier::ApiKey { name, value } => {
+                let inner = self.api_keys.entry(Arc::from(name)).or_default();
+                inner.insert(Arc::from(value), entry).is_none()
+            }
+            Identifier::Username(u) => self.usernames.insert(Arc::from(u), entry).is_none(),
+        };
+        if fresh {
+            self.len += 1;
+        }
+        fresh
+    }
+
+    fn remove(&mut self, id: &Identifier) -> bool {
+        let gone = match id {
+            Identifier::Ip(ip) => self.ips.remove(ip).is_some(),
+            Identifier::Net(n) => self.nets.remove(n).is_some(),
+            Identifier::Cookie { name, value } => remove_pair(&mut self.cookies, name, value),
+            Identifier::Token(t) => self.tokens.remove(t.as_str()).is_some(),
+            Identifier::ApiKey { name, value } => remove_pair(&mut self.api_keys, name, value),
+            Identifier::Username(u) => self.usernames.remove(u.as_str()).is_some(),
+        };
+        if gone {
+            self.len -= 1;
+        }
+        gone
+    }
+
+    /// Every entry, in a stable order: by type (ip, cookie, token, api_key, username),
+    /// then by value (addresses numerically).
+    pub fn entries(&self) -> Vec<(Identifier, Entry)> {
+        let mut out: Vec<(Identifier, Entry)> = Vec::with_capacity(self.len);
+        out.extend(
+            self.ips
+                .iter()
+                .map(|(k, e)| (Identifier::Ip(*k), e.clone())),
+        );
+        out.extend(
+            self.nets
+                .iter()
+                .map(|(k, e)| (Identifier::Net(*k), e.clone())),
+        );
+        for (name, inner) in self.cookies.iter() {
+            out.extend(inner.iter().map(|(value, e)| {
+                let id = Identifier::Cookie {
+                    name: name.to_string(),
+                    value: value.to_string(),
+                };
+                (id, e.clone())
+            }));
+        }
+        out.extend(
+            self.tokens
+                .iter()
+                .map(|(k, e)| (Identifier::Token(k.to_string()), e.clone())),
+        );
+        for (name, inner) in self.api_keys.iter() {
+            out.extend(inner.iter().map(|(value, e)| {
+                let id = Identifier::ApiKey {
+                    name: name.to_string(),
+                    value: value.to_string(),
+                };
+                (id, e.clone())
+            }));
+        }
+        out.extend(
+            self.usernames
+                .iter()
+                .map(|(k, e)| (Identifier::Username(k.to_string()), e.clone())),
+        );
+        out.sort_by(|a, b| a.0.sort_key().cmp(&b.0.sort_key()));
+        out
+    }
+}
+
+impl Identifier {
+    fn sort_key(&self) -> (u8, Option<IpNet>, &str, &str) {
+        match self {
+            Identifier::Ip(ip) => (0, Some(IpNet::from(*ip)), "", ""),
+            Identifier::Net(n) => (1, Some(*n), "", ""),
+            Identifier::Cookie { name, value } => (2, None, name, value),
+            Identifier::Token(t) => (3, None, t, ""),
+            Identifier::ApiKey { name, value } => (4, None, name, value),
+            Identifier::Username(u) => (5, None, u, ""),
+        }
+    }
+}
+
+fn remove_pair(map: &mut Map<Arc<str>, Map<Arc<str>, Entry>>, name: &str, value: &str) -> bool {
+    let Some(inner) = map.get_mut(name) else {
+        return false;
+    };
+    let gone = inner.remove(value).is_some();
+    if inner.is_empty() {
+        map.remove(name);
+    }
+    gone
+}
+
+/// Why a list change was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ListError {
+    #[error("the {0:?} list is full ({1} entries, list_max_entries)")]
+    Full(ListKind, usize),
+}
+
+/// The deny and allow lists.
+pub struct Lists {
+    deny: ArcSwap<ListSet>,
+    allow: ArcSwap<ListSet>,
+    /// Serialises changes; readers never take it.
+    writing: Mutex<()>,
+    max_entries: usize,
+}
+
+impl Lists {
+    pub fn new(max_entries: usize) -> Lists {
+        Lists {
+            deny: ArcSwap::from_pointee(ListSet::default()),
+            allow: ArcSwap::from_pointee(ListSet::default()),
+            writing: Mutex::new(()),
+            max_entries,
+        }
+    }
+
+    fn list(&self, kind: ListKind) -> &ArcSwap<ListSet> {
+        match kind {
+            ListKind::Deny => &self.deny,
+            ListKind::Allow => &self.allow,
+        }
+    }
+
+    /// The current set (a snapshot; later changes do not affect it).
+    pub fn load(&self, kind: ListKind) -> Arc<ListSet> {
+        self.list(kind).load_full()
+    }
+
+    /// Whether the request's identifiers are allow-listed.
+    pub fn allowed(&self, s: &Subject<'_>, now: i64) -> bool {
+        self.allow.load().find(s, now).is_some()
+    }
+
+    /// The deny-list entry matching the request, if any.
+    pub fn denied(&self, s: &Subject<'_>, now: i64) -> Option<(Identifier, Entry)> {
+        self.deny.load().find(s, now)
+    }
+
+    /// Adds identifiers (or refreshes them); returns how many were new.
+    pub fn add(&self, kind: ListKind, items: Vec<(Identifier, Entry)>) -> Result<usize, ListError> {
+        self.change(kind, |set| {
+            let mut fresh = 0;
+            for (id, entry) in items {
+                if set.len() >= self.max_entries && !set.contains(&id) {
+                    return Err(ListError::Full(kind, self.max_entries));
+                }
+                // An automatic entry never overrides a manual one.
+                if entry.source != Source::Manual
+                    && set.get(&id).is_some_and(|e| e.source == Source::Manual)
+                {
+                    continue;
+                }
+                fresh += usize::from(set.insert(id, entry));
+            }
+            Ok(fresh)
+        })
+    }
+
+    /// Removes identifiers; returns how many were there.
+    pub fn remove(&self, kind: ListKind, ids: &[Identifier]) -> usize {
+        self.change(kind, |set| {
+            Ok::<_, ListError>(ids.iter().filter(|id| set.remove(id)).count())
+        })
+        .unwrap_or(0)
+    }
+
+    /// Empties a list, or only its entries from `source`; returns how many went.
+    pub fn clear(&self, kind: ListKind, source: Option<Source>) -> usize {
+        self.change(kind, |set| {
+            let before = set.len();
+            match source {
+                None => *set = ListSet::default(),
+                Some(src) => {
+                    for (id, _) in set.entries().into_iter().filter(|(_, e)| e.source == src) {
+                        set.remove(&id);
+                    }
+                }
+            }
+            Ok::<_, ListError>(before - set.len())
+        })
+        .unwrap_or(0)
+    }
+
+    /// Drops entries expired at `now` from both lists.
+    pub fn sweep(&self, now: i64) -> usize {
+        [ListKind::Deny, ListKind::Allow]
+            .into_iter()
+            .map(|kind| {
+                if self.load(kind).is_empty() {
+                    return 0;
+                }
+                self.change(kind, |set| {
+                    let expired: Vec<Identifier> = set
+                        .entries()
+                        .into_iter()
+                        .filter(|(_, e)| !e.live(now))
+                        .map(|(id, _)| id)
+                        .collect();
+                    Ok::<_, ListError>(expired.iter().filter(|id| set.remove(id)).count())
+                })
+                .unwrap_or(0)
+            })
+            .sum()
+    }
+
+    fn change<T, E>(
+        &self,
+        kind: ListKind,
+        f: impl FnOnce(&mut ListSet) -> Result<T, E>,
+    ) -> Result<T, E> {
+        let _one_writer = self.writing.lock().unwrap_or_else(|e| e.into_inner());
+        let slot = self.list(kind);
+        let mut next = ListSet::clone(&slot.load());
+        let out = f(&mut next)?;
+        slot.store(Arc::new(next));
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(source: Source, expires: Option<i64>) -> Entry {
+        Entry {
+            source,
+            added: 0,
+            expires,
+            reason: None,
+        }
+    }
+
+    fn subject<'a>(ip: &str, token: Option<&'a str>, key: Option<&'a ApiKey>) -> Subject<'a> {
+        Subject {
+            ip: ip.parse().unwrap(),
+            cookie: Some(("JSESSIONID", "c1")),
+            token,
+            api_key: key,
+            username: Some("alice"),
+        }
+    }
+
+    #[test]
+    fn every_identifier_type_matches() {
+        let lists = Lists::new(100);
+        let key = ApiKey {
+            name: "x-api-key".into(),
+            value: "k1".into(),
+        };
+        let cases = [
+            Identifier::Ip("1.2.3.4".parse().unwrap()),
+            Identifier::Net("10.0.0.0/8".parse().unwrap()),
+            Identifier::Cookie {
+                name: "JSESSIONID".into(),
+                value: "c1".into(),
+            },
+            Identifier::Token("t1".into()),
+            Identifier::ApiKey {
+                name: "x-api-key".into(),
+                value: "k1".into(),
+            },
+            Identifier::Username("alice".into()),
+        ];
+        let plain = Subject {
+            ip: "9.9.9.9".parse().unwrap(),
+            cookie: None,
+            token: None,
+            api_key: None,
+            username: None,
+        };
+        let full = [
+            subject("1.2.3.4", None, None),
+            Subject {
+                ip: "10.1.2.3".parse().unwrap(),
+                ..plain
+            },
+            Subject {
+                cookie: Some(("JSESSIONID", "c1")),
+                ..plain
+            },
+            Subject {
+                token: Some("t1"),
+                ..plain
+            },
+            Subject {
+                api_key: Some(&key),
+                ..plain
+            },
+            Subject {
+                username: Some("alice"),
+                ..plain
+            },
+        ];
+        for (id, s) in cases.iter().zip(full) {
+            lists.clear(ListKind::Deny, None);
+            assert!(lists.denied(&s, 0).is_none());
+            lists
+                .add(
+                    ListKind::Deny,
+                    vec![(id.clone(), entry(Source::Manual, None))],
+                )
+                .unwrap();
+            assert_eq!(
+                lists.denied(&s, 0).map(|(i, _)| i),
+                Some(id.clone()),
+                "{id:?}"
+            );
+            assert!(lists.denied(&plain, 0).is_none());
+            assert_eq!(lists.remove(ListKind::Deny, std::slice::from_ref(id)), 1);
+            assert!(lists.denied(&s, 0).is_none());
+        }
+    }
+
+    #[test]
+    fn expiry_readers_keep_their_snapshot_and_caps_hold() {
+        let lists = Lists::new(2);
+        let ip = Identifier::Ip("1.2.3.4".parse().unwrap());
+        lists
+            .add(
+                ListKind::Deny,
+                vec![(ip.clone(), entry(Source::Detection, Some(100)))],
+            )
+            .unwrap();
+        let s = subject("1.2.3.4", None, None);
+        let before = lists.load(ListKind::Deny);
+        assert!(lists.denied(&s, 99).is_some());
+        assert!(
+            lists.denied(&s, 100).is_none(),
+            "expired entries stop matching at once"
+        );
+        assert_eq!(lists.sweep(100), 1);
+        assert_eq!(
+            before.len(),
+            1,
+            "a reader's snapshot is unaffected by changes"
+        );
+        assert_eq!(lists.load(ListKind::Deny).len(), 0);
+
+        lists
+            .add(
+                ListKind::Deny,
+                vec![(Identifier::Token("a".into()), entry(Source::Manual, None))],
+            )
+            .unwrap();
+        lists
+            .add(
+                ListKind::Deny,
+                vec![(Identifier::Token("b".into()), entry(Source::Manual, None))],
+            )
+            .unwrap();
+        assert_eq!(
+            lists.add(
+                ListKind::Deny,
+                vec![(Identifier::Token("c".into()), entry(Source::Manual, None))]
+            ),
+            Err(ListError::Full(ListKind::Deny, 2))
+        );
+    }
+
+    #[test]
+    fn automatic_entries_never_replace_manual_ones_and_clear_by_source() {
+        let lists = Lists::new(100);
+        let ip = Identifier::Ip("1.2.3.4".parse().unwrap());
+        lists
+            .add(
+                ListKind::Deny,
+                vec![(ip.clone(), entry(Source::Manual, None))],
+            )
+            .unwrap();
+        lists
+            .add(
+                ListKind::Deny,
+                vec![(ip.clone(), entry(Source::Decoy, Some(5)))],
+            )
+            .unwrap();
+        let s = subject("1.2.3.4", None, None);
+        assert_eq!(
+            lists.denied(&s, 10).map(|(_, e)| e.source),
+            Some(Source::Manual)
+        );
+        lists
+            .add(
+                ListKind::Deny,
+                vec![(Identifier::Token("t".into()), entry(Source::Decoy, None))],
+            )
+            .unwrap();
+        assert_eq!(lists.clear(ListKind::Deny, Some(Source::Decoy)), 1);
+        assert_eq!(lists.load(ListKind::Deny).len(), 1);
+    }
+}

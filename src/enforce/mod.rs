@@ -1,0 +1,644 @@
+//! Enforcement: what makes a request pass or not. The pipeline calls [`Enforcer::decide`]
+//! from `on_request` and [`Enforcer::observe`] from `on_complete`; no transport calls in
+//! here, so inline and sideband decide alike.
+//!
+//! # `decide`, in order
+//! 0. Identity capture ([`identity`]). With `enable_firewall=false` everything below is
+//!    skipped.
+//! 1. Decoys ([`pattern::decoy`]): a decoy path is answered with the decoy's fake response
+//!    (sideband: 403), the client is remembered, and a `decoy_access` IoA is raised.
+//! 2. Allow list: an allow-listed client skips steps 3–6.
+//! 3. Deny list ([`lists`]).
+//! 4. Decoy followers: a client that touched a decoy and now calls a real API is
+//!    deny-listed (source `decoy`) and blocked.
+//! 5. Mandatory token: `is_token_mandatory` without a bearer token blocks and deny-lists
+//!    the IP (`missing_token` IoA).
+//! 6. API pattern enforcement (inline): redirect, or the API's error (`pattern_violation`
+//!    IoA; the token, cookie or IP is deny-listed, source `pattern`).
+//! 7. Client spike threshold (inline, [`flow`]): 429.
+//!
+//! Steps 3–6 block only where the API has `enable_blocking: true`; elsewhere the request
+//! goes through and the exchange records "would block". Decoy answers, redirects and flow
+//! control apply regardless: they are how the API is configured to answer, not verdicts.
+//!
+//! # `observe`
+//! Feeds the finished exchange to the API's detectors ([`detect`]). Every IoA (from
+//! either phase) is logged with secrets masked, counted, kept in the IoA log, and, when
+//! the API blocks and `enable_ase_detected_attack` is on, its identifier is deny-listed
+//! for `ioa_block_ttl` (an allow-listed client never is).
+
+pub mod detect;
+pub mod flow;
+pub mod identity;
+pub mod lists;
+pub mod pattern;
+
+use std::collections::VecDeque;
+use std::hash::BuildHasher;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use dashmap::DashMap;
+use http::header::{CONTENT_LENGTH, CONTENT_TYPE, TRANSFER_ENCODING};
+use http::{HeaderMap, StatusCode};
+
+use crate::config::{Mode, Settings};
+use crate::metrics::unix_secs;
+use crate::pipeline::{Api, Decision, Exchange, Verdict};
+use detect::{ClientKey, Detection, Facts, Ioa, Thresholds};
+use lists::{Entry, Identifier, ListKind, Lists, Source, Subject};
+
+/// Enforcement settings from `ase.conf`.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `enable_firewall`.
+    pub firewall: bool,
+    /// `enable_ase_detected_attack`: detections deny-list clients automatically.
+    pub auto_deny: bool,
+    pub thresholds: Thresholds,
+    /// How long an automatic deny-list entry lasts (`ioa_block_ttl`).
+    pub block_ttl: Duration,
+    /// How long a client that touched a decoy is remembered (`decoy_memory`).
+    pub decoy_memory: Duration,
+    pub list_max_entries: usize,
+    pub flow_max_clients: usize,
+    pub connection_queue_timeout: Duration,
+}
+
+impl Config {
+    pub fn from_settings(s: &Settings) -> Config {
+        Config {
+            firewall: s.enable_firewall,
+            auto_deny: s.enable_ase_detected_attack,
+            thresholds: s.ioa.clone(),
+            block_ttl: s.ioa_block_ttl,
+            decoy_memory: s.decoy_memory,
+            list_max_entries: s.list_max_entries,
+            flow_max_clients: s.flow_max_clients,
+            connection_queue_timeout: s.connection_queue_timeout,
+        }
+    }
+}
+
+/// Why a request was (or would have been) stopped, with what to answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Block {
+    /// A deny-listed identifier.
+    Denied {
+        identifier: Identifier,
+        source: Source,
+    },
+    /// A client that touched a decoy called a real API.
+    DecoyFollower { identifier: Identifier },
+    /// No token where it is mandatory.
+    MissingToken,
+    /// A decoy path: answer with the fake response.
+    Decoy {
+        status: StatusCode,
+        reason: String,
+        body: String,
+    },
+    /// An API pattern rule broken.
+    Pattern {
+        rule: pattern::Rule,
+        status: StatusCode,
+        reason: String,
+        body: String,
+    },
+    /// Plain HTTP where only HTTPS is allowed.
+    Redirect {
+        status: StatusCode,
+        reason: String,
+        location: String,
+    },
+    /// Flow control.
+    RateLimited {
+        kind: flow::Kind,
+        retry_after: Duration,
+    },
+}
+
+impl Block {
+    /// A short, stable label (for records and metrics).
+    pub fn label(&self) -> &'static str {
+        match self {
+            Block::Denied { .. } => "deny_list",
+            Block::DecoyFollower { .. } => "decoy_follower",
+            Block::MissingToken => "missing_token",
+            Block::Decoy { .. } => "decoy",
+            Block::Pattern { .. } => "pattern",
+            Block::Redirect { .. } => "redirect",
+            Block::RateLimited { .. } => "flow_control",
+        }
+    }
+
+    /// Why, in words (secrets masked): the sideband answer's `reason`.
+    pub fn reason(&self) -> String {
+        match self {
+            Block::Denied { identifier, source } => {
+                format!(
+                    "{} is deny-listed ({})",
+                    identifier.describe(),
+                    source.as_str()
+                )
+            }
+            Block::DecoyFollower { identifier } => {
+                format!("{} touched a decoy", identifier.describe())
+            }
+            Block::MissingToken => "no OAuth token where one is mandatory".into(),
+            Block::Decoy { .. } => "decoy".into(),
+            Block::Pattern { rule, .. } => format!("API pattern: {} not allowed", rule.as_str()),
+            Block::Redirect { .. } => "protocol not allowed".into(),
+            Block::RateLimited { .. } => "flow control".into(),
+        }
+    }
+}
+
+/// One raised IoA, as kept in the IoA log.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IoaRecord {
+    pub api: Arc<str>,
+    pub ioa: Ioa,
+    pub client: ClientKey,
+    /// Unix seconds.
+    pub at: i64,
+    pub detail: String,
+    /// Whether its identifier was deny-listed.
+    pub deny_listed: bool,
+}
+
+/// The most recent IoAs and counts of all of them.
+pub struct IoaLog {
+    recent: Mutex<VecDeque<IoaRecord>>,
+    capacity: usize,
+    counts: [AtomicU64; Ioa::ALL.len()],
+}
+
+impl IoaLog {
+    fn new(capacity: usize) -> IoaLog {
+        IoaLog {
+            recent: Mutex::new(VecDeque::new()),
+            capacity,
+            counts: std::array::from_fn(|_| AtomicU64::new(0)),
+        }
+    }
+
+    fn push(&self, r: IoaRecord) {
+        if let Some(i) = Ioa::ALL.iter().position(|x| *x == r.ioa) {
+            self.counts[i].fetch_add(1, Relaxed);
+        }
+        let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+        if recent.len() == self.capacity {
+            recent.pop_front();
+        }
+        recent.push_back(r);
+    }
+
+    /// The kept records, oldest first.
+    pub fn recent(&self) -> Vec<IoaRecord> {
+        self.recent
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .cloned()
+            .collect()
+    }
+
+    /// IoAs raised since start, per kind.
+    pub fn count(&self, ioa: Ioa) -> u64 {
+        Ioa::ALL
+            .iter()
+            .position(|x| *x == ioa)
+            .map_or(0, |i| self.counts[i].load(Relaxed))
+    }
+}
+
+/// How many IoA records the log keeps.
+const IOA_LOG: usize = 10_000;
+/// How many decoy-touching identifiers are remembered at most.
+const DECOY_MEMORY_MAX: usize = 100_000;
+
+impl std::fmt::Debug for Enforcer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Enforcer")
+            .field("deny", &self.lists.load(ListKind::Deny).len())
+            .field("allow", &self.lists.load(ListKind::Allow).len())
+            .finish()
+    }
+}
+
+/// Process-wide enforcement state.
+pub struct Enforcer {
+    pub cfg: Config,
+    pub lists: Lists,
+    pub ioas: IoaLog,
+    decoy_touched: DashMap<ClientKey, i64, foldhash::fast::RandomState>,
+    path_hasher: foldhash::fast::RandomState,
+}
+
+fn now() -> i64 {
+    unix_secs(SystemTime::now())
+}
+
+impl Enforcer {
+    pub fn new(cfg: Config) -> Enforcer {
+        Enforcer {
+            lists: Lists::new(cfg.list_max_entries),
+            ioas: IoaLog::new(IOA_LOG),
+            decoy_touched: DashMap::with_hasher(foldhash::fast::RandomState::default()),
+            path_hasher: foldhash::fast::RandomState::default(),
+            cfg,
+        }
+    }
+
+    /// The request phase (see the module doc). `ex.client_ip`, `ex.session` and the
+    /// sideband caller's user are set; identities are captured here.
+    pub fn decide(&self, api: &Api, ex: &mut Exchange, headers: &HeaderMap) -> Decision {
+        identity::capture(&api.def, ex, headers);
+        if !self.cfg.firewall {
+            return Decision::Allow;
+        }
+        let now = now();
+        let subject = subject(api, ex);
+
+        if let Some(kind) = pattern::decoy(&api.def, ex.path()) {
+            for key in client_keys(ex) {
+                self.remember_decoy(key, now);
+            }
+            let detail = match kind {
+                pattern::Decoy::OutOfContext => "decoy API",
+                pattern::Decoy::InContext => "decoy sub-path",
+            };
+            self.raise(
+                api,
+                ex,
+                Ioa::DecoyAccess,
+                ClientKey::Ip(ex.client_ip),
+                format!("{detail} {}", ex.path()),
+                None,
+            );
+            ex.verdict = Verdict::Blocked("decoy");
+            let d = &api.def.decoy;
+            return Decision::Block(Block::Decoy {
+                status: d.response_code,
+                reason: d.response_def.clone(),
+                body: d.response_message.clone(),
+            });
+        }
+
+        if !self.lists.allowed(&subject, now) {
+            if let Some((identifier, entry)) = self.lists.denied(&subject, now) {
+                return self.enforce(
+                    api,
+                    ex,
+                    Block::Denied {
+                        identifier,
+                        source: entry.source,
+                    },
+                );
+            }
+            if let Some(identifier) = self.decoy_follower(api, ex, now) {
+                if api.def.enable_blocking && self.cfg.auto_deny {
+                    let ids = deny_identifiers(api, ex);
+                    self.deny(ids, Source::Decoy, "decoy_follower", now);
+                }
+                return self.enforce(api, ex, Block::DecoyFollower { identifier });
+            }
+            if api.def.is_token_mandatory && api.def.oauth2_access_token && ex.token.is_none() {
+                let ip = Identifier::Ip(ex.client_ip);
+                self.raise(
+                    api,
+                    ex,
+                    Ioa::MissingToken,
+                    ClientKey::Ip(ex.client_ip),
+                    "no bearer token".into(),
+                    Some(ip),
+                );
+                return self.enforce(api, ex, Block::MissingToken);
+            }
+            if ex.mode == Mode::Inline {
+                let shape = pattern::Shape {
+                    tls: ex.tls,
+                    websocket: ex.websocket,
+                    method: &ex.method,
+                    content_type: headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()),
+                    has_body: ex.has_body,
+                    path_and_query: ex.uri.path_and_query().map_or("/", |p| p.as_str()),
+                };
+                match pattern::check(&api.def.pattern, &shape) {
+                    Some(pattern::Outcome::Redirect {
+                        status,
+                        reason,
+                        location,
+                    }) => {
+                        ex.verdict = Verdict::Blocked("redirect");
+                        return Decision::Block(Block::Redirect {
+                            status,
+                            reason,
+                            location,
+                        });
+                    }
+                    Some(pattern::Outcome::Violation {
+                        rule,
+                        status,
+                        reason,
+                        body,
+                    }) => {
+                        let (key, id) = pattern_culprit(api, ex);
+                        self.raise(
+                            api,
+                            ex,
+                            Ioa::PatternViolation,
+                            key,
+                            format!("{} not allowed", rule.as_str()),
+                            Some(id),
+                        );
+                        return self.enforce(
+                            api,
+                            ex,
+                            Block::Pattern {
+                                rule,
+                                status,
+                                reason,
+                                body,
+                            },
+                        );
+                    }
+                    None => {}
+                }
+            }
+        }
+
+        if ex.mode == Mode::Inline
+            && let Err(limited) = api.flow.check_client(ex.client_ip)
+        {
+            api.flow.record(limited.kind, flow_event(api, ex, None));
+            ex.verdict = Verdict::Blocked("flow_control");
+            return Decision::Block(Block::RateLimited {
+                kind: limited.kind,
+                retry_after: limited.retry_after,
+            });
+        }
+        Decision::Allow
+    }
+
+    /// Blocks where the API blocks; elsewhere lets the request through, recorded as
+    /// "would block".
+    fn enforce(&self, api: &Api, ex: &mut Exchange, block: Block) -> Decision {
+        if api.def.enable_blocking {
+            ex.verdict = Verdict::Blocked(block.label());
+            Decision::Block(block)
+        } else {
+            tracing::info!(
+                api = api.id(),
+                client = %ex.client_ip,
+                "would block ({}): enable_blocking is off for this API",
+                block.reason()
+            );
+            ex.verdict = Verdict::WouldBlock(block.label());
+            Decision::Allow
+        }
+    }
+
+    /// The completion phase: detection on the finished exchange.
+    pub fn observe(&self, api: &Api, ex: &Exchange) {
+        if !self.cfg.firewall {
+            return;
+        }
+        let status = ex.status.map(|s| s.as_u16());
+        let login = api
+            .def
+            .login_url
+            .as_deref()
+            .is_some_and(|l| ex.path().trim_end_matches('/') == l.trim_end_matches('/'));
+        let facts = Facts {
+            ip: ex.client_ip,
+            token: ex.token.as_deref().map(Arc::from),
+            cookie: ex.session.as_deref().map(Arc::from),
+            api_key: ex.api_key.as_ref().map(|k| Arc::from(k.value.as_str())),
+            username: ex.username.as_deref().map(Arc::from),
+            error: status.is_some_and(|s| (400..500).contains(&s)),
+            path_hash: self.path_hasher.hash_one(ex.path()),
+            login_failure: login && matches!(status, Some(401 | 403)),
+            bytes_out: ex.response_bytes,
+        };
+        for Detection {
+            ioa,
+            client,
+            detail,
+        } in api.detect.observe(&self.cfg.thresholds, &facts, now())
+        {
+            let id = identifier_of(api, ex, &client);
+            self.raise(api, ex, ioa, client, detail, id);
+        }
+    }
+
+    /// Records an IoA, and deny-lists `deny` when the API blocks.
+    fn raise(
+        &self,
+        api: &Api,
+        ex: &Exchange,
+        ioa: Ioa,
+        client: ClientKey,
+        detail: String,
+        deny: Option<Identifier>,
+    ) {
+        let now = now();
+        let may_deny = api.def.enable_blocking
+            && self.cfg.auto_deny
+            && !self.lists.allowed(&subject(api, ex), now);
+        let deny_listed = match deny {
+            Some(id) if may_deny => {
+                let source = match ioa {
+                    Ioa::PatternViolation => Source::Pattern,
+                    Ioa::DecoyAccess => Source::Decoy,
+                    _ => Source::Detection,
+                };
+                self.deny(vec![id], source, ioa.name(), now)
+            }
+            _ => false,
+        };
+        let shown = match &client {
+            ClientKey::Ip(ip) => ip.to_string(),
+            ClientKey::Username(u) => u.to_string(),
+            ClientKey::Token(v) | ClientKey::Cookie(v) | ClientKey::ApiKey(v) => identity::mask(v),
+        };
+        tracing::warn!(
+            api = api.id(),
+            ioa = ioa.name(),
+            type_id = ioa.type_id(),
+            client_type = client.kind(),
+            client = %shown,
+            deny_listed,
+            "indicator of attack: {detail}"
+        );
+        self.ioas.push(IoaRecord {
+            api: Arc::from(api.id()),
+            ioa,
+            client,
+            at: now,
+            detail,
+            deny_listed,
+        });
+    }
+
+    /// Deny-lists identifiers for `block_ttl`; true when at least one was added.
+    fn deny(&self, ids: Vec<Identifier>, source: Source, reason: &str, now: i64) -> bool {
+        let expires =
+            now.saturating_add(i64::try_from(self.cfg.block_ttl.as_secs()).unwrap_or(i64::MAX));
+        let reason: Arc<str> = Arc::from(reason);
+        let items = ids
+            .into_iter()
+            .map(|id| {
+                let entry = Entry {
+                    source,
+                    added: now,
+                    expires: Some(expires),
+                    reason: Some(reason.clone()),
+                };
+                (id, entry)
+            })
+            .collect();
+        match self.lists.add(ListKind::Deny, items) {
+            Ok(_) => true,
+            Err(e) => {
+                tracing::warn!("cannot deny-list automatically: {e}");
+                false
+            }
+        }
+    }
+
+    fn remember_decoy(&self, key: ClientKey, now: i64) {
+        if self.decoy_touched.len() >= DECOY_MEMORY_MAX && !self.decoy_touched.contains_key(&key) {
+            return;
+        }
+        let until =
+            now.saturating_add(i64::try_from(self.cfg.decoy_memory.as_secs()).unwrap_or(i64::MAX));
+        self.decoy_touched.insert(key, until);
+    }
+
+    /// The identifier of a client that touched a decoy earlier, if this one did.
+    fn decoy_follower(&self, api: &Api, ex: &Exchange, now: i64) -> Option<Identifier> {
+        if self.decoy_touched.is_empty() {
+            return None;
+        }
+        client_keys(ex).into_iter().find_map(|key| {
+            let live = self
+                .decoy_touched
+                .get(&key)
+                .is_some_and(|until| *until > now);
+            if live {
+                identifier_of(api, ex, &key)
+            } else {
+                None
+            }
+        })
+    }
+
+    /// Expires list entries, decoy memory, idle limiter and detector state (run
+    /// periodically by the server's control side).
+    pub fn sweep(&self, apis: &[Arc<Api>]) {
+        let now = now();
+        self.lists.sweep(now);
+        self.decoy_touched.retain(|_, until| *until > now);
+        for api in apis {
+            api.flow.sweep();
+            api.detect.sweep(&self.cfg.thresholds, now);
+        }
+    }
+}
+
+/// The request's identifiers, for list matching.
+fn subject<'a>(api: &'a Api, ex: &'a Exchange) -> Subject<'a> {
+    Subject {
+        ip: ex.client_ip,
+        cookie: api.def.cookie.as_deref().zip(ex.session.as_deref()),
+        token: ex.token.as_deref(),
+        api_key: ex.api_key.as_ref(),
+        username: ex.username.as_deref(),
+    }
+}
+
+/// Every identifier the request carries, as detection keys.
+fn client_keys(ex: &Exchange) -> Vec<ClientKey> {
+    let mut keys = vec![ClientKey::Ip(ex.client_ip)];
+    keys.extend(ex.token.as_deref().map(|t| ClientKey::Token(Arc::from(t))));
+    keys.extend(
+        ex.session
+            .as_deref()
+            .map(|c| ClientKey::Cookie(Arc::from(c))),
+    );
+    keys.extend(
+        ex.api_key
+            .as_ref()
+            .map(|k| ClientKey::ApiKey(Arc::from(k.value.as_str()))),
+    );
+    keys.extend(
+        ex.username
+            .as_deref()
+            .map(|u| ClientKey::Username(Arc::from(u))),
+    );
+    keys
+}
+
+/// Every identifier the request carries, as list entries.
+fn deny_identifiers(api: &Api, ex: &Exchange) -> Vec<Identifier> {
+    client_keys(ex)
+        .iter()
+        .filter_map(|k| identifier_of(api, ex, k))
+        .collect()
+}
+
+/// A detection key as a list identifier (cookie and API key names from the exchange).
+fn identifier_of(api: &Api, ex: &Exchange, key: &ClientKey) -> Option<Identifier> {
+    Some(match key {
+        ClientKey::Ip(ip) => Identifier::Ip(*ip),
+        ClientKey::Token(t) => Identifier::Token(t.to_string()),
+        ClientKey::Cookie(v) => Identifier::Cookie {
+            name: api.def.cookie.clone()?,
+            value: v.to_string(),
+        },
+        ClientKey::ApiKey(v) => Identifier::ApiKey {
+            name: ex.api_key.as_ref()?.name.clone(),
+            value: v.to_string(),
+        },
+        ClientKey::Username(u) => Identifier::Username(u.to_string()),
+    })
+}
+
+/// Whom a pattern violation is held against: the token, else the cookie, else the IP.
+fn pattern_culprit(api: &Api, ex: &Exchange) -> (ClientKey, Identifier) {
+    let key = if let Some(t) = &ex.token {
+        ClientKey::Token(Arc::from(t.as_str()))
+    } else if let (Some(c), Some(_)) = (&ex.session, &api.def.cookie) {
+        ClientKey::Cookie(Arc::from(c.as_str()))
+    } else {
+        ClientKey::Ip(ex.client_ip)
+    };
+    let id = identifier_of(api, ex, &key).unwrap_or(Identifier::Ip(ex.client_ip));
+    (key, id)
+}
+
+/// A flow-control event for the report.
+pub fn flow_event(api: &Api, ex: &Exchange, server: Option<String>) -> flow::Event {
+    flow::Event {
+        request_time: jiff::Timestamp::try_from(ex.received_at)
+            .map(|t| t.to_string())
+            .unwrap_or_default(),
+        connection_id: ex.connection_id,
+        source_ip: ex.client_ip.to_string(),
+        destination_api: api.id().to_string(),
+        server,
+    }
+}
+
+/// Whether a request head announces a body.
+pub fn has_body(headers: &HeaderMap) -> bool {
+    headers.contains_key(TRANSFER_ENCODING)
+        || headers
+            .get(CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok())
+            .is_some_and(|n| n > 0)
+}
