@@ -46,9 +46,11 @@ fn routing(c: &mut Criterion) {
     let enforce = enforcer::enforce::Config::from_settings(&enforcer::config::Settings::defaults(
         Path::new("."),
     ));
+    let prom = enforcer::metrics::prom::Prom::new("inline").unwrap();
     let ctx = Context {
         metrics: &metrics,
         enforce: &enforce,
+        prom: &prom,
     };
     let table = ApiTable::new(defs, &ctx);
     c.bench_function("route/wildcard_deep", |b| {

@@ -7,12 +7,13 @@
 //! with the `ase.conf` key that named it.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
-use crate::config::{Config, ConfigError, Settings, Timezone, Warning};
+use crate::config::{ApiDef, Config, ConfigError, Settings, Timezone, Warning};
+use crate::metrics::prom::Prom;
 use crate::metrics::{Caps, Metrics};
 use crate::pipeline::Pipeline;
 use crate::sideband::Sideband;
@@ -31,6 +32,39 @@ pub struct App {
     pub timezone: jiff::tz::TimeZone,
     live: AtomicUsize,
     connections: AtomicU64,
+    /// When the process started.
+    pub started: jiff::Timestamp,
+    /// The addresses the listeners bound (known once the server is up).
+    pub addresses: OnceLock<Addresses>,
+    /// Serialises changes to the configuration (reloads, API writes).
+    config_lock: Mutex<()>,
+    /// Bumped whenever the API table changes; the health checkers follow it.
+    pub apis_changed: watch::Sender<u64>,
+}
+
+/// The addresses the server listens on (the config may have said port 0).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Addresses {
+    pub http: std::net::SocketAddr,
+    pub https: std::net::SocketAddr,
+    pub management: std::net::SocketAddr,
+}
+
+/// Why a change to an API definition was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiChangeError {
+    #[error(transparent)]
+    Invalid(ConfigError),
+    #[error("API {0:?} already exists")]
+    Exists(String),
+    #[error("API {0:?} is not defined")]
+    NotFound(String),
+    #[error("{}: {source}", file.display())]
+    Io {
+        file: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 impl App {
@@ -64,10 +98,13 @@ impl App {
         let sideband = Sideband::new(s, &s.data_dir).map_err(|e| ConfigError::State {
             reason: e.to_string(),
         })?;
+        let prom = Arc::new(Prom::new(s.mode.as_str()).map_err(|e| ConfigError::State {
+            reason: format!("cannot set up Prometheus metrics: {e}"),
+        })?);
         Ok(App {
             sideband,
             timezone,
-            pipeline: Pipeline::new(&config, metrics),
+            pipeline: Pipeline::new(&config, metrics, prom),
             config_dir: config.dir,
             settings: config.settings,
             server_tls,
@@ -75,6 +112,10 @@ impl App {
             warnings: config.warnings,
             live: AtomicUsize::new(0),
             connections: AtomicU64::new(0),
+            started: jiff::Timestamp::now(),
+            addresses: OnceLock::new(),
+            config_lock: Mutex::new(()),
+            apis_changed: watch::Sender::new(0),
         })
     }
 
@@ -87,10 +128,129 @@ impl App {
                 (n < max).then_some(n + 1)
             })
             .ok()?;
+        self.pipeline.prom().connections_active.inc();
         Some(Live {
             app: self.clone(),
             _drain: drain,
         })
+    }
+
+    fn lock_config(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.config_lock.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn api_dir(&self) -> PathBuf {
+        self.config_dir.join("api")
+    }
+
+    /// Re-reads the config directory and swaps in its API definitions (SIGHUP,
+    /// `enforcer reload`). The whole directory must be valid, `ase.conf` included, or
+    /// nothing changes. `ase.conf` settings themselves take effect at the next start;
+    /// the answer says whether they differ from the running ones. Blocking: call it off
+    /// the async threads.
+    pub fn reload(&self) -> Result<Reloaded, ConfigError> {
+        let _one = self.lock_config();
+        let config = Config::load(&self.config_dir)?;
+        let settings_changed = config.settings != self.settings;
+        if settings_changed {
+            tracing::warn!(
+                "reload: ase.conf differs from the running settings; restart to apply them"
+            );
+        }
+        let apis = config.apis.len();
+        self.pipeline.replace_apis(config.apis);
+        self.apis_changed.send_modify(|v| *v += 1);
+        tracing::info!("reload: {apis} APIs in service");
+        Ok(Reloaded {
+            apis,
+            settings_changed,
+        })
+    }
+
+    /// Creates (`create`) or replaces API `id` from the JSON `text`, writes it to
+    /// `config/api/<id>.json` atomically and swaps the new table in. Blocking.
+    pub fn put_api(&self, id: &str, text: &str, create: bool) -> Result<(), ApiChangeError> {
+        let _one = self.lock_config();
+        let file = self.api_dir().join(format!("{id}.json"));
+        crate::config::api::validate_id(id).map_err(|reason| {
+            ApiChangeError::Invalid(ConfigError::Value {
+                file: file.clone(),
+                line: None,
+                key: "api_id".into(),
+                reason,
+            })
+        })?;
+        let exists = file.is_file();
+        if create && exists {
+            return Err(ApiChangeError::Exists(id.to_string()));
+        }
+        if !create && !exists {
+            return Err(ApiChangeError::NotFound(id.to_string()));
+        }
+        let mut warnings = Vec::new();
+        let def = ApiDef::parse(&file, id, text, self.settings.mode, &mut warnings)
+            .map_err(ApiChangeError::Invalid)?;
+        let mut defs = self.load_other_apis(id)?;
+        if let Some(clash) = defs
+            .iter()
+            .find(|a| a.hostname == def.hostname && a.url == def.url)
+        {
+            return Err(ApiChangeError::Invalid(ConfigError::DuplicateApi {
+                first: clash.file.clone(),
+                second: file,
+                hostname: match &def.hostname {
+                    crate::config::HostMatch::Any => "*".into(),
+                    crate::config::HostMatch::Exact(h) => h.clone(),
+                },
+                url: def.url.clone(),
+            }));
+        }
+        crate::config::write_atomically(&file, text.as_bytes()).map_err(|source| {
+            ApiChangeError::Io {
+                file: file.clone(),
+                source,
+            }
+        })?;
+        defs.push(def);
+        defs.sort_by(|a, b| a.id.cmp(&b.id));
+        self.swap_apis(defs);
+        tracing::info!(
+            api = id,
+            "API {} through the management API",
+            if create { "added" } else { "updated" }
+        );
+        Ok(())
+    }
+
+    /// Deletes API `id` (its file too) and swaps the new table in. Blocking.
+    pub fn delete_api(&self, id: &str) -> Result<(), ApiChangeError> {
+        let _one = self.lock_config();
+        let file = self.api_dir().join(format!("{id}.json"));
+        if crate::config::api::validate_id(id).is_err() || !file.is_file() {
+            return Err(ApiChangeError::NotFound(id.to_string()));
+        }
+        let defs = self.load_other_apis(id)?;
+        std::fs::remove_file(&file).map_err(|source| ApiChangeError::Io {
+            file: file.clone(),
+            source,
+        })?;
+        self.swap_apis(defs);
+        tracing::info!(api = id, "API deleted through the management API");
+        Ok(())
+    }
+
+    /// Every API on disk except `id`, validated.
+    fn load_other_apis(&self, id: &str) -> Result<Vec<ApiDef>, ApiChangeError> {
+        let mut defs =
+            crate::config::load_apis(&self.api_dir(), self.settings.mode, &mut Vec::new())
+                .map_err(ApiChangeError::Invalid)?;
+        defs.retain(|a| a.id != id);
+        Ok(defs)
+    }
+
+    fn swap_apis(&self, defs: Vec<ApiDef>) {
+        self.pipeline.replace_apis(defs);
+        self.apis_changed.send_modify(|v| *v += 1);
     }
 
     /// A number for a new client connection.
@@ -114,5 +274,15 @@ pub struct Live {
 impl Drop for Live {
     fn drop(&mut self) {
         self.app.live.fetch_sub(1, Ordering::AcqRel);
+        self.app.pipeline.prom().connections_active.dec();
     }
+}
+
+/// What a reload did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reloaded {
+    /// APIs in service now.
+    pub apis: usize,
+    /// `ase.conf` differs from the running settings (which need a restart to change).
+    pub settings_changed: bool,
 }

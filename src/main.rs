@@ -21,8 +21,35 @@ use enforcer::config::Config;
     about = "API Security Enforcer: ASE-compatible inline proxy and sideband decision service"
 )]
 struct Cli {
+    /// Management API access key for commands that talk to a running instance
+    /// (default: management_access_key in ase.conf).
+    #[arg(
+        long,
+        global = true,
+        env = "ENFORCER_ACCESS_KEY",
+        hide_env_values = true
+    )]
+    access_key: Option<String>,
+    /// Management API secret key (default: management_secret_key in ase.conf).
+    #[arg(
+        long,
+        global = true,
+        env = "ENFORCER_SECRET_KEY",
+        hide_env_values = true
+    )]
+    secret_key: Option<String>,
     #[command(subcommand)]
     command: Command,
+}
+
+/// Credentials given on the command line or in the environment.
+static CREDENTIALS: std::sync::OnceLock<(Option<String>, Option<String>)> =
+    std::sync::OnceLock::new();
+
+/// The client for the instance running on config `dir`.
+fn client(dir: &std::path::Path) -> Result<Client, enforcer::admin::client::ClientError> {
+    let (access, secret) = CREDENTIALS.get().cloned().unwrap_or_default();
+    Ok(Client::for_config(dir)?.with_credentials(access, secret))
 }
 
 #[derive(Subcommand)]
@@ -31,6 +58,13 @@ enum Command {
     Run(ConfigDir),
     /// Validate the config directory and exit: 0 when it is valid, 1 otherwise.
     Check(ConfigDir),
+    /// Show the running instance's status.
+    Status(ConfigDir),
+    /// API definitions of the running instance: applied live and saved in config/api.
+    #[command(subcommand)]
+    Api(ApiCommand),
+    /// Re-read the config directory and swap in its API definitions (like SIGHUP).
+    Reload(ConfigDir),
     /// Ask the running instance for a report (printed as JSON).
     #[command(subcommand)]
     Report(Report),
@@ -119,6 +153,42 @@ enum ViewArg {
 }
 
 #[derive(Subcommand)]
+enum ApiCommand {
+    /// Add an API from a JSON file ({"api_metadata": {...}}).
+    Add {
+        file: PathBuf,
+        /// The API id (default: the file name without .json).
+        #[arg(long)]
+        id: Option<String>,
+        #[command(flatten)]
+        dir: ConfigDir,
+    },
+    /// Replace an API's definition with a JSON file.
+    Update {
+        file: PathBuf,
+        /// The API id (default: the file name without .json).
+        #[arg(long)]
+        id: Option<String>,
+        #[command(flatten)]
+        dir: ConfigDir,
+    },
+    /// List the APIs in service.
+    List(ConfigDir),
+    /// Print an API's definition.
+    Show {
+        id: String,
+        #[command(flatten)]
+        dir: ConfigDir,
+    },
+    /// Delete an API.
+    Delete {
+        id: String,
+        #[command(flatten)]
+        dir: ConfigDir,
+    },
+}
+
+#[derive(Subcommand)]
 enum Sideband {
     /// The ASE-Tokens gateways may present.
     #[command(subcommand)]
@@ -188,9 +258,24 @@ struct ConfigDir {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let _ = CREDENTIALS.set((cli.access_key, cli.secret_key));
     match cli.command {
         Command::Run(dir) => run(&dir.config),
         Command::Check(dir) => check(&dir.config),
+        Command::Status(dir) => status(&dir.config),
+        Command::Api(cmd) => api(cmd),
+        Command::Reload(dir) => {
+            match call(&dir.config, Method::POST, "/v4/ase/reload", String::new()) {
+                Ok(v) => {
+                    println!(
+                        "reloaded: {}",
+                        v["status_message"].as_str().unwrap_or_default()
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(code) => code,
+            }
+        }
         Command::Report(Report::ApiMetrics { api, from, to, dir }) => {
             let mut query = form_urlencoded::Serializer::new(String::new());
             query.append_pair("api", &api);
@@ -401,6 +486,129 @@ fn format_view(name: ListName, view: &serde_json::Value, only: Option<&str>) -> 
     out
 }
 
+/// `enforcer status`, in the layout of ASE's `cli.sh status`.
+fn status(dir: &std::path::Path) -> ExitCode {
+    let s = match call(dir, Method::GET, "/v4/ase/status", String::new()) {
+        Ok(v) => v,
+        Err(code) => return code,
+    };
+    let text = |k: &str| match &s[k] {
+        serde_json::Value::String(v) => v.clone(),
+        serde_json::Value::Null => "-".into(),
+        v => v.to_string(),
+    };
+    let rows = [
+        ("status", text("status")),
+        ("mode", text("mode")),
+        ("http/ws", format!("port {}", text("http_ws_port"))),
+        ("https/wss", format!("port {}", text("https_wss_port"))),
+        ("management", format!("port {}", text("management_port"))),
+        ("firewall", text("firewall")),
+        ("sideband authentication", text("sideband_authentication")),
+        ("ase detected attack", text("ase_detected_attack")),
+        (
+            "attack list",
+            format!(
+                "configured {} entries, deny {}, allow {}",
+                s["attack_list"]["configured"], s["attack_list"]["deny"], s["attack_list"]["allow"]
+            ),
+        ),
+        ("log level", text("log_level")),
+        (
+            "timezone",
+            format!("{} ({})", text("timezone"), text("timezone_name")),
+        ),
+        ("apis", text("apis")),
+        ("connections", text("connections")),
+        ("version", text("version")),
+        ("started", text("started")),
+    ];
+    println!("API Security Enforcer");
+    for (k, v) in rows {
+        println!("{k:<24}: {v}");
+    }
+    ExitCode::SUCCESS
+}
+
+fn api(cmd: ApiCommand) -> ExitCode {
+    let path = |id: &str| {
+        let mut q = form_urlencoded::Serializer::new(String::new());
+        q.append_pair("api_id", id);
+        format!("/v4/ase/api?{}", q.finish())
+    };
+    let put = |file: &PathBuf, id: Option<String>, dir: &ConfigDir, method: Method| -> ExitCode {
+        let id = id.unwrap_or_else(|| {
+            file.file_stem()
+                .and_then(|s| s.to_str())
+                .unwrap_or_default()
+                .to_string()
+        });
+        let text = match std::fs::read_to_string(file) {
+            Ok(t) => t,
+            Err(e) => {
+                eprintln!("enforcer: {}: {e}", file.display());
+                return ExitCode::from(1);
+            }
+        };
+        match call(&dir.config, method, &path(&id), text) {
+            Ok(v) => {
+                println!("{}", v["status_message"].as_str().unwrap_or_default());
+                ExitCode::SUCCESS
+            }
+            Err(code) => code,
+        }
+    };
+    match cmd {
+        ApiCommand::Add { file, id, dir } => put(&file, id, &dir, Method::POST),
+        ApiCommand::Update { file, id, dir } => put(&file, id, &dir, Method::PUT),
+        ApiCommand::Delete { id, dir } => {
+            match call(&dir.config, Method::DELETE, &path(&id), String::new()) {
+                Ok(v) => {
+                    println!("{}", v["status_message"].as_str().unwrap_or_default());
+                    ExitCode::SUCCESS
+                }
+                Err(code) => code,
+            }
+        }
+        ApiCommand::Show { id, dir } => {
+            match call(&dir.config, Method::GET, &path(&id), String::new()) {
+                Ok(v) => {
+                    println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+                    ExitCode::SUCCESS
+                }
+                Err(code) => code,
+            }
+        }
+        ApiCommand::List(dir) => match call(&dir.config, Method::GET, "/v4/ase/api", String::new())
+        {
+            Ok(v) => {
+                println!(
+                    "{:<24} {:<8} {:<24} {:<24} servers",
+                    "api_id", "protocol", "hostname", "url"
+                );
+                for a in v["apis"].as_array().into_iter().flatten() {
+                    let servers: Vec<&str> = a["servers"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|s| s.as_str())
+                        .collect();
+                    println!(
+                        "{:<24} {:<8} {:<24} {:<24} {}",
+                        a["api_id"].as_str().unwrap_or_default(),
+                        a["protocol"].as_str().unwrap_or_default(),
+                        a["hostname"].as_str().unwrap_or_default(),
+                        a["url"].as_str().unwrap_or_default(),
+                        servers.join(", ")
+                    );
+                }
+                ExitCode::SUCCESS
+            }
+            Err(code) => code,
+        },
+    }
+}
+
 const TOKEN_PATH: &str = "/v5/ase/sideband/token";
 
 fn sideband(cmd: Sideband) -> ExitCode {
@@ -470,7 +678,7 @@ fn call(
     path: &str,
     body: String,
 ) -> Result<serde_json::Value, ExitCode> {
-    let answer = Client::for_config(dir).and_then(|c| c.send(method, path, body.into()));
+    let answer = client(dir).and_then(|c| c.send(method, path, body.into()));
     match answer {
         Ok((status, body)) if status.is_success() => serde_json::from_slice(&body).map_err(|e| {
             eprintln!("enforcer: the management API answered something that is not JSON: {e}");
@@ -501,7 +709,7 @@ fn message(body: &[u8]) -> String {
 
 /// GETs `path` from the instance running on config `dir` and prints the answer.
 fn ask(dir: &std::path::Path, path: &str) -> ExitCode {
-    let answer = Client::for_config(dir).and_then(|c| c.get(path));
+    let answer = client(dir).and_then(|c| c.get(path));
     match answer {
         Ok((status, body)) if status.is_success() => {
             println!("{}", String::from_utf8_lossy(&body).trim_end());
@@ -554,6 +762,11 @@ fn run(dir: &std::path::Path) -> ExitCode {
         Err(code) => return code,
     };
     init_logging(app.settings.admin_log_level);
+    if app.settings.management_secret_key == "admin" {
+        tracing::warn!(
+            "the management API uses ASE's default secret key \"admin\": set management_secret_key in ase.conf"
+        );
+    }
     for w in &app.warnings {
         if w.is_note() {
             tracing::info!("{w}");

@@ -20,6 +20,9 @@
 //! with no traffic for `idle_timeout` is closed gracefully.
 //!
 //! # Shutdown
+//! SIGHUP re-reads the config directory and swaps the API definitions (see
+//! `App::reload`).
+//!
 //! SIGTERM or SIGINT: listeners close, every connection is asked to finish gracefully
 //! (in-flight requests complete, HTTP/1.1 closes after the current response, HTTP/2 sends
 //! GOAWAY), and the process exits 0 when all are done or `shutdown_timeout` has passed.
@@ -47,7 +50,7 @@ use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 
 use crate::admin::{self, client::Instance};
-use crate::app::App;
+use crate::app::{Addresses, App};
 use crate::config::{Mode, RuntimeShape};
 use crate::metrics::unix_secs;
 use crate::proxy::body::ProxyBody;
@@ -74,14 +77,6 @@ pub enum ServerError {
         #[source]
         source: io::Error,
     },
-}
-
-/// The addresses the server ended up listening on (ports may have been 0 in the config).
-#[derive(Debug, Clone, Copy)]
-pub struct Addresses {
-    pub http: SocketAddr,
-    pub https: SocketAddr,
-    pub management: SocketAddr,
 }
 
 /// Binds every port, starts the workers, prints the ready line and serves until a
@@ -222,13 +217,7 @@ impl Control {
             addrs,
             workers,
         } = self;
-        let checker = Arc::new(proxy::forward::Forwarder::with_pool(
-            &app.settings,
-            app.upstream_tls.clone(),
-            0,
-        ));
-        let mut background =
-            proxy::health::spawn(checker, &app.pipeline.apis(), app.settings.upstream_timeout);
+        let mut background = vec![tokio::spawn(supervise_health(app.clone()))];
         background.push(tokio::spawn(compact_every_minute(app.clone())));
         background.push(tokio::spawn(sweep_enforcement(app.clone())));
         if app.settings.mode == Mode::Sideband {
@@ -236,14 +225,32 @@ impl Control {
         }
         match admin_listener.map(TcpListener::from_std) {
             Some(Ok(l)) => {
-                tokio::spawn(admin::serve(app.clone(), l, stopping));
+                let tls = app
+                    .settings
+                    .management_tls
+                    .then(|| TlsAcceptor::from(app.server_tls.clone()));
+                tokio::spawn(admin::serve(app.clone(), l, tls, stopping));
             }
             Some(Err(e)) => tracing::error!("cannot register the management listener: {e}"),
             None => {}
         }
 
         announce(&app, addrs, workers);
-        let signal = signals.next().await;
+        let signal = loop {
+            match signals.next().await {
+                "SIGHUP" => {
+                    let reloading = app.clone();
+                    match tokio::task::spawn_blocking(move || reloading.reload()).await {
+                        Ok(Ok(_)) => {}
+                        Ok(Err(e)) => tracing::error!(
+                            "SIGHUP: reload rejected, the running config stays: {e}"
+                        ),
+                        Err(e) => tracing::error!("SIGHUP: reload failed: {e}"),
+                    }
+                }
+                other => break other,
+            }
+        };
         tracing::info!(
             "{signal}: draining connections (up to {:?})",
             app.settings.shutdown_timeout
@@ -258,6 +265,31 @@ impl Control {
             tracing::warn!("{again} during shutdown: exiting now");
             std::process::exit(130);
         });
+    }
+}
+
+/// Runs the health checkers of the current API table, and starts them afresh whenever
+/// the table changes (reload, API added, updated or deleted).
+async fn supervise_health(app: Arc<App>) {
+    let checker = Arc::new(proxy::forward::Forwarder::with_pool(
+        &app.settings,
+        app.upstream_tls.clone(),
+        0,
+    ));
+    let mut changes = app.apis_changed.subscribe();
+    loop {
+        let tasks = proxy::health::spawn(
+            checker.clone(),
+            &app.pipeline.apis(),
+            app.settings.upstream_timeout,
+        );
+        let changed = changes.changed().await;
+        for t in tasks {
+            t.abort();
+        }
+        if changed.is_err() {
+            return;
+        }
     }
 }
 
@@ -297,6 +329,7 @@ async fn compact_every_minute(app: Arc<App>) {
 /// the machine-readable ready line on stdout (tests and scripts wait for it).
 fn announce(app: &App, addrs: Addresses, workers: usize) {
     use std::io::Write;
+    let _ = app.addresses.set(addrs);
     let instance = Instance {
         pid: std::process::id(),
         mode: app.settings.mode.as_str().to_string(),
@@ -331,6 +364,7 @@ fn announce(app: &App, addrs: Addresses, workers: usize) {
 struct Signals {
     term: tokio::signal::unix::Signal,
     int: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
 }
 
 impl Signals {
@@ -340,6 +374,7 @@ impl Signals {
         Ok(Signals {
             term: signal(SignalKind::terminate()).map_err(ServerError::Signals)?,
             int: signal(SignalKind::interrupt()).map_err(ServerError::Signals)?,
+            hup: signal(SignalKind::hangup()).map_err(ServerError::Signals)?,
         })
     }
 
@@ -347,6 +382,7 @@ impl Signals {
         tokio::select! {
             _ = self.term.recv() => "SIGTERM",
             _ = self.int.recv() => "SIGINT",
+            _ = self.hup.recv() => "SIGHUP",
         }
     }
 }

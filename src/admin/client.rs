@@ -4,10 +4,14 @@
 //! `ase.conf` (`management_bind_address`, where `0.0.0.0` means loopback, and
 //! `management_port`). When the port is `0` (a free port was picked at start), the address
 //! the instance actually bound is read from `<data_dir>/instance.json`, which the running
-//! instance writes once it is ready.
+//! instance writes once it is ready. The credentials come from `ase.conf`
+//! (`management_access_key`, `management_secret_key`) unless the caller gives others, and
+//! with `management_tls=true` the connection is TLS, verified against
+//! `management_ca_cert_path` (or the Mozilla roots).
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{Method, Request, StatusCode};
@@ -52,24 +56,41 @@ pub enum ClientError {
 }
 
 /// A client for one instance's management API.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Client {
     pub addr: SocketAddr,
+    access_key: String,
+    secret_key: String,
+    tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl Client {
     /// Finds the instance that runs from config directory `dir`.
     pub fn for_config(dir: &Path) -> Result<Client, ClientError> {
         let settings = Settings::load(&dir.join("ase.conf"), &mut Vec::new())?;
+        let tls = if settings.management_tls {
+            let config = crate::tls::upstream_config(settings.management_ca_cert_path.as_deref())
+                .map_err(|e| ClientError::BadInstanceFile {
+                file: e.file.clone(),
+                reason: e.to_string(),
+            })?;
+            Some(config)
+        } else {
+            None
+        };
+        let client = |addr| Client {
+            addr,
+            access_key: settings.management_access_key.clone(),
+            secret_key: settings.management_secret_key.clone(),
+            tls: tls.clone(),
+        };
         if settings.management_port != 0 {
             let ip = match settings.management_bind_address {
                 IpAddr::V4(v4) if v4.is_unspecified() => IpAddr::from([127, 0, 0, 1]),
                 IpAddr::V6(v6) if v6.is_unspecified() => IpAddr::from([0u16, 0, 0, 0, 0, 0, 0, 1]),
                 ip => ip,
             };
-            return Ok(Client {
-                addr: SocketAddr::new(ip, settings.management_port),
-            });
+            return Ok(client(SocketAddr::new(ip, settings.management_port)));
         }
         let file = Instance::path(&settings.data_dir);
         let text = match std::fs::read_to_string(&file) {
@@ -89,9 +110,22 @@ impl Client {
                 file: file.clone(),
                 reason: e.to_string(),
             })?;
-        Ok(Client {
-            addr: instance.management,
-        })
+        Ok(client(instance.management))
+    }
+
+    /// Uses these credentials instead of the config's, where given.
+    pub fn with_credentials(
+        mut self,
+        access_key: Option<String>,
+        secret_key: Option<String>,
+    ) -> Client {
+        if let Some(a) = access_key {
+            self.access_key = a;
+        }
+        if let Some(s) = secret_key {
+            self.secret_key = s;
+        }
+        self
     }
 
     /// `GET path_and_query`; returns the status and the body.
@@ -112,6 +146,16 @@ impl Client {
             .enable_all()
             .build()
             .map_err(|e| protocol(format!("cannot start a runtime: {e}")))?;
+        let req = Request::builder()
+            .method(method)
+            .uri(path_and_query)
+            .header(http::header::HOST, addr.to_string())
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .header(super::ACCESS_KEY, &self.access_key)
+            .header(super::SECRET_KEY, &self.secret_key)
+            .body(Full::new(body))
+            .map_err(|e| protocol(e.to_string()))?;
+        let tls = self.tls.clone();
         rt.block_on(async move {
             let stream = tokio::net::TcpStream::connect(addr).await.map_err(|e| {
                 ClientError::Unreachable {
@@ -119,29 +163,58 @@ impl Client {
                     reason: e.to_string(),
                 }
             })?;
-            let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-                .await
-                .map_err(|e| protocol(e.to_string()))?;
-            tokio::spawn(conn);
-            let req = Request::builder()
-                .method(method)
-                .uri(path_and_query)
-                .header(http::header::HOST, addr.to_string())
-                .header(http::header::CONTENT_TYPE, "application/json")
-                .body(Full::new(body))
-                .map_err(|e| protocol(e.to_string()))?;
-            let resp = sender
-                .send_request(req)
-                .await
-                .map_err(|e| protocol(e.to_string()))?;
-            let status = resp.status();
-            let body = resp
-                .into_body()
-                .collect()
-                .await
-                .map_err(|e| protocol(e.to_string()))?
-                .to_bytes();
-            Ok((status, body))
+            match tls {
+                None => exchange(stream, req, addr).await,
+                Some(config) => {
+                    let name = rustls::pki_types::ServerName::IpAddress(addr.ip().into());
+                    let stream = tokio_rustls::TlsConnector::from(config)
+                        .connect(name, stream)
+                        .await
+                        .map_err(|e| ClientError::Unreachable {
+                            addr,
+                            reason: format!("TLS: {e}"),
+                        })?;
+                    exchange(stream, req, addr).await
+                }
+            }
         })
+    }
+}
+
+/// One HTTP/1.1 request and its whole answer over `io`.
+async fn exchange<I>(
+    io: I,
+    req: Request<Full<Bytes>>,
+    addr: SocketAddr,
+) -> Result<(StatusCode, Bytes), ClientError>
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let protocol = |reason: String| ClientError::Protocol { addr, reason };
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io))
+        .await
+        .map_err(|e| protocol(e.to_string()))?;
+    tokio::spawn(conn);
+    let resp = sender
+        .send_request(req)
+        .await
+        .map_err(|e| protocol(e.to_string()))?;
+    let status = resp.status();
+    let body = resp
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| protocol(e.to_string()))?
+        .to_bytes();
+    Ok((status, body))
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print the credentials.
+        f.debug_struct("Client")
+            .field("addr", &self.addr)
+            .field("tls", &self.tls.is_some())
+            .finish()
     }
 }

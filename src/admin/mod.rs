@@ -2,9 +2,24 @@
 //! (loopback by default), HTTP/1.1, JSON in and out. The CLI talks to a running instance
 //! through it ([`client`]).
 //!
+//! Every endpoint needs `x-ase-access-key` and `x-ase-secret-key` (`management_access_key`,
+//! `management_secret_key` in `ase.conf`; compared in constant time), except `GET /metrics`
+//! unless `metrics_require_auth=true`. Without them: 401. With `management_tls=true` the
+//! listener speaks TLS with the data ports' certificate.
+//!
 //! # Endpoints
 //! | method and path | what | answers |
 //! |---|---|---|
+//! | `GET /metrics` | Prometheus text exposition (`metrics::prom`) | 200 |
+//! | `GET /v4/ase/status` | what `enforcer status` prints | 200 |
+//! | `GET /v4/ase/api` | list the APIs in service | 200 `{"apis":[{"api_id","protocol","hostname","url","servers","enable_blocking"}]}` |
+//! | `GET /v4/ase/api?api_id=ID` | an API's definition | 200 `{"api_metadata":{...}}`; 404 |
+//! | `POST /v4/ase/api?api_id=ID` | add an API (body: its JSON); saved in `config/api/ID.json` and live at once | 200 `{"status":"success","status_message":"API ID added"}`; 400 invalid (names the key); 409 exists |
+//! | `PUT /v4/ase/api?api_id=ID` | replace an API's definition | 200; 400; 404 |
+//! | `DELETE /v4/ase/api?api_id=ID` | delete an API (and its file) | 200; 404 |
+//! | `POST /v4/ase/reload` | re-read the config directory and swap the API definitions | 200 `{"status":"success","apis":N,...}`; 400 when the config is invalid (nothing changes) |
+//! | `GET /v4/ase/firewall`, `POST /v4/ase/firewall?status=enable\|disable` | enforcement on or off | 200 `{"status":"enabled",...}` |
+//! | `GET /v4/ase/cluster` | the cluster: a single node | 200 `{"cluster":"disabled","mode":"single node","nodes":[...]}` |
 //! | `GET /v4/abs/metrics?api=NAME[&earlier_date=D1][&later_date=D2]` | the `api_metrics` report (`docs/reports.md`) | 200 report; 400 missing `api` or bad date (names the parameter); 404 unknown API |
 //! | `GET /v4/abs/flowcontrol?api=NAME` | the flow-control report: counters since start and the latest events | 200; 400; 404 |
 //! | `GET /v4/abs/attack?[api=NAME][&type=ID]` | the IoAs raised (latest first) | 200 `{"attacks":[...]}`; 400 bad type |
@@ -27,6 +42,7 @@
 
 pub mod client;
 mod lists;
+mod ops;
 mod reports;
 mod sideband;
 
@@ -44,6 +60,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use serde::Serialize;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
 
 use crate::app::App;
 use crate::enforce::lists::ListKind;
@@ -54,7 +71,12 @@ type Body = Full<Bytes>;
 const MAX_BODY: usize = 1 << 20;
 
 /// Serves the management API until shutdown is requested.
-pub async fn serve(app: Arc<App>, listener: TcpListener, mut stop: watch::Receiver<bool>) {
+pub async fn serve(
+    app: Arc<App>,
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+    mut stop: watch::Receiver<bool>,
+) {
     let mut h1 = hyper::server::conn::http1::Builder::new();
     h1.timer(TokioTimer::new())
         .header_read_timeout(app.settings.header_read_timeout);
@@ -71,24 +93,45 @@ pub async fn serve(app: Arc<App>, listener: TcpListener, mut stop: watch::Receiv
             },
             _ = crate::server::stopped(&mut stop) => break,
         };
-        let (app, h1) = (app.clone(), h1.clone());
+        let (app, h1, tls) = (app.clone(), h1.clone(), tls.clone());
         tokio::spawn(async move {
+            let handshake = app.settings.tls_handshake_timeout;
             let svc = service_fn(move |req| {
                 let app = app.clone();
                 async move { Ok::<_, Infallible>(handle(app, req).await) }
             });
-            if let Err(e) = h1.serve_connection(TokioIo::new(stream), svc).await {
+            let served = match tls {
+                None => h1.serve_connection(TokioIo::new(stream), svc).await,
+                Some(acceptor) => {
+                    match tokio::time::timeout(handshake, acceptor.accept(stream)).await {
+                        Ok(Ok(tls)) => h1.serve_connection(TokioIo::new(tls), svc).await,
+                        _ => {
+                            tracing::debug!(%peer, "management TLS handshake failed or timed out");
+                            return;
+                        }
+                    }
+                }
+            };
+            if let Err(e) = served {
                 tracing::debug!(%peer, "management connection ended: {e}");
             }
         });
     }
 }
 
-/// Routes one management request.
+/// Routes one management request, after checking its credentials.
 pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Response<Body> {
     let query = Query::parse(req.uri().query());
     let method = req.method().clone();
     let full_path = req.uri().path().to_string();
+    let open = full_path == "/metrics" && !app.settings.metrics_require_auth;
+    if !open && !authorized(&app, req.headers()) {
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "missing or wrong x-ase-access-key / x-ase-secret-key".into(),
+        );
+    }
     // The sideband endpoints answer under ASE's /v5 prefix and under /v4.
     if let Some(rest) = full_path
         .strip_prefix("/v5/ase/sideband/")
@@ -97,6 +140,15 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Response<Body> {
         return sideband::handle(app, &method, rest, &query, req).await;
     }
     match (&method, full_path.as_str()) {
+        (&Method::GET, "/metrics") => ops::metrics(&app),
+        (_, "/metrics") => not_allowed("GET"),
+        (_, "/v4/ase/api") => ops::api(app, &method, &query, req).await,
+        (&Method::POST, "/v4/ase/reload") => ops::reload(app).await,
+        (_, "/v4/ase/reload") => not_allowed("POST"),
+        (_, "/v4/ase/firewall") => ops::firewall(&app, &method, &query),
+        (&Method::GET, "/v4/ase/cluster") => ops::cluster(&app),
+        (&Method::GET, "/v4/ase/status") => ops::status(&app),
+        (_, "/v4/ase/cluster" | "/v4/ase/status") => not_allowed("GET"),
         (&Method::GET, "/v4/abs/metrics") => reports::api_metrics(app, &query).await,
         (&Method::GET, "/v4/abs/flowcontrol") => reports::flow_control(&app, &query),
         (&Method::GET, "/v4/abs/attack") => reports::attacks(&app, &query),
@@ -110,6 +162,20 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Response<Body> {
         ),
     }
 }
+
+/// Whether the request carries the management credentials. Both are compared in
+/// constant time, and both are always compared.
+fn authorized(app: &App, headers: &http::HeaderMap) -> bool {
+    use subtle::ConstantTimeEq;
+    let presented = |name: &str| headers.get(name).map_or(&[][..], |v| v.as_bytes());
+    let access = presented(ACCESS_KEY).ct_eq(app.settings.management_access_key.as_bytes());
+    let secret = presented(SECRET_KEY).ct_eq(app.settings.management_secret_key.as_bytes());
+    bool::from(access & secret)
+}
+
+/// ASE's management credential headers.
+pub const ACCESS_KEY: &str = "x-ase-access-key";
+pub const SECRET_KEY: &str = "x-ase-secret-key";
 
 /// Query parameters, form-decoded; the first occurrence of a name wins.
 struct Query(HashMap<String, String>);

@@ -52,7 +52,7 @@ pub enum RuntimeShape {
 }
 
 /// Real-time detection thresholds (`ioa_*` keys), read by `enforce::detect`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct IoaThresholds {
     pub window: Duration,
     pub login_failures: u64,
@@ -92,7 +92,7 @@ impl Default for IoaThresholds {
 }
 
 /// Everything `ase.conf` configures, with defaults for every key.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Settings {
     // ASE's keys.
     pub mode: Mode,
@@ -157,6 +157,15 @@ pub struct Settings {
     pub flow_max_clients: usize,
     /// How long a request may wait for a server's connection-quota slot.
     pub connection_queue_timeout: Duration,
+    /// Management API credentials (`x-ase-access-key`, `x-ase-secret-key`).
+    pub management_access_key: String,
+    pub management_secret_key: String,
+    /// Whether `GET /metrics` needs the credentials too.
+    pub metrics_require_auth: bool,
+    /// Serve the management API over TLS (with `tls_cert_path`/`tls_key_path`).
+    pub management_tls: bool,
+    /// The CA the CLI trusts for a TLS management API (empty: the Mozilla roots).
+    pub management_ca_cert_path: Option<PathBuf>,
 }
 
 impl Settings {
@@ -210,6 +219,11 @@ impl Settings {
             list_max_entries: 1_000_000,
             flow_max_clients: 100_000,
             connection_queue_timeout: Duration::from_secs(5),
+            management_access_key: "admin".into(),
+            management_secret_key: "admin".into(),
+            metrics_require_auth: false,
+            management_tls: false,
+            management_ca_cert_path: None,
         }
     }
 
@@ -421,6 +435,17 @@ impl Settings {
             "list_max_entries" => self.list_max_entries = parse_count(value, 1, 100_000_000)?,
             "flow_max_clients" => self.flow_max_clients = parse_count(value, 100, 100_000_000)?,
             "connection_queue_timeout" => self.connection_queue_timeout = parse_positive(value)?,
+            "management_access_key" => self.management_access_key = credential(value)?,
+            "management_secret_key" => self.management_secret_key = credential(value)?,
+            "metrics_require_auth" => self.metrics_require_auth = parse_bool(value)?,
+            "management_tls" => self.management_tls = parse_bool(value)?,
+            "management_ca_cert_path" => {
+                self.management_ca_cert_path = if value.is_empty() {
+                    None
+                } else {
+                    Some(path(value)?)
+                }
+            }
             _ if ASE_ONLY_KEYS.contains(&key) => return Ok(Applied::AseOnly),
             _ => return Ok(Applied::Unknown),
         }
@@ -511,6 +536,14 @@ fn parse_count(v: &str, min: usize, max: usize) -> Result<usize, String> {
             "expected a whole number from {min} to {max}, found {v:?}"
         )),
     }
+}
+
+/// A credential: printable ASCII, no spaces, no ':' (ASE's rule for its keys).
+fn credential(v: &str) -> Result<String, String> {
+    if v.is_empty() || v.len() > 256 || !v.bytes().all(|b| b.is_ascii_graphic() && b != b':') {
+        return Err("expected 1-256 printable characters without spaces or ':'".into());
+    }
+    Ok(v.to_string())
 }
 
 fn parse_fraction(v: &str, min: f64, max: f64) -> Result<f64, String> {

@@ -145,6 +145,19 @@ impl ListSet {
         self.len == 0
     }
 
+    /// Entries per identifier type (`ip` counts addresses and ranges).
+    pub fn count_by_kind(&self) -> [(&'static str, usize); 5] {
+        let pairs =
+            |m: &Map<Arc<str>, Map<Arc<str>, Entry>>| m.values().map(|inner| inner.len()).sum();
+        [
+            ("ip", self.ips.len() + self.nets.len()),
+            ("cookie", pairs(&self.cookies)),
+            ("token", self.tokens.len()),
+            ("api_key", pairs(&self.api_keys)),
+            ("username", self.usernames.len()),
+        ]
+    }
+
     /// The first live entry matching any of `s`'s identifiers, IP first.
     pub fn find(&self, s: &Subject<'_>, now: i64) -> Option<(Identifier, Entry)> {
         if self.len == 0 {

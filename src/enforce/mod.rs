@@ -35,7 +35,7 @@ pub mod pattern;
 
 use std::collections::VecDeque;
 use std::hash::BuildHasher;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
@@ -231,6 +231,8 @@ impl std::fmt::Debug for Enforcer {
 /// Process-wide enforcement state.
 pub struct Enforcer {
     pub cfg: Config,
+    /// `enable_firewall`, switchable at run time (`/v4/ase/firewall`).
+    firewall: AtomicBool,
     pub lists: Lists,
     pub ioas: IoaLog,
     decoy_touched: DashMap<ClientKey, i64, foldhash::fast::RandomState>,
@@ -244,6 +246,7 @@ fn now() -> i64 {
 impl Enforcer {
     pub fn new(cfg: Config) -> Enforcer {
         Enforcer {
+            firewall: AtomicBool::new(cfg.firewall),
             lists: Lists::new(cfg.list_max_entries),
             ioas: IoaLog::new(IOA_LOG),
             decoy_touched: DashMap::with_hasher(foldhash::fast::RandomState::default()),
@@ -252,11 +255,24 @@ impl Enforcer {
         }
     }
 
+    /// Whether enforcement is on (`enable_firewall`, or the management API's switch).
+    pub fn firewall(&self) -> bool {
+        self.firewall.load(Relaxed)
+    }
+
+    pub fn set_firewall(&self, on: bool) {
+        self.firewall.store(on, Relaxed);
+        tracing::warn!(
+            "firewall {} through the management API",
+            if on { "enabled" } else { "disabled" }
+        );
+    }
+
     /// The request phase (see the module doc). `ex.client_ip`, `ex.session` and the
     /// sideband caller's user are set; identities are captured here.
     pub fn decide(&self, api: &Api, ex: &mut Exchange, headers: &HeaderMap) -> Decision {
         identity::capture(&api.def, ex, headers);
-        if !self.cfg.firewall {
+        if !self.firewall() {
             return Decision::Allow;
         }
         let now = now();
@@ -403,7 +419,7 @@ impl Enforcer {
 
     /// The completion phase: detection on the finished exchange.
     pub fn observe(&self, api: &Api, ex: &Exchange) {
-        if !self.cfg.firewall {
+        if !self.firewall() {
             return;
         }
         let status = ex.status.map(|s| s.as_u16());

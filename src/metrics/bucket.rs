@@ -61,11 +61,16 @@ impl Default for Caps {
 const METHOD_CAP: u32 = 64;
 const SERVER_CAP: u32 = 1_024;
 
-/// An API's memory budget for recorded detail, shared by all its buckets.
+/// The dimensions whose detail can be dropped, in [`Budget::dropped`] order.
+pub const DIMENSIONS: [&str; 5] = ["session", "ip", "path", "user_agent", "combination"];
+
+/// An API's memory budget for recorded detail, shared by all its buckets, with the count
+/// of requests whose detail was folded into `(other)` per dimension since start.
 #[derive(Debug)]
 pub struct Budget {
     used: AtomicI64,
     limit: i64,
+    pub dropped: [AtomicU64; 5],
 }
 
 impl Budget {
@@ -73,6 +78,7 @@ impl Budget {
         Budget {
             used: AtomicI64::new(0),
             limit: i64::try_from(limit).unwrap_or(i64::MAX),
+            dropped: std::array::from_fn(|_| AtomicU64::new(0)),
         }
     }
 
@@ -104,15 +110,25 @@ pub struct Interner<K: Eq + Hash, P = ()> {
     next: AtomicU32,
     cap: u32,
     overflow: AtomicU64,
+    /// The index in [`DIMENSIONS`] whose drop counter this interner feeds.
+    dim: Option<usize>,
 }
 
 impl<K: Eq + Hash, P: Copy> Interner<K, P> {
-    fn new(cap: u32) -> Self {
+    fn new(cap: u32, dim: Option<usize>) -> Self {
         Interner {
             map: Map::with_hasher(Hasher::default()),
             next: AtomicU32::new(0),
             cap,
             overflow: AtomicU64::new(0),
+            dim,
+        }
+    }
+
+    fn dropped(&self, n: u64, budget: &Budget) {
+        self.overflow.fetch_add(n, Relaxed);
+        if let Some(d) = self.dim {
+            budget.dropped[d].fetch_add(n, Relaxed);
         }
     }
 
@@ -135,12 +151,12 @@ impl<K: Eq + Hash, P: Copy> Interner<K, P> {
             return (slot.id, Some(slot.payload));
         }
         if self.next.load(Relaxed) >= self.cap || !budget.has_room() {
-            self.overflow.fetch_add(n, Relaxed);
+            self.dropped(n, budget);
             return (OVERFLOW, None);
         }
         let id = self.next.fetch_add(1, Relaxed);
         if id >= self.cap {
-            self.overflow.fetch_add(n, Relaxed);
+            self.dropped(n, budget);
             return (OVERFLOW, None);
         }
         let (key, payload, heap) = make();
@@ -281,12 +297,12 @@ impl Bucket {
             bytes_out: AtomicU64::new(0),
             latency_us: AtomicU64::new(0),
             devices: std::array::from_fn(|_| AtomicU64::new(0)),
-            methods: Interner::new(METHOD_CAP),
-            ips: Interner::new(caps.ips),
-            sessions: Interner::new(caps.sessions),
-            paths: Interner::new(caps.paths),
-            uas: Interner::new(caps.user_agents),
-            servers: Interner::new(SERVER_CAP),
+            methods: Interner::new(METHOD_CAP, None),
+            ips: Interner::new(caps.ips, Some(1)),
+            sessions: Interner::new(caps.sessions, Some(0)),
+            paths: Interner::new(caps.paths, Some(2)),
+            uas: Interner::new(caps.user_agents, Some(3)),
+            servers: Interner::new(SERVER_CAP, None),
             combos: Map::with_hasher(Hasher::default()),
             combo_count: AtomicU32::new(0),
             combo_cap: caps.combinations,
@@ -391,6 +407,7 @@ impl Bucket {
         }
         if self.combo_count.fetch_add(1, Relaxed) >= self.combo_cap || !budget.has_room() {
             self.combo_overflow.fetch_add(n, Relaxed);
+            budget.dropped[4].fetch_add(n, Relaxed);
             return;
         }
         let c = self.combos.entry(combo).or_insert_with(|| {

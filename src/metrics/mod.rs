@@ -26,6 +26,8 @@
 //! counted in every total; its detail is folded into an `(other)` entry and counted in the
 //! bucket's overflow counters.
 //!
+//! Operational metrics for Prometheus are kept apart, in [`prom`].
+//!
 //! # Concurrency
 //! Buckets live in one `DashMap` per tier; every counter is an atomic incremented through
 //! a read guard, and no guard is held across another call on the same map (or across an
@@ -36,6 +38,7 @@
 
 pub mod bucket;
 pub mod device;
+pub mod prom;
 pub mod snapshot;
 
 use std::collections::HashMap;
@@ -260,6 +263,11 @@ impl ApiRecorder {
     /// Requests that were too old for any tier.
     pub fn expired(&self) -> u64 {
         self.expired.load(Relaxed)
+    }
+
+    /// Requests whose detail was folded into `(other)`, per dimension, since start.
+    pub fn dropped(&self) -> [(&'static str, u64); 5] {
+        std::array::from_fn(|i| (bucket::DIMENSIONS[i], self.budget.dropped[i].load(Relaxed)))
     }
 
     /// Detail memory in use and its limit, in bytes.

@@ -91,6 +91,10 @@ pub struct Exchange {
     pub response_bytes: u64,
     /// Set when the exchange completes.
     pub latency: Option<Duration>,
+    /// Inline: from forwarding to the backend's response head.
+    pub upstream_latency: Option<Duration>,
+    /// Sideband: to decode and decide the request call.
+    pub decision_latency: Option<Duration>,
 }
 
 impl Exchange {
@@ -128,6 +132,8 @@ impl Exchange {
             request_bytes: 0,
             response_bytes: 0,
             latency: None,
+            upstream_latency: None,
+            decision_latency: None,
         }
     }
 

@@ -31,6 +31,7 @@ pub use route::{Api, ApiTable, Context, RouteError, Server};
 use crate::config::{Config, Mode};
 use crate::enforce::flow::{Kind, Pick};
 use crate::enforce::{self, Block, Enforcer, flow_event};
+use crate::metrics::prom::Prom;
 use crate::metrics::{Metrics, Observation, unix_secs};
 
 /// What `on_request` decided.
@@ -50,15 +51,17 @@ pub struct Pipeline {
     enable_xff: bool,
     apis: ArcSwap<ApiTable>,
     metrics: Arc<Metrics>,
+    prom: Arc<Prom>,
     pub enforcer: Enforcer,
 }
 
 impl Pipeline {
-    pub fn new(config: &Config, metrics: Arc<Metrics>) -> Pipeline {
+    pub fn new(config: &Config, metrics: Arc<Metrics>, prom: Arc<Prom>) -> Pipeline {
         let enforcer = Enforcer::new(enforce::Config::from_settings(&config.settings));
         let ctx = Context {
             metrics: &metrics,
             enforce: &enforcer.cfg,
+            prom: &prom,
         };
         let apis = ArcSwap::from_pointee(ApiTable::new(config.apis.clone(), &ctx));
         Pipeline {
@@ -66,8 +69,27 @@ impl Pipeline {
             enable_xff: config.settings.enable_xff,
             apis,
             metrics,
+            prom,
             enforcer,
         }
+    }
+
+    /// Swaps in a new set of API definitions. Exchanges in flight keep the table they
+    /// started with; every later request uses the new one. Recorders are kept by API id;
+    /// flow-control and detection state start afresh.
+    pub fn replace_apis(&self, defs: Vec<crate::config::ApiDef>) -> Arc<ApiTable> {
+        let ctx = Context {
+            metrics: &self.metrics,
+            enforce: &self.enforcer.cfg,
+            prom: &self.prom,
+        };
+        let table = Arc::new(ApiTable::new(defs, &ctx));
+        self.apis.store(table.clone());
+        table
+    }
+
+    pub fn prom(&self) -> &Prom {
+        &self.prom
     }
 
     /// The recorders every API's exchanges go to.
@@ -160,6 +182,7 @@ impl Pipeline {
             response_bytes: ex.response_bytes,
             latency_us,
         });
+        ex.api.prom.observe(&ex);
         self.enforcer.observe(&ex.api, &ex);
         tracing::debug!(
             target: "enforcer::access",

@@ -18,6 +18,7 @@ use http::uri::Authority;
 use crate::config::api::strip_port;
 use crate::config::{ApiDef, HostMatch};
 use crate::enforce::{self, detect::ApiDetect, flow::ApiFlow};
+use crate::metrics::prom::{ApiProm, Prom};
 use crate::metrics::{ApiRecorder, Metrics};
 
 /// An origin-form path without dot segments, raw or percent-encoded: `..` must never reach
@@ -101,6 +102,7 @@ impl Server {
 pub struct Context<'a> {
     pub metrics: &'a Metrics,
     pub enforce: &'a enforce::Config,
+    pub prom: &'a Prom,
 }
 
 /// An API definition with its runtime state.
@@ -114,6 +116,8 @@ pub struct Api {
     pub flow: ApiFlow,
     /// Real-time detection state.
     pub detect: ApiDetect,
+    /// Prometheus handles, resolved once.
+    pub prom: ApiProm,
     /// Base path split into segments (empty for `/`).
     segments: Vec<String>,
     next: AtomicUsize,
@@ -140,6 +144,7 @@ impl Api {
                 ctx.enforce.connection_queue_timeout,
             ),
             detect: ApiDetect::default(),
+            prom: ctx.prom.api(&def.id),
             def,
             servers,
             segments,
@@ -298,7 +303,13 @@ mod tests {
     }
 
     fn ctx<'a>(metrics: &'a Metrics, enforce: &'a enforce::Config) -> Context<'a> {
-        Context { metrics, enforce }
+        static PROM: std::sync::OnceLock<Prom> = std::sync::OnceLock::new();
+        let prom = PROM.get_or_init(|| Prom::new("inline").unwrap());
+        Context {
+            metrics,
+            enforce,
+            prom,
+        }
     }
 
     fn cfg() -> enforce::Config {

@@ -105,7 +105,12 @@ async fn forward(
         Ok(req) => req,
         Err(_) => return finish(answer(Answer::MalformedRequest, version), done),
     };
-    match conn.inline.forwarder.send(req, &server).await {
+    let sent = std::time::Instant::now();
+    let answered = conn.inline.forwarder.send(req, &server).await;
+    if let Some(ex) = done.exchange() {
+        ex.upstream_latency = Some(sent.elapsed());
+    }
+    match answered {
         Ok(resp) => from_upstream(conn, resp, done, server, client_upgrade),
         Err(e) => {
             tracing::warn!("client {}: {e}", conn.peer.ip());

@@ -163,6 +163,7 @@ mod tests {
             &crate::pipeline::Context {
                 metrics: &metrics,
                 enforce: &enforce,
+                prom: &crate::metrics::prom::Prom::new("sideband").unwrap(),
             },
         ));
         Exchange::new(

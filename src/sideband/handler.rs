@@ -94,13 +94,16 @@ async fn read_body(req: Request<Incoming>, limit: usize) -> Result<Bytes, Reply>
 /// Decides one `/ase/request` call whose body has been read. The whole decision: decode,
 /// route, identities and enforcement, and parking (or completing) the exchange.
 pub fn decide(app: &App, correlation: Option<&str>, body: &Bytes) -> Reply {
+    let started = Instant::now();
     let (ex, headers) = match exchange(app, body) {
         Ok(pair) => pair,
         Err(reply) => return reply,
     };
     let mut ex = ex;
     let api = ex.api.id().to_string();
-    match app.pipeline.on_request(&mut ex, &headers) {
+    let decision = app.pipeline.on_request(&mut ex, &headers);
+    ex.decision_latency = Some(started.elapsed());
+    match decision {
         Decision::Allow => {
             // The gateway forwards an allowed request; reports show its server as 0.0.0.0.
             ex.upstream = Some(Upstream::Gateway);

@@ -185,18 +185,8 @@ fn write_atomically(file: &Path, stored: &Stored) -> Result<(), TokenError> {
         file: file.to_path_buf(),
         reason: e.to_string(),
     };
-    if let Some(dir) = file.parent() {
-        std::fs::create_dir_all(dir).map_err(err)?;
-    }
     let json = serde_json::to_vec_pretty(stored).map_err(|e| err(std::io::Error::other(e)))?;
-    let tmp = file.with_extension("json.tmp");
-    {
-        use std::io::Write;
-        let mut f = std::fs::File::create(&tmp).map_err(err)?;
-        f.write_all(&json).map_err(err)?;
-        f.sync_all().map_err(err)?;
-    }
-    std::fs::rename(&tmp, file).map_err(err)
+    crate::config::write_atomically(file, &json).map_err(err)
 }
 
 #[cfg(test)]

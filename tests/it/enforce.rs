@@ -7,7 +7,7 @@ use std::time::Duration;
 use base64::Engine;
 use serde_json::{Value, json};
 
-use crate::support::{Backend, Enforcer, Setup, api, client, eventually, run_cli};
+use crate::support::{Backend, Enforcer, Setup, api, client, eventually, manage, run_cli};
 
 /// A GET through the proxy as client `ip` (trusted X-Forwarded-For) with extra headers.
 async fn get_as(e: &Enforcer, ip: &str, path: &str, headers: &[(&str, &str)]) -> (u16, String) {
@@ -19,18 +19,8 @@ async fn get_as(e: &Enforcer, ip: &str, path: &str, headers: &[(&str, &str)]) ->
     (r.status().as_u16(), r.text().await.unwrap())
 }
 
-async fn admin(e: &Enforcer, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
-    let mut req = client().request(method, e.admin_url(path));
-    if let Some(b) = body {
-        req = req.json(&b);
-    }
-    let r = req.send().await.unwrap();
-    assert!(r.status().is_success(), "{path}: {}", r.status());
-    r.json().await.unwrap()
-}
-
 async fn attacks(e: &Enforcer, api: &str) -> Vec<Value> {
-    let v = admin(
+    let v = manage(
         e,
         reqwest::Method::GET,
         &format!("/v4/abs/attack?api={api}"),
@@ -154,7 +144,7 @@ async fn deny_list_blocks_every_identifier_and_allow_wins_in_both_modes() {
                 200,
                 "{via:?} {entry} before listing"
             );
-            admin(
+            manage(
                 e,
                 reqwest::Method::POST,
                 "/v4/ase/blacklist",
@@ -168,7 +158,7 @@ async fn deny_list_blocks_every_identifier_and_allow_wins_in_both_modes() {
                 Via::Sideband => assert!(body.contains("\"verdict\":\"block\""), "{body}"),
             }
             // The allow list wins over the deny list.
-            admin(
+            manage(
                 e,
                 reqwest::Method::POST,
                 "/v4/ase/whitelist",
@@ -180,7 +170,7 @@ async fn deny_list_blocks_every_identifier_and_allow_wins_in_both_modes() {
                 200,
                 "{via:?} {entry} allow-listed"
             );
-            admin(
+            manage(
                 e,
                 reqwest::Method::DELETE,
                 "/v4/ase/whitelist",
@@ -188,7 +178,7 @@ async fn deny_list_blocks_every_identifier_and_allow_wins_in_both_modes() {
             )
             .await;
             assert_eq!(probe(e, via, ip, headers).await.0, 403);
-            let removed = admin(
+            let removed = manage(
                 e,
                 reqwest::Method::DELETE,
                 "/v4/ase/blacklist",
@@ -217,7 +207,7 @@ async fn without_enable_blocking_only_records() {
         (Setup::sideband(), Via::Sideband),
     ] {
         let e = Enforcer::start(&setup.api("shop", def.clone()));
-        admin(
+        manage(
             &e,
             reqwest::Method::POST,
             "/v4/ase/blacklist",
@@ -351,7 +341,7 @@ async fn identities_from_header_query_cookie_jwt_and_user_info() {
             .api("idh", jwt_header.clone())
             .api("idq", jwt_query.clone()),
     );
-    admin(
+    manage(
         &e,
         reqwest::Method::POST,
         "/v4/ase/blacklist",
@@ -405,7 +395,7 @@ async fn identities_from_header_query_cookie_jwt_and_user_info() {
             .api("idh", jwt_header)
             .api("idq", jwt_query),
     );
-    admin(&s, reqwest::Method::POST, "/v4/ase/blacklist", Some(lists)).await;
+    manage(&s, reqwest::Method::POST, "/v4/ase/blacklist", Some(lists)).await;
     let auth = bearer(&alice);
     assert_eq!(
         decide(
@@ -549,7 +539,7 @@ async fn pattern_rules() {
         send(Method::GET, true, "2.2.2.2", None).await,
         (403, "Error: Unauthorized".into())
     );
-    let listed = admin(&e, Method::GET, "/v4/ase/blacklist?source=pattern", None).await;
+    let listed = manage(&e, Method::GET, "/v4/ase/blacklist?source=pattern", None).await;
     let ips: Vec<&str> = listed["ips"]
         .as_array()
         .unwrap()
@@ -607,7 +597,7 @@ async fn decoys_in_and_out_of_context() {
         "an innocent client is not"
     );
     assert_eq!(b.requests(), 1, "no decoy request reached the backend");
-    let listed = admin(
+    let listed = manage(
         &e,
         reqwest::Method::GET,
         "/v4/ase/blacklist?source=decoy",
@@ -755,7 +745,7 @@ async fn flow_control_limits() {
     q2.gate_reached().await;
     let waiting = tokio::spawn(client().get(e.url("/queue/echo")).send());
     let queued = eventually(Duration::from_secs(10), || async {
-        let r = admin(
+        let r = manage(
             &e,
             reqwest::Method::GET,
             "/v4/abs/flowcontrol?api=queue",
@@ -770,7 +760,7 @@ async fn flow_control_limits() {
     assert_eq!(held.await.unwrap().unwrap().status(), 200);
     assert_eq!(waiting.await.unwrap().unwrap().status(), 200);
 
-    let r = admin(
+    let r = manage(
         &e,
         reqwest::Method::GET,
         "/v4/abs/flowcontrol?api=spiky",
@@ -783,7 +773,7 @@ async fn flow_control_limits() {
     );
     assert_eq!(r["details"]["client_spike"][0]["source_ip"], "5.5.5.1");
     assert_eq!(r["details"]["client_spike"][0]["destination_api"], "spiky");
-    let r = admin(
+    let r = manage(
         &e,
         reqwest::Method::GET,
         "/v4/abs/flowcontrol?api=srv",
@@ -791,7 +781,7 @@ async fn flow_control_limits() {
     )
     .await;
     assert_eq!(r["summary"]["server_spike"], 1);
-    let r = admin(
+    let r = manage(
         &e,
         reqwest::Method::GET,
         "/v4/abs/flowcontrol?api=quota",

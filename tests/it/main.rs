@@ -5,6 +5,7 @@
 
 mod enforce;
 mod inline;
+mod operations;
 mod reports;
 mod sideband;
 mod support;

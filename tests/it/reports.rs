@@ -6,7 +6,7 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use serde_json::{Value, json};
 
-use crate::support::{Backend, Enforcer, Setup, api, client, run_cli};
+use crate::support::{Backend, Enforcer, Setup, admin_client, api, client, run_cli};
 
 const API: &str = "atm_app_public";
 
@@ -132,7 +132,7 @@ async fn seed_traffic_gives_the_seed_report() {
         .unwrap();
     assert_eq!(r.status(), 400);
 
-    let resp = c
+    let resp = admin_client()
         .get(e.admin_url(&format!(
             "/v4/abs/metrics?api={API}&earlier_date=2000-01-01&later_date=2100-01-01"
         )))
@@ -154,7 +154,7 @@ async fn seed_traffic_gives_the_seed_report() {
     assert_eq!(actual, expected, "the report differs from the seed");
 
     // Normal traffic raises no indicator of attack.
-    let attacks: Value = c
+    let attacks: Value = admin_client()
         .get(e.admin_url(&format!("/v4/abs/attack?api={API}")))
         .send()
         .await
@@ -197,7 +197,12 @@ async fn report_errors_and_default_window() {
         200
     );
 
-    let get = |q: &str| c.get(e.admin_url(&format!("/v4/abs/metrics{q}"))).send();
+    let admin = admin_client();
+    let get = |q: &str| {
+        admin
+            .get(e.admin_url(&format!("/v4/abs/metrics{q}")))
+            .send()
+    };
     let r = get("?api=nope").await.unwrap();
     assert_eq!(r.status(), 404);
     let body: Value = r.json().await.unwrap();

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::support::{Enforcer, Setup, client, eventually, run_cli};
+use crate::support::{Enforcer, Setup, admin_client, client, eventually, run_cli};
 
 /// A request call as TIBCO Mashery sends it (reference §1.3): `HTTP/1.1`, numeric port.
 const MASHERY_REQUEST: &str = r#"{
@@ -54,7 +54,7 @@ async fn report(e: &Enforcer, api: &str) -> Value {
     let url = e.admin_url(&format!(
         "/v4/abs/metrics?api={api}&earlier_date=2000-01-01&later_date=2100-01-01"
     ));
-    client()
+    admin_client()
         .get(url)
         .send()
         .await
@@ -271,7 +271,7 @@ async fn token_authentication_on_and_off() {
     );
 
     // Create one through the API, one through the CLI, and import a third.
-    let created: Value = client()
+    let created: Value = admin_client()
         .post(e.admin_url("/v5/ase/sideband/token"))
         .send()
         .await
@@ -321,7 +321,7 @@ async fn token_authentication_on_and_off() {
     assert!(status.success());
     assert_eq!(stdout.trim(), "Sideband authentication is disabled");
     assert_eq!(decide_with(&e, None).await, 200);
-    let r: Value = client()
+    let r: Value = admin_client()
         .post(e.admin_url("/v5/ase/sideband/authentication?status=enable"))
         .send()
         .await

@@ -287,6 +287,31 @@ pub fn run_cli(args: &[&str]) -> (ExitStatus, String, String) {
     )
 }
 
+/// A client for the management API, sending ASE's default credentials.
+pub fn admin_client() -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert("x-ase-access-key", "admin".parse().unwrap());
+    headers.insert("x-ase-secret-key", "admin".parse().unwrap());
+    client_builder().default_headers(headers).build().unwrap()
+}
+
+/// One management API call with the default credentials; asserts success and returns
+/// the JSON answer.
+pub async fn manage(
+    e: &Enforcer,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<serde_json::Value>,
+) -> serde_json::Value {
+    let mut req = admin_client().request(method, e.admin_url(path));
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let r = req.send().await.unwrap();
+    assert!(r.status().is_success(), "{path}: {}", r.status());
+    r.json().await.unwrap()
+}
+
 /// A reqwest client that trusts the dev CA, resolves `localhost` to 127.0.0.1 and
 /// negotiates h2 or HTTP/1.1 by ALPN.
 pub fn client() -> reqwest::Client {

@@ -1,0 +1,288 @@
+//! Operations endpoints: Prometheus `/metrics`, API definitions (`/v4/ase/api`), reload,
+//! the firewall switch, cluster and status.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+
+use http::header::{CONTENT_TYPE, HeaderValue};
+use http::{Method, Request, Response, StatusCode};
+use hyper::body::Incoming;
+use serde_json::json as json_value;
+
+use super::{Body, Query, bad_parameter, body, error, json, not_allowed};
+use crate::app::{ApiChangeError, App};
+use crate::config::HostMatch;
+use crate::enforce::detect::Ioa;
+use crate::enforce::lists::ListKind;
+use crate::metrics::prom::State;
+
+/// `GET /metrics`: the Prometheus text exposition.
+pub(super) fn metrics(app: &App) -> Response<Body> {
+    match app.pipeline.prom().render(&state(app)) {
+        Ok(text) => {
+            let mut resp = Response::new(Body::new(text.into()));
+            resp.headers_mut().insert(
+                CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+            );
+            resp
+        }
+        Err(e) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            format!("cannot render metrics: {e}"),
+        ),
+    }
+}
+
+/// The state Prometheus reads at scrape time.
+fn state(app: &App) -> State {
+    let apis = app.pipeline.apis();
+    let enforcer = &app.pipeline.enforcer;
+    let mut s = State::default();
+    for api in apis.all() {
+        let id = api.id().to_string();
+        for server in &api.servers {
+            s.upstream_up
+                .push((id.clone(), server.addr.clone(), server.is_healthy()));
+        }
+        let f = &api.flow.stats;
+        s.flow_rejections
+            .push((id.clone(), "client_spike", f.client_spike.load(Relaxed)));
+        s.flow_rejections
+            .push((id.clone(), "server_spike", f.server_spike.load(Relaxed)));
+        s.flow_rejections.push((
+            id.clone(),
+            "connection_quota",
+            f.connection_quota_exceeded.load(Relaxed),
+        ));
+        s.flow_queued
+            .push((id.clone(), f.connection_queued.load(Relaxed)));
+        for (dim, n) in api.recorder.dropped() {
+            s.dropped.push((id.clone(), dim, n));
+        }
+        s.expired.push((id, api.recorder.expired()));
+    }
+    for (name, kind) in [("deny", ListKind::Deny), ("allow", ListKind::Allow)] {
+        for (ident, n) in enforcer.lists.load(kind).count_by_kind() {
+            s.list_entries.push((name, ident, n));
+        }
+    }
+    s.ioas = Ioa::ALL
+        .iter()
+        .map(|i| (i.name(), i.type_id(), enforcer.ioas.count(*i)))
+        .collect();
+    let pending = &app.sideband.pending;
+    s.sideband_pending = pending.len();
+    s.correlations = vec![
+        ("evicted", pending.stats.evicted.load(Relaxed)),
+        ("expired", pending.stats.expired.load(Relaxed)),
+        ("replaced", pending.stats.replaced.load(Relaxed)),
+        ("uncorrelated", pending.stats.uncorrelated.load(Relaxed)),
+    ];
+    s
+}
+
+/// `/v4/ase/api`: list, read, create, update and delete API definitions.
+pub(super) async fn api(
+    app: Arc<App>,
+    method: &Method,
+    q: &Query,
+    req: Request<Incoming>,
+) -> Response<Body> {
+    let id = q.get("api_id").map(str::to_string);
+    match (method, id) {
+        (&Method::GET, None) => {
+            let apis: Vec<serde_json::Value> = app
+                .pipeline
+                .apis()
+                .all()
+                .iter()
+                .map(|a| {
+                    json_value!({
+                        "api_id": a.id(),
+                        "protocol": match a.def.protocol { crate::config::Protocol::Http => "http", crate::config::Protocol::Ws => "ws" },
+                        "url": a.def.url,
+                        "hostname": match &a.def.hostname { HostMatch::Any => "*".to_string(), HostMatch::Exact(h) => h.clone() },
+                        "servers": a.servers.iter().map(|s| s.addr.clone()).collect::<Vec<_>>(),
+                        "enable_blocking": a.def.enable_blocking,
+                    })
+                })
+                .collect();
+            json(StatusCode::OK, &json_value!({ "apis": apis }))
+        }
+        (&Method::GET, Some(id)) => {
+            let Some(api) = app.pipeline.apis().get(&id).cloned() else {
+                return error(
+                    StatusCode::NOT_FOUND,
+                    "unknown_api",
+                    format!("API {id:?} is not defined"),
+                );
+            };
+            let file = api.def.file.clone();
+            match tokio::task::spawn_blocking(move || std::fs::read(file)).await {
+                Ok(Ok(bytes)) => match serde_json::from_slice::<serde_json::Value>(&bytes) {
+                    Ok(doc) => json(StatusCode::OK, &doc),
+                    Err(e) => error(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "unreadable",
+                        e.to_string(),
+                    ),
+                },
+                Ok(Err(e)) => error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "unreadable",
+                    e.to_string(),
+                ),
+                Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
+            }
+        }
+        (&Method::POST | &Method::PUT, Some(id)) => {
+            let bytes = match body(req).await {
+                Ok(b) => b,
+                Err(resp) => return resp,
+            };
+            let Ok(text) = String::from_utf8(bytes.to_vec()) else {
+                return bad_parameter("(body)", "the API definition must be UTF-8 JSON".into());
+            };
+            let create = method == Method::POST;
+            let (writer, api_id) = (app.clone(), id.clone());
+            let done =
+                tokio::task::spawn_blocking(move || writer.put_api(&api_id, &text, create)).await;
+            let verb = if create { "added" } else { "updated" };
+            api_change(done, &id, verb)
+        }
+        (&Method::DELETE, Some(id)) => {
+            let (writer, api_id) = (app.clone(), id.clone());
+            let done = tokio::task::spawn_blocking(move || writer.delete_api(&api_id)).await;
+            api_change(done, &id, "deleted")
+        }
+        (&Method::POST | &Method::PUT | &Method::DELETE, None) => {
+            bad_parameter("api_id", "api_id: the API name is required".into())
+        }
+        _ => not_allowed("GET, POST, PUT, DELETE"),
+    }
+}
+
+fn api_change(
+    done: Result<Result<(), ApiChangeError>, tokio::task::JoinError>,
+    id: &str,
+    verb: &str,
+) -> Response<Body> {
+    match done {
+        Ok(Ok(())) => json(
+            StatusCode::OK,
+            &json_value!({ "status": "success", "status_message": format!("API {id} {verb}") }),
+        ),
+        Ok(Err(e)) => {
+            let (status, code) = match &e {
+                ApiChangeError::Invalid(_) => (StatusCode::BAD_REQUEST, "invalid_api"),
+                ApiChangeError::Exists(_) => (StatusCode::CONFLICT, "api_exists"),
+                ApiChangeError::NotFound(_) => (StatusCode::NOT_FOUND, "unknown_api"),
+                ApiChangeError::Io { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "write_failed"),
+            };
+            error(status, code, e.to_string())
+        }
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
+    }
+}
+
+/// `POST /v4/ase/reload`: re-read the config directory and swap the API definitions.
+pub(super) async fn reload(app: Arc<App>) -> Response<Body> {
+    match tokio::task::spawn_blocking(move || app.reload()).await {
+        Ok(Ok(r)) => json(
+            StatusCode::OK,
+            &json_value!({
+                "status": "success",
+                "apis": r.apis,
+                "status_message": if r.settings_changed {
+                    format!("{} APIs in service; ase.conf changed: restart to apply it", r.apis)
+                } else {
+                    format!("{} APIs in service", r.apis)
+                },
+            }),
+        ),
+        Ok(Err(e)) => error(
+            StatusCode::BAD_REQUEST,
+            "invalid_config",
+            format!("reload rejected, the running config stays: {e}"),
+        ),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
+    }
+}
+
+/// `GET|POST /v4/ase/firewall[?status=enable|disable]`.
+pub(super) fn firewall(app: &App, method: &Method, q: &Query) -> Response<Body> {
+    let enforcer = &app.pipeline.enforcer;
+    match *method {
+        Method::GET => {}
+        Method::POST => match q.get("status") {
+            Some("enable") => enforcer.set_firewall(true),
+            Some("disable") => enforcer.set_firewall(false),
+            _ => return bad_parameter("status", "status: use enable or disable".into()),
+        },
+        _ => return not_allowed("GET, POST"),
+    }
+    let state = if enforcer.firewall() {
+        "enabled"
+    } else {
+        "disabled"
+    };
+    json(
+        StatusCode::OK,
+        &json_value!({ "status": state, "status_message": format!("Firewall is {state}") }),
+    )
+}
+
+/// `GET /v4/ase/cluster`: enforcer runs as a single node.
+pub(super) fn cluster(app: &App) -> Response<Body> {
+    let node = app.addresses.get().map(|a| a.management.to_string());
+    json(
+        StatusCode::OK,
+        &json_value!({
+            "cluster": "disabled",
+            "mode": "single node",
+            "nodes": [ { "node": node, "status": "up", "self": true } ],
+        }),
+    )
+}
+
+/// `GET /v4/ase/status`: what `enforcer status` prints.
+pub(super) fn status(app: &App) -> Response<Body> {
+    let s = &app.settings;
+    let on = |b: bool| if b { "enabled" } else { "disabled" };
+    let addrs = app.addresses.get();
+    let level = match s.admin_log_level {
+        1 => "fatal",
+        2 => "error",
+        3 => "warn",
+        4 => "info",
+        _ => "debug",
+    };
+    let lists = &app.pipeline.enforcer.lists;
+    json(
+        StatusCode::OK,
+        &json_value!({
+            "status": "started",
+            "version": env!("CARGO_PKG_VERSION"),
+            "mode": s.mode.as_str(),
+            "http_ws_port": addrs.map(|a| a.http.port()),
+            "https_wss_port": addrs.map(|a| a.https.port()),
+            "management_port": addrs.map(|a| a.management.port()),
+            "firewall": on(app.pipeline.enforcer.firewall()),
+            "sideband_authentication": on(app.sideband.tokens.required()),
+            "ase_detected_attack": on(s.enable_ase_detected_attack),
+            "attack_list": {
+                "configured": s.list_max_entries,
+                "deny": lists.load(ListKind::Deny).len(),
+                "allow": lists.load(ListKind::Allow).len(),
+            },
+            "log_level": level,
+            "timezone": match s.timezone { crate::config::Timezone::Utc => "utc", crate::config::Timezone::Local => "local" },
+            "timezone_name": app.timezone.iana_name().unwrap_or("UTC"),
+            "apis": app.pipeline.apis().all().len(),
+            "connections": app.live_connections(),
+            "started": app.started.to_string(),
+        }),
+    )
+}
