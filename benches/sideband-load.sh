@@ -17,34 +17,8 @@ DURATION=${DURATION:-10}
 CONNS=${CONNS:-32}
 REPEATS=${REPEATS:-3}
 
-if ! command -v wrk >/dev/null; then
-  echo "installing wrk..." >&2
-  apt-get update -qq >/dev/null && apt-get install -y -qq wrk >/dev/null
-fi
 cargo build --release --locked --quiet --bin enforcer --example bare_post
-
-tmp=$(mktemp -d)
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
-
-# Waits for "<prefix> ... <key>=ADDR" (or "<prefix>: ADDR") in a file and prints ADDR.
-wait_addr() {
-  local file=$1 pattern=$2
-  for _ in $(seq 1 200); do
-    if grep -q "$pattern" "$file" 2>/dev/null; then
-      grep "$pattern" "$file" | head -1 | sed -E "s/.*$pattern//; s/ .*//"
-      return
-    fi
-    sleep 0.05
-  done
-  echo "timed out waiting for '$pattern' in $file" >&2
-  exit 1
-}
+. benches/common.sh
 
 taskset -c 0 target/release/examples/bare_post 127.0.0.1:0 >"$tmp/bare.out" &
 pids+=($!)
@@ -81,12 +55,6 @@ wrk.body = "$body"
 wrk.headers["Content-Type"] = "application/json"
 EOF
 
-ticks=$(getconf CLK_TCK)
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-to_us() { # "1.23ms" -> microseconds
-  awk -v v="$1" 'BEGIN { n = v + 0; if (v ~ /us$/) print n; else if (v ~ /ms$/) print n * 1000; else if (v ~ /s$/) print n * 1000000; else print n }'
-}
-
 # run NAME URL PID: one measured wrk run; appends "name rps p50us p99us cpu_us_per_req".
 run() {
   local name=$1 url=$2 pid=$3 out c0 c1
@@ -112,9 +80,6 @@ for i in $(seq 1 "$REPEATS"); do
   run bare "http://$bare_addr/ase/request" "$bare_pid"
   run enforcer "http://$enf_addr/ase/request" "$enf_pid"
 done
-
-median() { sort -n | awk '{a[NR] = $1} END { print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
-col() { awk -v n="$1" -v c="$2" '$1 == n {print $c}' "$tmp/results" | median; }
 
 printf "\nsideband /ase/request, %s connections, %ss x %s, ~%s-byte body, server on core 0, wrk on core 1\n" \
   "$CONNS" "$DURATION" "$REPEATS" "$(wc -c <benches/sideband_request.json)"

@@ -12,11 +12,13 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use tokio::sync::{mpsc, watch};
 
+use crate::admin::credentials::Credentials;
 use crate::config::{ApiDef, Config, ConfigError, Settings, Timezone, Warning};
 use crate::metrics::prom::Prom;
 use crate::metrics::{Caps, Metrics};
 use crate::pipeline::Pipeline;
 use crate::sideband::Sideband;
+use crate::store::persist::Persister;
 use crate::tls::{self, TlsError};
 
 /// Shared state of a running enforcer.
@@ -40,6 +42,10 @@ pub struct App {
     config_lock: Mutex<()>,
     /// Bumped whenever the API table changes; the health checkers follow it.
     pub apis_changed: watch::Sender<u64>,
+    /// The management credentials (the secret can change at run time).
+    pub credentials: Credentials,
+    /// The persister, once started (`store=none`: never).
+    pub persister: OnceLock<Persister>,
 }
 
 /// The addresses the server listens on (the config may have said port 0).
@@ -95,9 +101,8 @@ impl App {
             Timezone::Utc => jiff::tz::TimeZone::UTC,
             Timezone::Local => jiff::tz::TimeZone::system(),
         };
-        let sideband = Sideband::new(s, &s.data_dir).map_err(|e| ConfigError::State {
-            reason: e.to_string(),
-        })?;
+        let sideband = Sideband::new(s);
+        let credentials = Credentials::new(&s.management_access_key, &s.management_secret_key);
         let prom = Arc::new(Prom::new(s.mode.as_str()).map_err(|e| ConfigError::State {
             reason: format!("cannot set up Prometheus metrics: {e}"),
         })?);
@@ -116,6 +121,8 @@ impl App {
             addresses: OnceLock::new(),
             config_lock: Mutex::new(()),
             apis_changed: watch::Sender::new(0),
+            credentials,
+            persister: OnceLock::new(),
         })
     }
 
@@ -259,6 +266,15 @@ impl App {
     }
 
     /// Client connections open now.
+    /// Commits the pending state now, for operator changes that must be durable before
+    /// they are acknowledged (no-op without a store).
+    pub async fn durable(&self) -> Result<(), String> {
+        match self.persister.get() {
+            Some(p) => p.flush_now().await,
+            None => Ok(()),
+        }
+    }
+
     pub fn live_connections(&self) -> usize {
         self.live.load(Ordering::Relaxed)
     }

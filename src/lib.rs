@@ -16,6 +16,8 @@
 //! * [`metrics`]: the only writer: per-API time buckets of lock-free counters, and the
 //!   read-only snapshots reports are built from.
 //! * [`reports`]: pure functions from a snapshot and a query to a report.
+//! * [`store`]: persistence beside the request path: the [`store::Store`] trait, the
+//!   embedded redb store, and the thread that flushes changed state to it.
 //! * [`admin`]: the management API on its own listener (reports now, operations later),
 //!   and the client the CLI uses to reach a running instance.
 //!
@@ -31,4 +33,5 @@ pub mod proxy;
 pub mod reports;
 pub mod server;
 pub mod sideband;
+pub mod store;
 pub mod tls;

@@ -77,6 +77,15 @@ enum Command {
     /// The allow list of the running instance (ASE's whitelist).
     #[command(subcommand)]
     Whitelist(ListCommand),
+    /// Change the management secret key of the running instance (ASE's update_password).
+    /// It is stored hashed and overrides management_secret_key in ase.conf from then on.
+    UpdatePassword {
+        /// The new secret key (8 to 256 characters); read from standard input when absent.
+        #[arg(long, env = "ENFORCER_NEW_SECRET_KEY", hide_env_values = true)]
+        new_secret_key: Option<String>,
+        #[command(flatten)]
+        dir: ConfigDir,
+    },
 }
 
 #[derive(Subcommand)]
@@ -264,6 +273,32 @@ fn main() -> ExitCode {
         Command::Check(dir) => check(&dir.config),
         Command::Status(dir) => status(&dir.config),
         Command::Api(cmd) => api(cmd),
+        Command::UpdatePassword {
+            new_secret_key,
+            dir,
+        } => {
+            let new = match new_secret_key {
+                Some(k) => k,
+                None => {
+                    let mut line = String::new();
+                    if let Err(e) = std::io::stdin().read_line(&mut line) {
+                        eprintln!("enforcer: cannot read the new secret key: {e}");
+                        return ExitCode::from(1);
+                    }
+                    line.trim_end_matches(['\r', '\n']).to_string()
+                }
+            };
+            let body = serde_json::json!({ "secret_key": new }).to_string();
+            match call(&dir.config, Method::PUT, "/v5/ase/credentials", body) {
+                Ok(_) => {
+                    println!(
+                        "secret key updated: pass it with --secret-key or ENFORCER_SECRET_KEY from now on"
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(code) => code,
+            }
+        }
         Command::Reload(dir) => {
             match call(&dir.config, Method::POST, "/v4/ase/reload", String::new()) {
                 Ok(v) => {
@@ -762,11 +797,6 @@ fn run(dir: &std::path::Path) -> ExitCode {
         Err(code) => return code,
     };
     init_logging(app.settings.admin_log_level);
-    if app.settings.management_secret_key == "admin" {
-        tracing::warn!(
-            "the management API uses ASE's default secret key \"admin\": set management_secret_key in ase.conf"
-        );
-    }
     for w in &app.warnings {
         if w.is_note() {
             tracing::info!("{w}");
@@ -774,7 +804,32 @@ fn run(dir: &std::path::Path) -> ExitCode {
             tracing::warn!("{w}");
         }
     }
-    match enforcer::server::run(Arc::new(app)) {
+    let app = Arc::new(app);
+    match enforcer::store::persist::attach(&app) {
+        Ok(Some(r)) => tracing::info!(
+            buckets = r.buckets,
+            requests = r.requests,
+            list_entries = r.list_entries,
+            skipped = r.skipped,
+            "restored from the store"
+        ),
+        Ok(None) => tracing::info!("store=none: nothing persists across restarts"),
+        Err(e) => {
+            tracing::error!("{e}");
+            eprintln!("enforcer: {e}");
+            return ExitCode::from(1);
+        }
+    }
+    if app.settings.management_secret_key == "admin" && !app.credentials.changed() {
+        tracing::warn!(
+            "the management API uses ASE's default secret key \"admin\": set management_secret_key in ase.conf or run enforcer update-password"
+        );
+    }
+    let served = enforcer::server::run(app.clone());
+    if let Some(p) = app.persister.get() {
+        p.stop();
+    }
+    match served {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e}");

@@ -69,10 +69,14 @@ pub(super) async fn handle(
         Method::GET => json(StatusCode::OK, &view(&app, kind, source)),
         Method::DELETE if query.get("all") == Some("true") => {
             let removed = lists.clear(kind, source);
-            json(
-                StatusCode::OK,
-                &json_value!({ "status": "success", "removed": removed }),
+            durably(
+                &app,
+                json(
+                    StatusCode::OK,
+                    &json_value!({ "status": "success", "removed": removed }),
+                ),
             )
+            .await
         }
         Method::POST | Method::DELETE => {
             let bytes = match body(req).await {
@@ -89,10 +93,11 @@ pub(super) async fn handle(
             };
             if *method == Method::DELETE {
                 let removed = lists.remove(kind, &ids);
-                return json(
+                let done = json(
                     StatusCode::OK,
                     &json_value!({ "status": "success", "removed": removed }),
                 );
+                return durably(&app, done).await;
             }
             let now = unix_secs(std::time::SystemTime::now());
             let expires = match change.ttl.as_deref().map(parse_duration).transpose() {
@@ -114,10 +119,13 @@ pub(super) async fn handle(
                 })
                 .collect();
             match lists.add(kind, items) {
-                Ok(added) => json(
-                    StatusCode::OK,
-                    &json_value!({ "status": "success", "added": added }),
-                ),
+                Ok(added) => {
+                    let done = json(
+                        StatusCode::OK,
+                        &json_value!({ "status": "success", "added": added }),
+                    );
+                    durably(&app, done).await
+                }
                 Err(e @ ListError::Full(..)) => {
                     error(StatusCode::CONFLICT, "list_full", e.to_string())
                 }
@@ -245,4 +253,17 @@ fn view(app: &App, kind: ListKind, source: Option<Source>) -> Value {
         }
     }
     out
+}
+
+/// Answers `done` once the change is in the store (operator changes are acknowledged
+/// only when a restart cannot lose them).
+async fn durably(app: &App, done: Response<Body>) -> Response<Body> {
+    match app.durable().await {
+        Ok(()) => done,
+        Err(e) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "store_failed",
+            format!("the change is in effect but could not be stored: {e}"),
+        ),
+    }
 }

@@ -3,7 +3,8 @@
 //! through it ([`client`]).
 //!
 //! Every endpoint needs `x-ase-access-key` and `x-ase-secret-key` (`management_access_key`,
-//! `management_secret_key` in `ase.conf`; compared in constant time), except `GET /metrics`
+//! `management_secret_key` in `ase.conf` until the secret is changed through the API;
+//! [`credentials`]), except `GET /metrics`
 //! unless `metrics_require_auth=true`. Without them: 401. With `management_tls=true` the
 //! listener speaks TLS with the data ports' certificate.
 //!
@@ -34,6 +35,7 @@
 //! | `POST /v5/ase/sideband/token` | create a random token | `{"status":"token_created","token":"…"}` |
 //! | `PUT /v5/ase/sideband/token` `{"token":"…"}` | import a token (32 lowercase letters and digits) | `{"status":"success","status_message":"Sideband token … imported."}`; 400 invalid; 409 exists |
 //! | `DELETE /v5/ase/sideband/token` `{"token":"…"}` | delete a token | `{"status":"success","status_message":"Sideband token … deleted."}`; 404 unknown |
+//! | `PUT /v5/ase/credentials` `{"secret_key":"…"}` | change the management secret key (stored hashed; overrides `ase.conf`) | 200 `{"status":"success",...}`; 400 too short or long |
 //!
 //! The sideband paths also answer under `/v4/ase/...`. Any other path answers 404, a
 //! known path with another method 405. Errors are `{"error": "<code>", "message":
@@ -41,6 +43,7 @@
 //! example of each.
 
 pub mod client;
+pub mod credentials;
 mod lists;
 mod ops;
 mod reports;
@@ -155,6 +158,10 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Response<Body> {
         (_, "/v4/abs/metrics" | "/v4/abs/flowcontrol" | "/v4/abs/attack") => not_allowed("GET"),
         (_, "/v4/ase/blacklist") => lists::handle(app, ListKind::Deny, &method, &query, req).await,
         (_, "/v4/ase/whitelist") => lists::handle(app, ListKind::Allow, &method, &query, req).await,
+        (&Method::PUT, "/v5/ase/credentials" | "/v4/ase/credentials") => {
+            ops::credentials(app, req).await
+        }
+        (_, "/v5/ase/credentials" | "/v4/ase/credentials") => not_allowed("PUT"),
         _ => error(
             StatusCode::NOT_FOUND,
             "not_found",
@@ -166,11 +173,9 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Response<Body> {
 /// Whether the request carries the management credentials. Both are compared in
 /// constant time, and both are always compared.
 fn authorized(app: &App, headers: &http::HeaderMap) -> bool {
-    use subtle::ConstantTimeEq;
     let presented = |name: &str| headers.get(name).map_or(&[][..], |v| v.as_bytes());
-    let access = presented(ACCESS_KEY).ct_eq(app.settings.management_access_key.as_bytes());
-    let secret = presented(SECRET_KEY).ct_eq(app.settings.management_secret_key.as_bytes());
-    bool::from(access & secret)
+    app.credentials
+        .verify(presented(ACCESS_KEY), presented(SECRET_KEY))
 }
 
 /// ASE's management credential headers.

@@ -80,6 +80,14 @@ fn state(app: &App) -> State {
         ("replaced", pending.stats.replaced.load(Relaxed)),
         ("uncorrelated", pending.stats.uncorrelated.load(Relaxed)),
     ];
+    s.store = app.persister.get().map(|p| {
+        let h = &p.health;
+        (
+            h.healthy.load(Relaxed),
+            h.flushes.load(Relaxed),
+            h.errors.load(Relaxed),
+        )
+    });
     s
 }
 
@@ -283,6 +291,50 @@ pub(super) fn status(app: &App) -> Response<Body> {
             "apis": app.pipeline.apis().all().len(),
             "connections": app.live_connections(),
             "started": app.started.to_string(),
+            "credentials": if app.credentials.changed() { "changed at run time" } else { "ase.conf" },
+            "persistence": app.persister.get().map_or_else(
+                || json_value!({ "store": "none" }),
+                |p| p.status(),
+            ),
         }),
     )
+}
+
+/// `PUT /v5/ase/credentials` `{"secret_key": "..."}`: change the management secret key.
+pub(super) async fn credentials(app: Arc<App>, req: Request<Incoming>) -> Response<Body> {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Change {
+        secret_key: String,
+    }
+    let bytes = match body(req).await {
+        Ok(b) => b,
+        Err(resp) => return resp,
+    };
+    let change: Change = match serde_json::from_slice(&bytes) {
+        Ok(c) => c,
+        Err(e) => {
+            return bad_parameter(
+                "secret_key",
+                format!("expected {{\"secret_key\": \"...\"}}: {e}"),
+            );
+        }
+    };
+    if let Err(e) = app.credentials.set_secret(&change.secret_key) {
+        return bad_parameter("secret_key", e.to_string());
+    }
+    match app.durable().await {
+        Ok(()) => json(
+            StatusCode::OK,
+            &json_value!({
+                "status": "success",
+                "status_message": "Secret key updated; use it from now on",
+            }),
+        ),
+        Err(e) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "store_failed",
+            format!("the new secret key is in effect but could not be stored: {e}"),
+        ),
+    }
 }

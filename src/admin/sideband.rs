@@ -23,8 +23,7 @@ pub(super) async fn handle(
         (&Method::POST, "authentication") => match query.get("status") {
             Some(s @ ("enable" | "disable")) => {
                 let on = s == "enable";
-                let store = app.clone();
-                match blocking(move || store.sideband.tokens.set_required(on)).await {
+                match durably(&app, app.sideband.tokens.set_required(on)).await {
                     Ok(()) => sideband_authentication(&app),
                     Err(e) => token_error(e),
                 }
@@ -36,7 +35,7 @@ pub(super) async fn handle(
             StatusCode::OK,
             &serde_json::json!({ "tokens": app.sideband.tokens.list() }),
         ),
-        (&Method::POST, "token") => match blocking(move || app.sideband.tokens.create()).await {
+        (&Method::POST, "token") => match durably(&app, app.sideband.tokens.create()).await {
             Ok(token) => json(
                 StatusCode::OK,
                 &serde_json::json!({ "status": "token_created", "token": token }),
@@ -49,15 +48,12 @@ pub(super) async fn handle(
                 Err(resp) => return resp,
             };
             let importing = method == Method::PUT;
-            let t = token.clone();
-            let done = blocking(move || {
-                if importing {
-                    app.sideband.tokens.import(&t)
-                } else {
-                    app.sideband.tokens.delete(&t)
-                }
-            })
-            .await;
+            let changed = if importing {
+                app.sideband.tokens.import(&token)
+            } else {
+                app.sideband.tokens.delete(&token)
+            };
+            let done = durably(&app, changed).await;
             let verb = if importing { "imported" } else { "deleted" };
             match done {
                 Ok(()) => json(
@@ -99,7 +95,7 @@ fn token_error(e: TokenError) -> Response<Body> {
         TokenError::Invalid => (StatusCode::BAD_REQUEST, "invalid_token"),
         TokenError::Exists(_) => (StatusCode::CONFLICT, "token_exists"),
         TokenError::NotFound(_) => (StatusCode::NOT_FOUND, "unknown_token"),
-        TokenError::Store { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "store_failed"),
+        TokenError::Store(_) => (StatusCode::INTERNAL_SERVER_ERROR, "store_failed"),
     };
     error(status, code, e.to_string())
 }
@@ -116,14 +112,9 @@ async fn token_body(req: Request<Incoming>) -> Result<String, Response<Body>> {
         .map_err(|e| bad_parameter("token", format!("expected {{\"token\": \"...\"}}: {e}")))
 }
 
-/// Runs file-writing work off the async threads.
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, TokenError> + Send + 'static,
-) -> Result<T, TokenError> {
-    tokio::task::spawn_blocking(f).await.unwrap_or_else(|e| {
-        Err(TokenError::Store {
-            file: std::path::PathBuf::from("(background task)"),
-            reason: e.to_string(),
-        })
-    })
+/// Makes an applied change durable before it is acknowledged.
+async fn durably<T>(app: &App, changed: Result<T, TokenError>) -> Result<T, TokenError> {
+    let value = changed?;
+    app.durable().await.map_err(TokenError::Store)?;
+    Ok(value)
 }

@@ -42,6 +42,15 @@ pub enum Timezone {
     Local,
 }
 
+/// Where state that outlives the process is kept (`store=redb|none`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreKind {
+    /// The embedded store, `<data_dir>/enforcer.redb`.
+    Redb,
+    /// Nothing persists (tests, throw-away instances).
+    None,
+}
+
 /// The worker model (see `server.rs`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RuntimeShape {
@@ -116,6 +125,10 @@ pub struct Settings {
     pub tls_cert_path: PathBuf,
     pub tls_key_path: PathBuf,
     pub data_dir: PathBuf,
+    pub store: StoreKind,
+    /// How often changed state is committed to the store (at most this much is lost to a
+    /// crash).
+    pub store_flush_interval: Duration,
     /// Worker count; 0 means one per available core.
     pub workers: usize,
     pub runtime: RuntimeShape,
@@ -191,6 +204,8 @@ impl Settings {
             tls_cert_path: dir.join("../certs/server.crt"),
             tls_key_path: dir.join("../certs/server.key"),
             data_dir: dir.join("../data"),
+            store: StoreKind::Redb,
+            store_flush_interval: Duration::from_secs(5),
             workers: 0,
             runtime: RuntimeShape::PerCore,
             max_connections: 10_000,
@@ -349,6 +364,20 @@ impl Settings {
             "tls_cert_path" => self.tls_cert_path = path(value)?,
             "tls_key_path" => self.tls_key_path = path(value)?,
             "data_dir" => self.data_dir = path(value)?,
+            "store" => {
+                self.store = match value.to_ascii_lowercase().as_str() {
+                    "redb" => StoreKind::Redb,
+                    "none" => StoreKind::None,
+                    _ => return Err(format!("expected redb or none, found {value:?}")),
+                }
+            }
+            "store_flush_interval" => {
+                let d: Duration = parse_positive(value)?;
+                if d < Duration::from_millis(100) || d > Duration::from_secs(300) {
+                    return Err(format!("{value:?} is outside 100ms to 5m"));
+                }
+                self.store_flush_interval = d;
+            }
             "workers" => self.workers = parse_count(value, 0, 1024)?,
             "runtime" => {
                 self.runtime = match value {

@@ -15,7 +15,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 pub use api::{ApiDef, HostMatch, Protocol};
-pub use conf::{Mode, RuntimeShape, Settings, Timezone};
+pub use conf::{Mode, RuntimeShape, Settings, StoreKind, Timezone};
 
 /// Why a config could not be loaded. Every variant names the file; value errors also name
 /// the key (an `ase.conf` key or a JSON path such as `api_metadata.servers[0].port`).

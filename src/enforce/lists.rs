@@ -2,8 +2,10 @@
 //! value), OAuth tokens, API keys (name and value) and usernames.
 //!
 //! Each list is an immutable [`ListSet`] behind an `ArcSwap`: a request reads it with one
-//! atomic load and no lock, and a change builds the next set (persistent maps share all
-//! but the changed path, so adding to a large list stays cheap) and swaps it in whole.
+//! atomic load and no lock, and a change builds the next set (persistent B-tree maps share
+//! all but the changed path, so adding to a large list stays cheap) and swaps it in whole.
+//! Two versions of a set can be compared in time proportional to what changed
+//! ([`ListSet::changes_since`]), which is how the store saves lists incrementally.
 //! Entries record their source (manual, decoy, pattern, detection) and may expire; an
 //! expired entry stops matching at once and is swept away later. Allow wins over deny.
 
@@ -16,7 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use super::identity::ApiKey;
 
-type Map<K, V> = imbl::HashMap<K, V>;
+type Map<K, V> = imbl::OrdMap<K, V>;
 
 /// Which list.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -70,6 +72,41 @@ pub enum Identifier {
 }
 
 impl Identifier {
+    /// A stable text key for storage: the type, then its parts, separated by NUL (which no
+    /// header value, cookie or username can contain).
+    pub fn storage_key(&self) -> String {
+        match self {
+            Identifier::Ip(ip) => format!("ip\0{ip}"),
+            Identifier::Net(n) => format!("net\0{n}"),
+            Identifier::Cookie { name, value } => format!("cookie\0{name}\0{value}"),
+            Identifier::Token(t) => format!("token\0{t}"),
+            Identifier::ApiKey { name, value } => format!("api_key\0{name}\0{value}"),
+            Identifier::Username(u) => format!("username\0{u}"),
+        }
+    }
+
+    /// The identifier a [`Identifier::storage_key`] came from.
+    pub fn from_storage_key(key: &str) -> Option<Identifier> {
+        let mut parts = key.splitn(3, '\0');
+        let kind = parts.next()?;
+        let (a, b) = (parts.next(), parts.next());
+        Some(match (kind, a, b) {
+            ("ip", Some(ip), None) => Identifier::Ip(ip.parse().ok()?),
+            ("net", Some(n), None) => Identifier::Net(n.parse().ok()?),
+            ("cookie", Some(name), Some(value)) => Identifier::Cookie {
+                name: name.into(),
+                value: value.into(),
+            },
+            ("token", Some(t), None) => Identifier::Token(t.into()),
+            ("api_key", Some(name), Some(value)) => Identifier::ApiKey {
+                name: name.into(),
+                value: value.into(),
+            },
+            ("username", Some(u), None) => Identifier::Username(u.into()),
+            _ => return None,
+        })
+    }
+
     /// ASE's type names: `ip`, `cookie`, `token`, `api_key`, `username`.
     pub fn kind(&self) -> &'static str {
         match self {
@@ -96,7 +133,7 @@ impl Identifier {
 }
 
 /// An entry's facts.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Entry {
     pub source: Source,
     /// Unix seconds it was added.
@@ -104,11 +141,29 @@ pub struct Entry {
     /// Unix seconds it stops matching; `None`: never.
     pub expires: Option<i64>,
     /// Why (an IoA name, a violated rule), for automatic entries.
+    #[serde(with = "opt_arc_str")]
     pub reason: Option<Arc<str>>,
 }
 
+mod opt_arc_str {
+    use std::sync::Arc;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &Option<Arc<str>>, s: S) -> Result<S::Ok, S::Error> {
+        match v {
+            Some(r) => s.serialize_some(&**r),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Arc<str>>, D::Error> {
+        Ok(Option::<String>::deserialize(d)?.map(Arc::from))
+    }
+}
+
 impl Entry {
-    fn live(&self, now: i64) -> bool {
+    pub fn live(&self, now: i64) -> bool {
         self.expires.is_none_or(|e| e > now)
     }
 }
@@ -265,6 +320,46 @@ impl ListSet {
         gone
     }
 
+    /// What changed from `old` to this set: `(identifier, Some(entry))` for an added or
+    /// changed entry, `(identifier, None)` for a removed one. Shared structure is skipped,
+    /// so the cost follows the size of the change, not of the lists.
+    pub fn changes_since(&self, old: &ListSet) -> Vec<(Identifier, Option<Entry>)> {
+        let mut out = Vec::new();
+        diff_flat(&old.ips, &self.ips, |k| Identifier::Ip(*k), &mut out);
+        diff_flat(&old.nets, &self.nets, |k| Identifier::Net(*k), &mut out);
+        diff_flat(
+            &old.tokens,
+            &self.tokens,
+            |k| Identifier::Token(k.to_string()),
+            &mut out,
+        );
+        diff_flat(
+            &old.usernames,
+            &self.usernames,
+            |k| Identifier::Username(k.to_string()),
+            &mut out,
+        );
+        diff_pairs(
+            &old.cookies,
+            &self.cookies,
+            |n, v| Identifier::Cookie {
+                name: n.into(),
+                value: v.into(),
+            },
+            &mut out,
+        );
+        diff_pairs(
+            &old.api_keys,
+            &self.api_keys,
+            |n, v| Identifier::ApiKey {
+                name: n.into(),
+                value: v.into(),
+            },
+            &mut out,
+        );
+        out
+    }
+
     /// Every entry, in a stable order: by type (ip, cookie, token, api_key, username),
     /// then by value (addresses numerically).
     pub fn entries(&self) -> Vec<(Identifier, Entry)> {
@@ -322,6 +417,44 @@ impl Identifier {
             Identifier::ApiKey { name, value } => (4, None, name, value),
             Identifier::Username(u) => (5, None, u, ""),
         }
+    }
+}
+
+fn diff_flat<K: Ord + Clone>(
+    old: &Map<K, Entry>,
+    new: &Map<K, Entry>,
+    id: impl Fn(&K) -> Identifier,
+    out: &mut Vec<(Identifier, Option<Entry>)>,
+) {
+    use imbl::ordmap::DiffItem;
+    for item in old.diff(new) {
+        match item {
+            DiffItem::Add(k, e) | DiffItem::Update { new: (k, e), .. } => {
+                out.push((id(k), Some(e.clone())))
+            }
+            DiffItem::Remove(k, _) => out.push((id(k), None)),
+        }
+    }
+}
+
+fn diff_pairs(
+    old: &Map<Arc<str>, Map<Arc<str>, Entry>>,
+    new: &Map<Arc<str>, Map<Arc<str>, Entry>>,
+    id: impl Fn(&str, &str) -> Identifier,
+    out: &mut Vec<(Identifier, Option<Entry>)>,
+) {
+    use imbl::ordmap::DiffItem;
+    let empty = Map::new();
+    for item in old.diff(new) {
+        let (name, before, after) = match item {
+            DiffItem::Add(name, inner) => (name, &empty, inner),
+            DiffItem::Update {
+                old: (name, before),
+                new: (_, after),
+            } => (name, before, after),
+            DiffItem::Remove(name, inner) => (name, inner, &empty),
+        };
+        diff_flat(before, after, |v| id(name, v), out);
     }
 }
 
@@ -634,5 +767,76 @@ mod tests {
             .unwrap();
         assert_eq!(lists.clear(ListKind::Deny, Some(Source::Decoy)), 1);
         assert_eq!(lists.load(ListKind::Deny).len(), 1);
+    }
+}
+
+#[cfg(test)]
+mod storage_tests {
+    use super::*;
+
+    #[test]
+    fn storage_keys_round_trip() {
+        for id in [
+            Identifier::Ip("2001:db8::1".parse().unwrap()),
+            Identifier::Net("10.0.0.0/8".parse().unwrap()),
+            Identifier::Cookie {
+                name: "JSESSIONID".into(),
+                value: "a=b;c".into(),
+            },
+            Identifier::Token("eyJ.x.y".into()),
+            Identifier::ApiKey {
+                name: "x-api-key".into(),
+                value: "k".into(),
+            },
+            Identifier::Username("alice".into()),
+        ] {
+            assert_eq!(
+                Identifier::from_storage_key(&id.storage_key()),
+                Some(id.clone())
+            );
+        }
+        assert_eq!(Identifier::from_storage_key("ip\0not-an-ip"), None);
+        assert_eq!(Identifier::from_storage_key("what\0x"), None);
+    }
+
+    #[test]
+    fn changes_since_sees_exactly_what_changed() {
+        let lists = Lists::new(1_000_000);
+        let entry = |s| Entry {
+            source: s,
+            added: 1,
+            expires: None,
+            reason: None,
+        };
+        let many: Vec<(Identifier, Entry)> = (0..50_000u32)
+            .map(|i| {
+                (
+                    Identifier::Ip(IpAddr::from(i.to_be_bytes())),
+                    entry(Source::Detection),
+                )
+            })
+            .collect();
+        lists.add(ListKind::Deny, many).unwrap();
+        let before = lists.load(ListKind::Deny);
+        let cookie = Identifier::Cookie {
+            name: "sid".into(),
+            value: "v".into(),
+        };
+        lists
+            .add(
+                ListKind::Deny,
+                vec![(cookie.clone(), entry(Source::Manual))],
+            )
+            .unwrap();
+        lists.remove(
+            ListKind::Deny,
+            &[Identifier::Ip(IpAddr::from(7u32.to_be_bytes()))],
+        );
+        let after = lists.load(ListKind::Deny);
+        let changes = after.changes_since(&before);
+        assert_eq!(changes.len(), 2, "{changes:?}");
+        assert!(changes.contains(&(cookie, Some(entry(Source::Manual)))));
+        assert!(changes.contains(&(Identifier::Ip(IpAddr::from(7u32.to_be_bytes())), None)));
+        assert!(after.changes_since(&after).is_empty());
     }
 }

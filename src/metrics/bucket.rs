@@ -213,7 +213,7 @@ impl<K: Eq + Hash, P: Copy> Interner<K, P> {
 }
 
 /// The ids of one request's values: the key of the detail counters.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct Combo {
     pub session: u32,
     pub ip: u32,
@@ -323,9 +323,10 @@ impl Bucket {
             .fetch_sub(self.charged.swap(0, Relaxed), Relaxed);
     }
 
-    /// Records one request.
+    /// Records one request. `requests` is counted last (with release ordering): whoever
+    /// reads it (acquire) sees the detail of at least that many requests, which is what
+    /// lets the store use it to notice a changed bucket.
     pub fn add(&self, obs: &Observation<'_>, budget: &Budget) {
-        self.requests.fetch_add(1, Relaxed);
         if obs.status.is_some_and(|s| (200..300).contains(&s)) {
             self.success.fetch_add(1, Relaxed);
         }
@@ -345,6 +346,13 @@ impl Bucket {
             device: None,
         };
         self.add_detail(&facts, 1, 1, budget);
+        self.requests
+            .fetch_add(1, std::sync::atomic::Ordering::Release);
+    }
+
+    /// Requests recorded (acquire: the detail of at least these many is visible).
+    pub fn requests_seen(&self) -> u64 {
+        self.requests.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// Records the values of `combo_n` requests into the detail counters, adding `dim_n`
@@ -552,5 +560,153 @@ pub fn resolve<K>(table: &[Option<K>], id: u32) -> Val<&K> {
             .get(id as usize)
             .and_then(Option::as_ref)
             .map_or(Val::Overflow, Val::Is),
+    }
+}
+
+/// One interner as stored: its values with their ids and counts.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct InternerImage<K, P = ()> {
+    pub next: u32,
+    pub overflow: u64,
+    pub entries: Vec<(K, u32, u64, P)>,
+}
+
+/// A bucket as stored: every counter, every value with its id, every combination.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Image {
+    pub start: i64,
+    pub requests: u64,
+    pub success: u64,
+    pub no_session: u64,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub latency_us: u64,
+    pub devices: Vec<u64>,
+    pub methods: InternerImage<String>,
+    pub ips: InternerImage<IpAddr>,
+    pub sessions: InternerImage<String>,
+    pub paths: InternerImage<String>,
+    pub uas: InternerImage<String, Device>,
+    pub servers: InternerImage<String>,
+    pub combos: Vec<(Combo, u64)>,
+    pub combo_count: u32,
+    pub combo_overflow: u64,
+}
+
+impl<K: Eq + Hash + Clone, P: Copy> Interner<K, P> {
+    fn image<T>(&self, f: impl Fn(&K) -> T) -> InternerImage<T, P> {
+        let mut entries: Vec<(T, u32, u64, P)> = self
+            .map
+            .iter()
+            .map(|e| (f(e.key()), e.id, e.count.load(Relaxed), e.payload))
+            .collect();
+        entries.sort_by_key(|(_, id, _, _)| *id);
+        InternerImage {
+            next: self.next.load(Relaxed).min(self.cap),
+            overflow: self.overflow.load(Relaxed),
+            entries,
+        }
+    }
+
+    fn restore<T>(
+        cap: u32,
+        dim: Option<usize>,
+        img: InternerImage<T, P>,
+        f: impl Fn(T) -> Option<(K, usize)>,
+        owner: &Bucket,
+        budget: &Budget,
+    ) -> Self {
+        let interner = Interner::new(cap, dim);
+        interner.next.store(img.next, Relaxed);
+        interner.overflow.store(img.overflow, Relaxed);
+        for (key, id, count, payload) in img.entries {
+            if let Some((key, heap)) = f(key) {
+                owner.charge(budget, heap as i64 + ENTRY_OVERHEAD);
+                interner.map.insert(
+                    key,
+                    Slot {
+                        id,
+                        count: AtomicU64::new(count),
+                        payload,
+                    },
+                );
+            }
+        }
+        interner
+    }
+}
+
+impl Bucket {
+    /// The bucket as stored (read while writers may add to it: each counter is read once).
+    pub fn image(&self) -> Image {
+        Image {
+            start: self.start,
+            requests: self.requests_seen(),
+            success: self.success.load(Relaxed),
+            no_session: self.no_session.load(Relaxed),
+            bytes_in: self.bytes_in.load(Relaxed),
+            bytes_out: self.bytes_out.load(Relaxed),
+            latency_us: self.latency_us.load(Relaxed),
+            devices: self.devices.iter().map(|d| d.load(Relaxed)).collect(),
+            methods: self.methods.image(|m| m.as_str().to_string()),
+            ips: self.ips.image(|ip| *ip),
+            sessions: self.sessions.image(|s| s.to_string()),
+            paths: self.paths.image(|s| s.to_string()),
+            uas: self.uas.image(|s| s.to_string()),
+            servers: self.servers.image(|s| s.to_string()),
+            combos: self
+                .combos
+                .iter()
+                .map(|e| (*e.key(), e.load(Relaxed)))
+                .collect(),
+            combo_count: self.combo_count.load(Relaxed),
+            combo_overflow: self.combo_overflow.load(Relaxed),
+        }
+    }
+
+    /// Rebuilds a stored bucket, charging its detail to `budget`.
+    pub fn from_image(img: Image, caps: &Caps, budget: &Budget) -> Bucket {
+        let b = Bucket::new(img.start, caps);
+        b.requests.store(img.requests, Relaxed);
+        b.success.store(img.success, Relaxed);
+        b.no_session.store(img.no_session, Relaxed);
+        b.bytes_in.store(img.bytes_in, Relaxed);
+        b.bytes_out.store(img.bytes_out, Relaxed);
+        b.latency_us.store(img.latency_us, Relaxed);
+        for (d, v) in b.devices.iter().zip(img.devices) {
+            d.store(v, Relaxed);
+        }
+        let text = |s: String| {
+            let n = s.len();
+            Some((Arc::<str>::from(s), n))
+        };
+        let methods = Interner::restore(
+            METHOD_CAP,
+            None,
+            img.methods,
+            |m| Method::from_bytes(m.as_bytes()).ok().map(|m| (m, 0)),
+            &b,
+            budget,
+        );
+        let ips = Interner::restore(caps.ips, Some(1), img.ips, |ip| Some((ip, 0)), &b, budget);
+        let sessions = Interner::restore(caps.sessions, Some(0), img.sessions, text, &b, budget);
+        let paths = Interner::restore(caps.paths, Some(2), img.paths, text, &b, budget);
+        let uas = Interner::restore(caps.user_agents, Some(3), img.uas, text, &b, budget);
+        let servers = Interner::restore(SERVER_CAP, None, img.servers, text, &b, budget);
+        for (combo, n) in img.combos {
+            b.charge(budget, ENTRY_OVERHEAD);
+            b.combos.insert(combo, AtomicU64::new(n));
+        }
+        b.combo_count.store(img.combo_count, Relaxed);
+        b.combo_overflow.store(img.combo_overflow, Relaxed);
+        Bucket {
+            methods,
+            ips,
+            sessions,
+            paths,
+            uas,
+            servers,
+            ..b
+        }
     }
 }

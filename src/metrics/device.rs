@@ -6,7 +6,9 @@
 //! recorder parses each distinct agent once per bucket and keeps the answer with it.
 
 /// The device classes enforcer reports.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 #[repr(u8)]
 pub enum Device {
     Unknown,

@@ -49,7 +49,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use http::Method;
 
-pub use bucket::{Budget, Caps, Overflow};
+pub use bucket::{Budget, Caps, Image, Overflow};
 pub use device::Device;
 pub use snapshot::Snapshot;
 
@@ -158,6 +158,21 @@ impl Metrics {
         self.recorders().get(api_id).cloned()
     }
 
+    /// The recorder of `api_id` for restoring stored data, created with the default
+    /// budget if that API is no longer defined (its reports stay readable until retention
+    /// drops them).
+    pub fn for_restore(&self, api_id: &str) -> Arc<ApiRecorder> {
+        self.recorders()
+            .entry(api_id.to_string())
+            .or_insert_with(|| Arc::new(ApiRecorder::new(api_id, self.caps, self.default_budget)))
+            .clone()
+    }
+
+    /// Every recorder.
+    pub fn all(&self) -> Vec<Arc<ApiRecorder>> {
+        self.recorders().values().cloned().collect()
+    }
+
     /// Moves aged buckets down the tiers, for every API.
     pub fn compact(&self, now: i64) {
         let all: Vec<Arc<ApiRecorder>> = self.recorders().values().cloned().collect();
@@ -253,6 +268,31 @@ impl ApiRecorder {
             }
         }
         snap
+    }
+
+    /// Visits every bucket (tier index, bucket) under the roll-up lock, so no bucket is
+    /// seen twice or missed while compaction moves one.
+    pub fn each_bucket(&self, mut f: impl FnMut(usize, &Bucket)) {
+        let _reading = self.rollup.read().unwrap_or_else(|e| e.into_inner());
+        for (t, tier) in self.tiers.iter().enumerate() {
+            for b in tier.iter() {
+                f(t, &b);
+            }
+        }
+    }
+
+    /// Puts back a stored bucket (at start-up, before traffic). Returns false for a tier
+    /// that does not exist.
+    pub fn restore(&self, tier: usize, image: bucket::Image) -> bool {
+        let Some(map) = self.tiers.get(tier) else {
+            return false;
+        };
+        let bucket = Bucket::from_image(image, &self.caps, &self.budget);
+        if let Some((_, old)) = map.remove(&bucket.start) {
+            old.release(&self.budget);
+        }
+        map.insert(bucket.start, bucket);
+        true
     }
 
     /// Buckets held per tier (for status and tests).
@@ -413,6 +453,44 @@ mod tests {
         assert_eq!(s.ips.get(&None), Some(&9), "nine IPs beyond the cap of one");
         assert_eq!(s.overflow.sessions, 8);
         assert_eq!(s.overflow.paths, 8);
+    }
+
+    #[test]
+    fn a_stored_bucket_restores_exactly() {
+        let caps = Caps {
+            sessions: 3,
+            ..Caps::default()
+        };
+        let r = ApiRecorder::new("a", caps, 128 << 20);
+        let (get, post) = (Method::GET, Method::POST);
+        for i in 0..50 {
+            let s = format!("s{}", i % 5);
+            let p = format!("/a/{}", i % 7);
+            let mut o = obs(
+                T0 + i,
+                if i % 2 == 0 { &get } else { &post },
+                &p,
+                (i % 3 != 0).then_some(s.as_str()),
+            );
+            o.user_agent = (i % 4 != 0).then_some("Mozilla/5.0 (Windows NT 10.0; Win64; x64)");
+            r.record_at(&o, T0 + 60);
+        }
+        let mut images = Vec::new();
+        r.each_bucket(|tier, b| images.push((tier, b.image())));
+        let copy = ApiRecorder::new("a", caps, 128 << 20);
+        for (tier, img) in images {
+            let bytes = postcard::to_allocvec(&img).unwrap();
+            assert!(copy.restore(tier, postcard::from_bytes(&bytes).unwrap()));
+        }
+        assert_eq!(copy.snapshot(T0, T0 + 120), r.snapshot(T0, T0 + 120));
+        assert_eq!(
+            copy.memory().0,
+            r.memory().0,
+            "the budget is charged the same"
+        );
+        // It keeps counting where it left off.
+        copy.record_at(&obs(T0, &get, "/a/0", Some("s1")), T0 + 60);
+        assert_eq!(copy.snapshot(T0, T0 + 120).requests, 51);
     }
 
     #[test]

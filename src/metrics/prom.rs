@@ -27,6 +27,9 @@
 //! | `enforcer_sideband_correlations_total` | counter | `outcome` (evicted, expired, replaced, uncorrelated) |
 //! | `enforcer_record_details_dropped_total` | counter | `api`, `dimension` |
 //! | `enforcer_records_expired_total` | counter | `api` |
+//! | `enforcer_store_healthy` | gauge | (absent with `store=none`) 1 while commits succeed |
+//! | `enforcer_store_flushes_total` | counter | commits that wrote something |
+//! | `enforcer_store_flush_errors_total` | counter | commits that failed (state stays in memory, retried) |
 //! | `enforcer_build_info` | gauge | `version`, `mode` |
 
 use std::sync::OnceLock;
@@ -295,6 +298,8 @@ pub struct State {
     pub dropped: Vec<(String, &'static str, u64)>,
     /// `(api, count)`.
     pub expired: Vec<(String, u64)>,
+    /// `(healthy, flushes, errors)` when a store is attached.
+    pub store: Option<(bool, u64, u64)>,
 }
 
 impl State {
@@ -364,6 +369,26 @@ impl State {
                 })
                 .collect(),
         ));
+        if let Some((healthy, flushes, errors)) = self.store {
+            out.push(family(
+                "enforcer_store_healthy",
+                "1 while commits to the store succeed, 0 after a failed one.",
+                MetricType::GAUGE,
+                vec![gauge_metric(&[], gauge(f64::from(u8::from(healthy))))],
+            ));
+            out.push(family(
+                "enforcer_store_flushes_total",
+                "Commits of changed state to the store.",
+                MetricType::COUNTER,
+                vec![counter_metric(&[], counter(flushes))],
+            ));
+            out.push(family(
+                "enforcer_store_flush_errors_total",
+                "Commits to the store that failed (the state stays in memory and is retried).",
+                MetricType::COUNTER,
+                vec![counter_metric(&[], counter(errors))],
+            ));
+        }
         out.push(family(
             "enforcer_sideband_pending",
             "Allowed sideband requests waiting for their response call.",

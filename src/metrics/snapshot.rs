@@ -146,8 +146,11 @@ impl Snapshot {
             };
             let used = group.ips.entry(ip).or_default();
             used.count += n;
-            if !used.methods.contains(&method) {
-                used.methods.push(method);
+            // Kept sorted so a snapshot does not depend on map iteration order.
+            let key = |m: &Option<Method>| m.as_ref().map(|m| m.as_str().to_owned());
+            let at = used.methods.partition_point(|m| key(m) < key(&method));
+            if used.methods.get(at) != Some(&method) {
+                used.methods.insert(at, method);
             }
             bump(
                 &mut group.user_agents,

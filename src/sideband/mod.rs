@@ -14,7 +14,6 @@ pub mod tokens;
 pub mod wire;
 
 use std::net::SocketAddr;
-use std::path::Path;
 use std::sync::Arc;
 
 pub use handler::handle;
@@ -22,7 +21,7 @@ pub use handler::handle;
 use crate::app::{App, Live};
 use crate::config::Settings;
 use correlate::Pending;
-use tokens::{TokenError, Tokens};
+use tokens::Tokens;
 
 /// Sideband state shared by every worker (a response call may arrive on any connection).
 pub struct Sideband {
@@ -31,11 +30,11 @@ pub struct Sideband {
 }
 
 impl Sideband {
-    pub fn new(settings: &Settings, data_dir: &Path) -> Result<Sideband, TokenError> {
-        Ok(Sideband {
+    pub fn new(settings: &Settings) -> Sideband {
+        Sideband {
             pending: Pending::new(settings.sideband_pending_max, settings.sideband_pending_ttl),
-            tokens: Tokens::load(data_dir, settings.enable_sideband_authentication)?,
-        })
+            tokens: Tokens::new(settings.enable_sideband_authentication),
+        }
     }
 }
 

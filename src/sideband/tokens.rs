@@ -7,11 +7,10 @@
 //! timing says nothing about how close a guess was.
 //!
 //! Tokens, and the authentication switch when it was changed through the management API,
-//! persist in `<data_dir>/sideband.json` (written to a temporary file and renamed, so a
-//! crash leaves the old or the new file, never half of one). Without that file, the switch
-//! is `enable_sideband_authentication` from `ase.conf`.
+//! persist in the store ([`crate::store`]): [`Tokens::image`] is what gets stored and
+//! [`Tokens::restore`] puts it back at start-up. Until the switch is changed through the
+//! API, it is `enable_sideband_authentication` from `ase.conf`.
 
-use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 
@@ -28,8 +27,8 @@ pub enum TokenError {
     Exists(String),
     #[error("sideband token {0} does not exist")]
     NotFound(String),
-    #[error("{}: {reason}", file.display())]
-    Store { file: PathBuf, reason: String },
+    #[error("the change is in effect but could not be stored: {0}")]
+    Store(String),
 }
 
 /// One valid token.
@@ -50,7 +49,6 @@ struct Stored {
 
 /// The token store.
 pub struct Tokens {
-    file: PathBuf,
     tokens: ArcSwap<Vec<Token>>,
     enabled: AtomicBool,
     /// Serialises changes (and their writes to disk).
@@ -58,33 +56,29 @@ pub struct Tokens {
 }
 
 impl Tokens {
-    /// Loads `<data_dir>/sideband.json`; a missing file means no tokens and the configured
-    /// switch.
-    pub fn load(data_dir: &Path, configured: bool) -> Result<Tokens, TokenError> {
-        let file = data_dir.join("sideband.json");
-        let stored = match std::fs::read(&file) {
-            Ok(bytes) => {
-                serde_json::from_slice::<Stored>(&bytes).map_err(|e| TokenError::Store {
-                    file: file.clone(),
-                    reason: format!(
-                        "not a valid token file ({e}); move it aside to start without tokens"
-                    ),
-                })?
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Stored::default(),
-            Err(e) => {
-                return Err(TokenError::Store {
-                    file,
-                    reason: e.to_string(),
-                });
-            }
-        };
-        Ok(Tokens {
-            tokens: ArcSwap::from_pointee(stored.tokens.clone()),
-            enabled: AtomicBool::new(stored.authentication.unwrap_or(configured)),
-            writing: Mutex::new(stored),
-            file,
+    /// No tokens yet; the switch as configured.
+    pub fn new(configured: bool) -> Tokens {
+        Tokens {
+            tokens: ArcSwap::from_pointee(Vec::new()),
+            enabled: AtomicBool::new(configured),
+            writing: Mutex::new(Stored::default()),
+        }
+    }
+
+    /// The state as stored (JSON: small, and readable when debugging a store).
+    pub fn image(&self) -> Vec<u8> {
+        let stored = self.writing.lock().unwrap_or_else(|e| e.into_inner());
+        serde_json::to_vec(&*stored).unwrap_or_default()
+    }
+
+    /// Puts back a stored state (at start-up).
+    pub fn restore(&self, bytes: &[u8]) -> Result<(), String> {
+        let stored: Stored = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+        self.change(|s| {
+            *s = stored;
+            Ok(())
         })
+        .map_err(|e| e.to_string())
     }
 
     /// Whether callers must present a valid `ASE-Token`.
@@ -108,12 +102,8 @@ impl Tokens {
     /// Creates a random token.
     pub fn create(&self) -> Result<String, TokenError> {
         let mut bytes = [0u8; 16];
-        ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes).map_err(
-            |_| TokenError::Store {
-                file: self.file.clone(),
-                reason: "no randomness available".into(),
-            },
-        )?;
+        ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes)
+            .map_err(|_| TokenError::Store("no randomness available".into()))?;
         let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
         self.import(&token)?;
         Ok(token)
@@ -162,7 +152,6 @@ impl Tokens {
         let mut stored = self.writing.lock().unwrap_or_else(|e| e.into_inner());
         let mut next = stored.clone();
         f(&mut next)?;
-        write_atomically(&self.file, &next)?;
         self.tokens.store(Arc::new(next.tokens.clone()));
         if let Some(on) = next.authentication {
             self.enabled.store(on, Relaxed);
@@ -180,23 +169,13 @@ pub fn valid(token: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
 }
 
-fn write_atomically(file: &Path, stored: &Stored) -> Result<(), TokenError> {
-    let err = |e: std::io::Error| TokenError::Store {
-        file: file.to_path_buf(),
-        reason: e.to_string(),
-    };
-    let json = serde_json::to_vec_pretty(stored).map_err(|e| err(std::io::Error::other(e)))?;
-    crate::config::write_atomically(file, &json).map_err(err)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn tokens_survive_a_reload_and_verify_exactly() {
-        let dir = tempfile::tempdir().unwrap();
-        let t = Tokens::load(dir.path(), false).unwrap();
+    fn tokens_survive_a_restore_and_verify_exactly() {
+        let t = Tokens::new(false);
         let a = t.create().unwrap();
         assert!(valid(&a));
         t.import("0123456789abcdefghijklmnopqrstuv").unwrap();
@@ -211,7 +190,8 @@ mod tests {
         ));
         t.set_required(true).unwrap();
 
-        let again = Tokens::load(dir.path(), false).unwrap();
+        let again = Tokens::new(false);
+        again.restore(&t.image()).unwrap();
         assert!(again.required(), "the switch set through the API survives");
         assert_eq!(again.list().len(), 2);
         assert!(again.verify(a.as_bytes()));
@@ -221,16 +201,5 @@ mod tests {
         again.delete(&a).unwrap();
         assert!(!again.verify(a.as_bytes()));
         assert!(matches!(again.delete(&a), Err(TokenError::NotFound(_))));
-    }
-
-    #[test]
-    fn a_corrupt_file_is_a_clear_error() {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("sideband.json"), b"{nope").unwrap();
-        let e = Tokens::load(dir.path(), false).err().unwrap().to_string();
-        assert!(
-            e.contains("sideband.json") && e.contains("move it aside"),
-            "{e}"
-        );
     }
 }

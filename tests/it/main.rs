@@ -6,6 +6,7 @@
 mod enforce;
 mod inline;
 mod operations;
+mod persistence;
 mod reports;
 mod sideband;
 mod support;

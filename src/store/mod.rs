@@ -1,0 +1,96 @@
+//! Persistence: what must outlive the process (time-bucketed records, deny and allow
+//! lists, sideband tokens, management credentials) kept in a store behind the small
+//! [`Store`] trait.
+//!
+//! Where it sits: beside the request path, never on it. The [`persist`] thread reads the
+//! in-memory state (the same lock-free buckets and copy-on-write lists the pipeline
+//! writes) every `store_flush_interval`, works out what changed since its last commit and
+//! hands one [`Batch`] to the store. Requests never wait for it. At start-up, before any
+//! port is bound, [`persist::restore`] loads the store back into memory.
+//!
+//! The embedded implementation is [`embedded::Embedded`] (one redb file in the data
+//! directory); a distributed engine can implement the same trait. API definitions are not
+//! here: their source of truth stays `config/api/*.json`, which the management API writes.
+
+pub mod embedded;
+pub mod persist;
+
+use std::path::PathBuf;
+
+/// Where one bucket lives: its API, its tier (index into [`crate::metrics::TIERS`]) and
+/// its start (unix seconds).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct BucketKey {
+    pub api: String,
+    pub tier: u8,
+    pub start: i64,
+}
+
+/// One list entry's key: the list (0 deny, 1 allow) and the identifier's storage key.
+pub type EntryKey = (u8, String);
+
+/// Everything a store holds, as loaded at start-up.
+#[derive(Debug, Default)]
+pub struct Loaded {
+    pub buckets: Vec<(BucketKey, Vec<u8>)>,
+    pub entries: Vec<(EntryKey, Vec<u8>)>,
+    pub meta: Vec<(String, Vec<u8>)>,
+}
+
+/// The changes of one flush, committed atomically.
+#[derive(Debug, Default)]
+pub struct Batch {
+    pub put_buckets: Vec<(BucketKey, Vec<u8>)>,
+    pub delete_buckets: Vec<BucketKey>,
+    pub put_entries: Vec<(EntryKey, Vec<u8>)>,
+    pub delete_entries: Vec<EntryKey>,
+    pub put_meta: Vec<(String, Vec<u8>)>,
+}
+
+impl Batch {
+    pub fn is_empty(&self) -> bool {
+        self.put_buckets.is_empty()
+            && self.delete_buckets.is_empty()
+            && self.put_entries.is_empty()
+            && self.delete_entries.is_empty()
+            && self.put_meta.is_empty()
+    }
+}
+
+/// A place state is kept. Implementations are driven from one thread at a time.
+pub trait Store: Send {
+    /// Everything stored.
+    fn load(&mut self) -> Result<Loaded, StoreError>;
+    /// Applies one batch, all or nothing, durably once this returns.
+    fn commit(&mut self, batch: Batch) -> Result<(), StoreError>;
+    /// What and where this store is, for logs and status (e.g. `redb /var/lib/…`).
+    fn describe(&self) -> String;
+}
+
+/// Why the store could not be opened, read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error(
+        "{f}: the store is damaged ({reason}); move it aside to start with an empty store \
+         (mv {f} {f}.bad)",
+        f = .file.display()
+    )]
+    Corrupt { file: PathBuf, reason: String },
+    #[error(
+        "{f}: the store has format {found}, this enforcer reads format {expected}; move it \
+         aside to start with an empty store (mv {f} {f}.bad)",
+        f = .file.display()
+    )]
+    Version {
+        file: PathBuf,
+        found: String,
+        expected: u32,
+    },
+    #[error(
+        "{f}: the store is in use by another process (another enforcer with the same data_dir?)",
+        f = .file.display()
+    )]
+    Locked { file: PathBuf },
+    #[error("{f}: {reason}", f = .file.display())]
+    Io { file: PathBuf, reason: String },
+}

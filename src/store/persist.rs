@@ -1,0 +1,404 @@
+//! The persister: a dedicated OS thread that owns the [`Store`], and the restore that
+//! runs once at start-up.
+//!
+//! Every `store_flush_interval` (and on demand, and at shutdown) it diffs the live state
+//! against what it last committed and commits only the difference in one transaction:
+//! buckets whose request count moved (the count is bumped last when recording, so an
+//! unchanged count means an unchanged bucket), buckets gone from memory (rolled up or past
+//! retention, so the file follows the same retention), list entries added or removed
+//! (persistent maps make the diff cheap), and the tokens and credentials blobs.
+//!
+//! The request path never touches it: it only reads state through the same read guards
+//! and atomics reports use. A failing disk (full, read-only) is logged, counted in the
+//! health, and retried on the next tick with the whole difference; nothing is dropped
+//! from memory and the process keeps serving.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::Duration;
+
+use crate::app::App;
+use crate::config::StoreKind;
+use crate::enforce::lists::{Entry, Identifier, ListKind, ListSet};
+use crate::metrics::{Image, TIERS, unix_secs};
+
+use super::embedded::Embedded;
+use super::{Batch, BucketKey, EntryKey, Loaded, Store, StoreError};
+
+const KINDS: [ListKind; 2] = [ListKind::Deny, ListKind::Allow];
+const META_TOKENS: &str = "sideband_tokens";
+const META_CREDENTIALS: &str = "credentials";
+
+fn kind_code(kind: ListKind) -> u8 {
+    match kind {
+        ListKind::Deny => 0,
+        ListKind::Allow => 1,
+    }
+}
+
+/// How the persister is doing, for `status` and Prometheus.
+#[derive(Debug, Default)]
+pub struct Health {
+    pub store: String,
+    /// False after a failed commit, until one succeeds.
+    pub healthy: AtomicBool,
+    pub flushes: AtomicU64,
+    pub errors: AtomicU64,
+    /// Unix milliseconds of the last successful commit (0: none yet).
+    pub last_flush_ms: AtomicI64,
+    /// Rows written by the last successful commit that wrote anything.
+    pub last_rows: AtomicU64,
+    pub last_error: Mutex<Option<String>>,
+}
+
+enum Command {
+    Flush(tokio::sync::oneshot::Sender<Result<(), String>>),
+    Stop(tokio::sync::oneshot::Sender<()>),
+}
+
+/// The handle the rest of the process holds.
+pub struct Persister {
+    commands: Mutex<Option<mpsc::Sender<Command>>>,
+    pub health: Arc<Health>,
+}
+
+/// What was committed last, to diff against.
+#[derive(Default)]
+struct Tracker {
+    buckets: HashMap<BucketKey, u64>,
+    lists: [Arc<ListSet>; 2],
+    meta: HashMap<String, Vec<u8>>,
+    /// Stored rows that did not come back into memory (expired, unreadable).
+    stale_entries: Vec<EntryKey>,
+}
+
+/// A computed flush: the batch and the tracker it leads to once committed.
+struct Flush {
+    batch: Batch,
+    buckets: HashMap<BucketKey, u64>,
+    lists: [Arc<ListSet>; 2],
+    meta: HashMap<String, Vec<u8>>,
+}
+
+impl Tracker {
+    fn diff(&self, app: &App) -> Flush {
+        let mut batch = Batch::default();
+        let mut buckets = HashMap::with_capacity(self.buckets.len());
+        for recorder in app.pipeline.metrics().all() {
+            recorder.each_bucket(|tier, b| {
+                let key = BucketKey {
+                    api: recorder.api_id.clone(),
+                    tier: tier as u8,
+                    start: b.start,
+                };
+                let seen = b.requests_seen();
+                if self.buckets.get(&key) != Some(&seen) {
+                    let image = b.image();
+                    // The image may hold a little more than `seen` (requests in flight);
+                    // remembering `seen` makes the next tick write it again.
+                    match postcard::to_stdvec(&image) {
+                        Ok(bytes) => batch.put_buckets.push((key.clone(), bytes)),
+                        Err(e) => tracing::warn!(api = %key.api, "cannot encode a bucket: {e}"),
+                    }
+                }
+                buckets.insert(key, seen);
+            });
+        }
+        for key in self.buckets.keys() {
+            if !buckets.contains_key(key) {
+                batch.delete_buckets.push(key.clone());
+            }
+        }
+
+        let lists = KINDS.map(|k| app.pipeline.enforcer.lists.load(k));
+        for (i, kind) in KINDS.into_iter().enumerate() {
+            for (id, entry) in lists[i].changes_since(&self.lists[i]) {
+                let key = (kind_code(kind), id.storage_key());
+                match entry.map(|e| postcard::to_stdvec(&e)) {
+                    Some(Ok(bytes)) => batch.put_entries.push((key, bytes)),
+                    Some(Err(e)) => tracing::warn!("cannot encode a list entry: {e}"),
+                    None => batch.delete_entries.push(key),
+                }
+            }
+        }
+        batch
+            .delete_entries
+            .extend(self.stale_entries.iter().cloned());
+
+        let mut meta = self.meta.clone();
+        let blobs = [
+            (META_TOKENS, app.sideband.tokens.image()),
+            (META_CREDENTIALS, app.credentials.image()),
+        ];
+        for (name, bytes) in blobs {
+            if self.meta.get(name) != Some(&bytes) {
+                batch.put_meta.push((name.to_string(), bytes.clone()));
+                meta.insert(name.to_string(), bytes);
+            }
+        }
+        Flush {
+            batch,
+            buckets,
+            lists,
+            meta,
+        }
+    }
+
+    fn committed(&mut self, f: Flush) {
+        self.buckets = f.buckets;
+        self.lists = f.lists;
+        self.meta = f.meta;
+        self.stale_entries.clear();
+    }
+}
+
+/// What the restore put back, for the start-up log.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Restored {
+    pub buckets: usize,
+    pub requests: u64,
+    pub list_entries: usize,
+    pub skipped: usize,
+}
+
+/// Opens the store `ase.conf` asks for, loads it into `app` and starts the persister
+/// (`store=none`: does nothing). Runs before any port is bound, so a store that cannot be
+/// opened stops the start.
+pub fn attach(app: &Arc<App>) -> Result<Option<Restored>, StoreError> {
+    let s = &app.settings;
+    if s.store == StoreKind::None {
+        return Ok(None);
+    }
+    std::fs::create_dir_all(&s.data_dir).map_err(|e| StoreError::Io {
+        file: s.data_dir.clone(),
+        reason: format!("cannot create data_dir: {e}"),
+    })?;
+    let store = Embedded::open(&s.data_dir)?;
+    let (persister, restored) = start(app, Box::new(store), s.store_flush_interval)?;
+    // Set once, right after construction: a second attach would be a programming error,
+    // and the first persister stays in charge.
+    let _ = app.persister.set(persister);
+    Ok(Some(restored))
+}
+
+/// Loads everything stored into `app` and starts the persister thread, which owns the
+/// store from then on.
+pub fn start(
+    app: &Arc<App>,
+    mut store: Box<dyn Store>,
+    interval: Duration,
+) -> Result<(Persister, Restored), StoreError> {
+    let loaded = store.load()?;
+    let (tracker, restored) = restore(app, loaded);
+    let health = Arc::new(Health {
+        store: store.describe(),
+        healthy: AtomicBool::new(true),
+        ..Health::default()
+    });
+    let (tx, rx) = mpsc::channel();
+    let worker = Worker {
+        app: app.clone(),
+        store,
+        tracker,
+        health: health.clone(),
+    };
+    std::thread::Builder::new()
+        .name("enforcer-persist".into())
+        .spawn(move || worker.run(rx, interval))
+        .map_err(|e| StoreError::Io {
+            file: "persister thread".into(),
+            reason: e.to_string(),
+        })?;
+    Ok((
+        Persister {
+            commands: Mutex::new(Some(tx)),
+            health,
+        },
+        restored,
+    ))
+}
+
+fn restore(app: &App, loaded: Loaded) -> (Tracker, Restored) {
+    let mut tracker = Tracker::default();
+    let mut restored = Restored::default();
+    let metrics = app.pipeline.metrics();
+    for (key, bytes) in loaded.buckets {
+        let image = postcard::from_bytes::<Image>(&bytes).ok();
+        let requests = image.as_ref().map_or(u64::MAX, |i| i.requests);
+        let ok = image.is_some_and(|image| {
+            usize::from(key.tier) < TIERS.len()
+                && image.start == key.start
+                && metrics
+                    .for_restore(&key.api)
+                    .restore(usize::from(key.tier), image)
+        });
+        if ok {
+            restored.buckets += 1;
+            restored.requests += requests;
+        } else {
+            restored.skipped += 1;
+            tracing::warn!(api = %key.api, tier = key.tier, start = key.start, "skipping an unreadable stored bucket");
+        }
+        // Tracked either way: an unreadable row is deleted by the first flush.
+        tracker
+            .buckets
+            .insert(key, if ok { requests } else { u64::MAX });
+    }
+
+    let now = unix_secs(std::time::SystemTime::now());
+    let mut by_kind: [Vec<(Identifier, Entry)>; 2] = Default::default();
+    for ((list, id), bytes) in loaded.entries {
+        let decoded = Identifier::from_storage_key(&id)
+            .zip(postcard::from_bytes::<Entry>(&bytes).ok())
+            .filter(|(_, e)| e.live(now));
+        match (decoded, usize::from(list)) {
+            (Some(item), i) if i < 2 => by_kind[i].push(item),
+            _ => tracker.stale_entries.push((list, id)),
+        }
+    }
+    let lists = &app.pipeline.enforcer.lists;
+    for (i, items) in by_kind.into_iter().enumerate() {
+        let n = items.len();
+        match lists.add(KINDS[i], items) {
+            Ok(_) => restored.list_entries += n,
+            Err(e) => tracing::warn!("restoring the {:?} list: {e}", KINDS[i]),
+        }
+        tracker.lists[i] = lists.load(KINDS[i]);
+    }
+
+    for (name, bytes) in loaded.meta {
+        let applied = match name.as_str() {
+            META_TOKENS => app.sideband.tokens.restore(&bytes),
+            META_CREDENTIALS => app.credentials.restore(&bytes),
+            _ => Ok(()),
+        };
+        if let Err(e) = applied {
+            tracing::warn!("ignoring stored {name}: {e}");
+        }
+        tracker.meta.insert(name, bytes);
+    }
+    // Buckets that aged while the process was down move down the tiers now; the first
+    // flush writes the result.
+    metrics.compact(now);
+    (tracker, restored)
+}
+
+struct Worker {
+    app: Arc<App>,
+    store: Box<dyn Store>,
+    tracker: Tracker,
+    health: Arc<Health>,
+}
+
+impl Worker {
+    fn run(mut self, rx: mpsc::Receiver<Command>, interval: Duration) {
+        loop {
+            match rx.recv_timeout(interval) {
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    let _ = self.flush();
+                }
+                Ok(Command::Flush(reply)) => {
+                    let _ = reply.send(self.flush());
+                }
+                Ok(Command::Stop(reply)) => {
+                    let _ = self.flush();
+                    let _ = reply.send(());
+                    return;
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    let _ = self.flush();
+                    return;
+                }
+            }
+        }
+    }
+
+    fn flush(&mut self) -> Result<(), String> {
+        let mut next = self.tracker.diff(&self.app);
+        if next.batch.is_empty() {
+            self.tracker.committed(next);
+            return Ok(());
+        }
+        let b = &next.batch;
+        let rows = b.put_buckets.len()
+            + b.delete_buckets.len()
+            + b.put_entries.len()
+            + b.delete_entries.len()
+            + b.put_meta.len();
+        let batch = std::mem::take(&mut next.batch);
+        match self.store.commit(batch) {
+            Ok(()) => {
+                self.tracker.committed(next);
+                let h = &self.health;
+                h.flushes.fetch_add(1, Relaxed);
+                h.last_rows.store(rows as u64, Relaxed);
+                h.last_flush_ms
+                    .store(jiff::Timestamp::now().as_millisecond(), Relaxed);
+                if !h.healthy.swap(true, Relaxed) {
+                    tracing::info!(store = %h.store, "store writes work again");
+                }
+                *h.last_error.lock().unwrap_or_else(|e| e.into_inner()) = None;
+                Ok(())
+            }
+            Err(e) => {
+                let h = &self.health;
+                h.errors.fetch_add(1, Relaxed);
+                if h.healthy.swap(false, Relaxed) {
+                    tracing::error!(
+                        "cannot write the store (state stays in memory, retrying every flush): {e}"
+                    );
+                }
+                let msg = e.to_string();
+                *h.last_error.lock().unwrap_or_else(|e| e.into_inner()) = Some(msg.clone());
+                Err(msg)
+            }
+        }
+    }
+}
+
+impl Persister {
+    fn send(&self, c: Command) -> bool {
+        let guard = self.commands.lock().unwrap_or_else(|e| e.into_inner());
+        guard.as_ref().is_some_and(|tx| tx.send(c).is_ok())
+    }
+
+    /// Commits whatever changed now (after an operator change that must be durable
+    /// before it is acknowledged). Waits for the commit, not the request path.
+    pub async fn flush_now(&self) -> Result<(), String> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        if !self.send(Command::Flush(tx)) {
+            return Err("the persister has stopped".into());
+        }
+        rx.await
+            .unwrap_or_else(|_| Err("the persister has stopped".into()))
+    }
+
+    /// Final flush and stop (graceful shutdown, after the workers have stopped; not from
+    /// async code). Later calls do nothing.
+    pub fn stop(&self) {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        if self.send(Command::Stop(tx)) {
+            let _ = rx.blocking_recv();
+        }
+        self.commands
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+    }
+
+    /// The persister's health as `status` shows it.
+    pub fn status(&self) -> serde_json::Value {
+        let h = &self.health;
+        let last = h.last_flush_ms.load(Relaxed);
+        serde_json::json!({
+            "store": h.store,
+            "healthy": h.healthy.load(Relaxed),
+            "flushes": h.flushes.load(Relaxed),
+            "errors": h.errors.load(Relaxed),
+            "last_flush": (last > 0).then(|| jiff::Timestamp::from_millisecond(last).ok().map(|t| t.to_string())).flatten(),
+            "last_rows": h.last_rows.load(Relaxed),
+            "last_error": h.last_error.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+        })
+    }
+}
