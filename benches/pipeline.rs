@@ -42,7 +42,7 @@ fn routing(c: &mut Criterion) {
             "/api",
         ));
     }
-    let metrics = Metrics::new(Caps::default(), 1 << 20);
+    let metrics = Metrics::new(Caps::default(), 1 << 20, Default::default());
     let enforce = enforcer::enforce::Config::from_settings(&enforcer::config::Settings::defaults(
         Path::new("."),
     ));

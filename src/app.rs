@@ -96,6 +96,10 @@ impl App {
                 combinations: s.metrics_max_combinations,
             },
             s.metrics_api_memory,
+            crate::metrics::activity::ActivityCaps {
+                clients: s.activity_max_clients,
+                memory: s.activity_memory,
+            },
         ));
         let timezone = match s.timezone {
             Timezone::Utc => jiff::tz::TimeZone::UTC,

@@ -256,6 +256,68 @@ enum Report {
         #[command(flatten)]
         dir: ConfigDir,
     },
+    /// One client's activity: APIs accessed and the eight panes of the dashboard.
+    ClientActivity {
+        /// ip, token, cookie, username or api_key.
+        #[arg(long = "type")]
+        kind: String,
+        /// The identifier's value.
+        #[arg(long)]
+        id: String,
+        #[command(flatten)]
+        period: PeriodArgs,
+        #[command(flatten)]
+        dir: ConfigDir,
+    },
+    /// One API's activity: IoAs, error codes, tokens, users, IPs, devices, endpoints.
+    ApiActivity {
+        #[arg(long)]
+        api: String,
+        #[command(flatten)]
+        period: PeriodArgs,
+        #[command(flatten)]
+        dir: ConfigDir,
+    },
+    /// Attack management: the clients with IoAs in the period.
+    Attacks {
+        /// Only this IoA type (name or type id).
+        #[arg(long = "type")]
+        ioa: Option<String>,
+        /// Only this client type.
+        #[arg(long)]
+        client_type: Option<String>,
+        /// Only this API.
+        #[arg(long)]
+        api: Option<String>,
+        /// time (latest detection first) or count.
+        #[arg(long, default_value = "time")]
+        sort: String,
+        #[command(flatten)]
+        period: PeriodArgs,
+        #[command(flatten)]
+        dir: ConfigDir,
+    },
+}
+
+#[derive(Args)]
+struct PeriodArgs {
+    /// day, week, month or 6months, ending now (or at --at).
+    #[arg(long, default_value = "day")]
+    period: String,
+    /// End of the period (a date or unix seconds). Default: now.
+    #[arg(long)]
+    at: Option<String>,
+}
+
+impl PeriodArgs {
+    fn query(&self) -> form_urlencoded::Serializer<'static, String> {
+        let mut q = form_urlencoded::Serializer::new(String::new());
+        q.append_pair("period", &self.period);
+        if let Some(at) = &self.at {
+            q.append_pair("at", at);
+        }
+        q
+    }
 }
 
 #[derive(Args)]
@@ -321,6 +383,45 @@ fn main() -> ExitCode {
                 query.append_pair("later_date", to);
             }
             ask(&dir.config, &format!("/v4/abs/metrics?{}", query.finish()))
+        }
+        Command::Report(Report::ClientActivity {
+            kind,
+            id,
+            period,
+            dir,
+        }) => {
+            let path = format!(
+                "/v5/ase/clients/{}/{}/activity?{}",
+                percent_encoding::utf8_percent_encode(&kind, percent_encoding::NON_ALPHANUMERIC),
+                percent_encoding::utf8_percent_encode(&id, percent_encoding::NON_ALPHANUMERIC),
+                period.query().finish()
+            );
+            ask(&dir.config, &path)
+        }
+        Command::Report(Report::ApiActivity { api, period, dir }) => {
+            let path = format!(
+                "/v5/ase/apis/{}/activity?{}",
+                percent_encoding::utf8_percent_encode(&api, percent_encoding::NON_ALPHANUMERIC),
+                period.query().finish()
+            );
+            ask(&dir.config, &path)
+        }
+        Command::Report(Report::Attacks {
+            ioa,
+            client_type,
+            api,
+            sort,
+            period,
+            dir,
+        }) => {
+            let mut q = period.query();
+            q.append_pair("sort", &sort);
+            for (k, v) in [("type", ioa), ("client_type", client_type), ("api", api)] {
+                if let Some(v) = v {
+                    q.append_pair(k, &v);
+                }
+            }
+            ask(&dir.config, &format!("/v5/ase/attacks?{}", q.finish()))
         }
         Command::Sideband(cmd) => sideband(cmd),
         Command::Blacklist(cmd) => list(ListName::Deny, cmd),

@@ -35,6 +35,10 @@
 //! | `POST /v5/ase/sideband/token` | create a random token | `{"status":"token_created","token":"…"}` |
 //! | `PUT /v5/ase/sideband/token` `{"token":"…"}` | import a token (32 lowercase letters and digits) | `{"status":"success","status_message":"Sideband token … imported."}`; 400 invalid; 409 exists |
 //! | `DELETE /v5/ase/sideband/token` `{"token":"…"}` | delete a token | `{"status":"success","status_message":"Sideband token … deleted."}`; 404 unknown |
+//! | `GET /v5/ase/clients/{type}/{id}/activity?period=day\|week\|month\|6months[&at=T]` | client activity: APIs accessed and the eight panes | 200; 400 bad type/period; 404 client never seen |
+//! | `GET /v5/ase/apis/{api}/activity?period=...` | API activity: seven panes | 200; 404 unknown API |
+//! | `GET /v5/ase/attacks?period=&type=&client_type=&api=&search=&reviewed=&sort=time\|count` | attack management: clients with IoAs | 200 `{"period","count","attacks":[...]}` |
+//! | `POST /v5/ase/attacks/review` `{"client_type","client_id","reviewed":true}` | mark (or unmark) reviewed; persisted | 200; 404 no IoAs for that client |
 //! | `PUT /v5/ase/credentials` `{"secret_key":"…"}` | change the management secret key (stored hashed; overrides `ase.conf`) | 200 `{"status":"success",...}`; 400 too short or long |
 //!
 //! The sideband paths also answer under `/v4/ase/...`. Any other path answers 404, a
@@ -42,6 +46,7 @@
 //! "<text>"}`, plus `"parameter"` when one is at fault. `docs/management-api.md` has an
 //! example of each.
 
+mod activity;
 pub mod client;
 pub mod credentials;
 mod lists;
@@ -142,6 +147,12 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Response<Body> {
     {
         return sideband::handle(app, &method, rest, &query, req).await;
     }
+    if let Some(rest) = full_path.strip_prefix("/v5/ase/clients/") {
+        return activity::client(app, &method, rest, &query).await;
+    }
+    if let Some(rest) = full_path.strip_prefix("/v5/ase/apis/") {
+        return activity::api(app, &method, rest, &query).await;
+    }
     match (&method, full_path.as_str()) {
         (&Method::GET, "/metrics") => ops::metrics(&app),
         (_, "/metrics") => not_allowed("GET"),
@@ -158,6 +169,10 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Response<Body> {
         (_, "/v4/abs/metrics" | "/v4/abs/flowcontrol" | "/v4/abs/attack") => not_allowed("GET"),
         (_, "/v4/ase/blacklist") => lists::handle(app, ListKind::Deny, &method, &query, req).await,
         (_, "/v4/ase/whitelist") => lists::handle(app, ListKind::Allow, &method, &query, req).await,
+        (&Method::GET, "/v5/ase/attacks") => activity::attacks(app, &query).await,
+        (&Method::POST, "/v5/ase/attacks/review") => activity::review(app, req).await,
+        (_, "/v5/ase/attacks") => not_allowed("GET"),
+        (_, "/v5/ase/attacks/review") => not_allowed("POST"),
         (&Method::PUT, "/v5/ase/credentials" | "/v4/ase/credentials") => {
             ops::credentials(app, req).await
         }

@@ -152,6 +152,10 @@ pub struct Settings {
     pub metrics_max_combinations: u32,
     /// Detail memory per API when its definition sets no `api_memory_size`.
     pub metrics_api_memory: u64,
+    /// Distinct clients per activity bucket (client activity, attack management).
+    pub activity_max_clients: u32,
+    /// Bytes for all activity buckets together.
+    pub activity_memory: u64,
     /// Largest sideband call body accepted (413 beyond).
     pub sideband_max_body: usize,
     /// Allowed sideband requests kept waiting for their response call.
@@ -225,6 +229,8 @@ impl Settings {
             metrics_max_user_agents: 1_000,
             metrics_max_combinations: 50_000,
             metrics_api_memory: 128 << 20,
+            activity_max_clients: 100_000,
+            activity_memory: 1 << 30,
             sideband_max_body: 64 * 1024,
             sideband_pending_max: 100_000,
             sideband_pending_ttl: Duration::from_secs(120),
@@ -414,6 +420,13 @@ impl Settings {
             "metrics_max_paths" => self.metrics_max_paths = parse_cap(value)?,
             "metrics_max_user_agents" => self.metrics_max_user_agents = parse_cap(value)?,
             "metrics_max_combinations" => self.metrics_max_combinations = parse_cap(value)?,
+            "activity_max_clients" => self.activity_max_clients = parse_cap(value)?,
+            "activity_memory" => {
+                self.activity_memory = parse_bytes(value)?;
+                if self.activity_memory < 1 << 20 {
+                    return Err(format!("{value:?} is under the minimum of 1mb"));
+                }
+            }
             "metrics_api_memory" => {
                 self.metrics_api_memory = parse_bytes(value)?;
                 if self.metrics_api_memory < 1 << 20 {

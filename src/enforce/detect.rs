@@ -71,6 +71,11 @@ impl Ioa {
         Ioa::MissingToken,
     ];
 
+    /// Position in [`Ioa::ALL`].
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
     /// ASE's attack type id.
     pub fn type_id(self) -> u16 {
         match self {

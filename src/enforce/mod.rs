@@ -44,7 +44,8 @@ use http::header::{CONTENT_LENGTH, CONTENT_TYPE, TRANSFER_ENCODING};
 use http::{HeaderMap, StatusCode};
 
 use crate::config::{Mode, Settings};
-use crate::metrics::unix_secs;
+use crate::metrics::activity::{ClientType, WordRef};
+use crate::metrics::{Metrics, unix_secs};
 use crate::pipeline::{Api, Decision, Exchange, Verdict};
 use detect::{ClientKey, Detection, Facts, Ioa, Thresholds};
 use lists::{Entry, Identifier, ListKind, Lists, Source, Subject};
@@ -237,6 +238,8 @@ pub struct Enforcer {
     pub ioas: IoaLog,
     decoy_touched: DashMap<ClientKey, i64, foldhash::fast::RandomState>,
     path_hasher: foldhash::fast::RandomState,
+    /// Where raised IoAs are recorded for client activity and attack management.
+    metrics: Arc<Metrics>,
 }
 
 fn now() -> i64 {
@@ -244,8 +247,9 @@ fn now() -> i64 {
 }
 
 impl Enforcer {
-    pub fn new(cfg: Config) -> Enforcer {
+    pub fn new(cfg: Config, metrics: Arc<Metrics>) -> Enforcer {
         Enforcer {
+            metrics,
             firewall: AtomicBool::new(cfg.firewall),
             lists: Lists::new(cfg.list_max_entries),
             ioas: IoaLog::new(IOA_LOG),
@@ -489,6 +493,16 @@ impl Enforcer {
             deny_listed,
             "indicator of attack: {detail}"
         );
+        let client_ref = match &client {
+            ClientKey::Ip(ip) => (ClientType::Ip, WordRef::Ip(*ip)),
+            ClientKey::Token(v) => (ClientType::Token, WordRef::Text(v)),
+            ClientKey::Cookie(v) => (ClientType::Cookie, WordRef::Text(v)),
+            ClientKey::ApiKey(v) => (ClientType::ApiKey, WordRef::Text(v)),
+            ClientKey::Username(v) => (ClientType::Username, WordRef::Text(v)),
+        };
+        self.metrics
+            .activity
+            .record_ioa(client_ref, api.id(), ioa, now);
         self.ioas.push(IoaRecord {
             api: Arc::from(api.id()),
             ioa,

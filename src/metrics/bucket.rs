@@ -326,7 +326,7 @@ impl Bucket {
     /// Records one request. `requests` is counted last (with release ordering): whoever
     /// reads it (acquire) sees the detail of at least that many requests, which is what
     /// lets the store use it to notice a changed bucket.
-    pub fn add(&self, obs: &Observation<'_>, budget: &Budget) {
+    pub fn add(&self, obs: &Observation<'_>, budget: &Budget) -> Device {
         if obs.status.is_some_and(|s| (200..300).contains(&s)) {
             self.success.fetch_add(1, Relaxed);
         }
@@ -345,9 +345,10 @@ impl Bucket {
             server: Val::from_option(obs.server),
             device: None,
         };
-        self.add_detail(&facts, 1, 1, budget);
+        let device = self.add_detail(&facts, 1, 1, budget);
         self.requests
             .fetch_add(1, std::sync::atomic::Ordering::Release);
+        device
     }
 
     /// Requests recorded (acquire: the detail of at least these many is visible).
@@ -358,7 +359,7 @@ impl Bucket {
     /// Records the values of `combo_n` requests into the detail counters, adding `dim_n`
     /// to each dimension's own count (0 when merging, where dimension counts are merged
     /// on their own so that combinations lost to a cap do not lose them).
-    pub fn add_detail(&self, f: &Facts<'_>, dim_n: u64, combo_n: u64, budget: &Budget) {
+    pub fn add_detail(&self, f: &Facts<'_>, dim_n: u64, combo_n: u64, budget: &Budget) -> Device {
         let method = match f.method {
             Val::Is(m) => {
                 self.methods
@@ -403,6 +404,7 @@ impl Bucket {
             device: device as u8,
         };
         self.add_combo(combo, combo_n, budget);
+        device
     }
 
     fn add_combo(&self, combo: Combo, n: u64, budget: &Budget) {

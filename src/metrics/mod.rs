@@ -36,6 +36,7 @@
 //! a per-API lock that reports also take, so a report never sees a bucket twice or not
 //! at all.
 
+pub mod activity;
 pub mod bucket;
 pub mod device;
 pub mod prom;
@@ -127,14 +128,17 @@ fn tier_for(t: i64, now: i64, from: usize) -> Option<usize> {
 /// Every API's recorder.
 #[derive(Debug)]
 pub struct Metrics {
+    /// Per-client and per-API activity, across APIs.
+    pub activity: activity::Activity,
     caps: Caps,
     default_budget: u64,
     recorders: Mutex<HashMap<String, Arc<ApiRecorder>>>,
 }
 
 impl Metrics {
-    pub fn new(caps: Caps, default_budget: u64) -> Metrics {
+    pub fn new(caps: Caps, default_budget: u64, activity: activity::ActivityCaps) -> Metrics {
         Metrics {
+            activity: activity::Activity::new(activity),
             caps,
             default_budget,
             recorders: Mutex::new(HashMap::new()),
@@ -173,8 +177,9 @@ impl Metrics {
         self.recorders().values().cloned().collect()
     }
 
-    /// Moves aged buckets down the tiers, for every API.
+    /// Moves aged buckets down the tiers, for every API and for the activity records.
     pub fn compact(&self, now: i64) {
+        self.activity.compact(now);
         let all: Vec<Arc<ApiRecorder>> = self.recorders().values().cloned().collect();
         for r in all {
             r.compact(now);
@@ -207,21 +212,23 @@ impl ApiRecorder {
         }
     }
 
-    /// Records one finished exchange.
-    pub fn record(&self, obs: &Observation<'_>) {
-        self.record_at(obs, unix_secs(SystemTime::now()));
+    /// Records one finished exchange; returns the device class of its user agent.
+    pub fn record(&self, obs: &Observation<'_>) -> Device {
+        self.record_at(obs, unix_secs(SystemTime::now()))
     }
 
     /// Records one finished exchange as of `now` (unix seconds).
-    pub fn record_at(&self, obs: &Observation<'_>, now: i64) {
+    pub fn record_at(&self, obs: &Observation<'_>, now: i64) -> Device {
         let Some(t) = tier_for(obs.time, now, 0) else {
             self.expired.fetch_add(1, Relaxed);
-            return;
+            return Device::Unknown;
         };
         let start = floor(obs.time, TIERS[t].span);
+        let mut device = Device::Unknown;
         with_bucket(&self.tiers[t], start, &self.caps, |b| {
-            b.add(obs, &self.budget)
+            device = b.add(obs, &self.budget);
         });
+        device
     }
 
     /// Moves every bucket that has aged out of its tier into the next one (or drops it

@@ -32,7 +32,7 @@ use crate::config::{Config, Mode};
 use crate::enforce::flow::{Kind, Pick};
 use crate::enforce::{self, Block, Enforcer, flow_event};
 use crate::metrics::prom::Prom;
-use crate::metrics::{Metrics, Observation, unix_secs};
+use crate::metrics::{Metrics, Observation, activity, unix_secs};
 
 /// What `on_request` decided.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,7 +57,10 @@ pub struct Pipeline {
 
 impl Pipeline {
     pub fn new(config: &Config, metrics: Arc<Metrics>, prom: Arc<Prom>) -> Pipeline {
-        let enforcer = Enforcer::new(enforce::Config::from_settings(&config.settings));
+        let enforcer = Enforcer::new(
+            enforce::Config::from_settings(&config.settings),
+            metrics.clone(),
+        );
         let ctx = Context {
             metrics: &metrics,
             enforce: &enforcer.cfg,
@@ -169,8 +172,9 @@ impl Pipeline {
         let latency = ex.started.elapsed();
         ex.latency = Some(latency);
         let latency_us = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
-        ex.api.recorder.record(&Observation {
-            time: unix_secs(ex.received_at),
+        let time = unix_secs(ex.received_at);
+        let device = ex.api.recorder.record(&Observation {
+            time,
             method: &ex.method,
             path: ex.uri.path(),
             client_ip: ex.client_ip,
@@ -182,6 +186,24 @@ impl Pipeline {
             response_bytes: ex.response_bytes,
             latency_us,
         });
+        self.metrics.activity.record(
+            &activity::Request {
+                time,
+                api: ex.api.id(),
+                method: ex.method.as_str(),
+                path: ex.uri.path(),
+                status: ex.status.map(|s| s.as_u16()),
+                device,
+                ip: ex.client_ip,
+                token: ex.token.as_deref(),
+                cookie: ex.session.as_deref(),
+                username: ex.username.as_deref(),
+                api_key: ex.api_key.as_ref().map(|k| k.value.as_str()),
+            },
+            // The request's own time decides its bucket; its tier cannot have aged out
+            // while it ran.
+            time,
+        );
         ex.api.prom.observe(&ex);
         self.enforcer.observe(&ex.api, &ex);
         tracing::debug!(

@@ -299,7 +299,7 @@ mod tests {
     }
 
     fn metrics() -> Metrics {
-        Metrics::new(crate::metrics::Caps::default(), 1 << 20)
+        Metrics::new(crate::metrics::Caps::default(), 1 << 20, Default::default())
     }
 
     fn ctx<'a>(metrics: &'a Metrics, enforce: &'a enforce::Config) -> Context<'a> {

@@ -4,7 +4,9 @@
 //!
 //! * [`window`]: report date ranges, parsed and printed the way ASE does.
 //! * [`api_metrics`]: the `api_metrics` report (`GET /v4/abs/metrics`).
+//! * [`activity`]: client activity, API activity and attack management (`/v5/ase/...`).
 
+pub mod activity;
 pub mod api_metrics;
 pub mod window;
 

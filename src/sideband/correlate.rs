@@ -154,7 +154,7 @@ mod tests {
             &mut Vec::new(),
         )
         .unwrap();
-        let metrics = Metrics::new(Caps::default(), 1 << 20);
+        let metrics = Metrics::new(Caps::default(), 1 << 20, Default::default());
         let enforce = crate::enforce::Config::from_settings(&crate::config::Settings::defaults(
             std::path::Path::new("."),
         ));

@@ -21,6 +21,7 @@ use std::time::Duration;
 use crate::app::App;
 use crate::config::StoreKind;
 use crate::enforce::lists::{Entry, Identifier, ListKind, ListSet};
+use crate::metrics::activity::ActivityImage;
 use crate::metrics::{Image, TIERS, unix_secs};
 
 use super::embedded::Embedded;
@@ -29,6 +30,10 @@ use super::{Batch, BucketKey, EntryKey, Loaded, Store, StoreError};
 const KINDS: [ListKind; 2] = [ListKind::Deny, ListKind::Allow];
 const META_TOKENS: &str = "sideband_tokens";
 const META_CREDENTIALS: &str = "credentials";
+const META_REVIEWED: &str = "attacks_reviewed";
+/// The bucket rows of the activity records use this in place of an API id (API ids
+/// cannot contain `#`).
+const ACTIVITY: &str = "#activity";
 
 fn kind_code(kind: ListKind) -> u8 {
     match kind {
@@ -105,6 +110,21 @@ impl Tracker {
                 buckets.insert(key, seen);
             });
         }
+        app.pipeline.metrics().activity.each_bucket(|tier, b| {
+            let key = BucketKey {
+                api: ACTIVITY.to_string(),
+                tier: tier as u8,
+                start: b.start,
+            };
+            let seen = b.changes_seen();
+            if self.buckets.get(&key) != Some(&seen) {
+                match postcard::to_stdvec(&b.image()) {
+                    Ok(bytes) => batch.put_buckets.push((key.clone(), bytes)),
+                    Err(e) => tracing::warn!("cannot encode an activity bucket: {e}"),
+                }
+            }
+            buckets.insert(key, seen);
+        });
         for key in self.buckets.keys() {
             if !buckets.contains_key(key) {
                 batch.delete_buckets.push(key.clone());
@@ -130,6 +150,10 @@ impl Tracker {
         let blobs = [
             (META_TOKENS, app.sideband.tokens.image()),
             (META_CREDENTIALS, app.credentials.image()),
+            (
+                META_REVIEWED,
+                app.pipeline.metrics().activity.reviewed_image(),
+            ),
         ];
         for (name, bytes) in blobs {
             if self.meta.get(name) != Some(&bytes) {
@@ -224,6 +248,25 @@ fn restore(app: &App, loaded: Loaded) -> (Tracker, Restored) {
     let mut restored = Restored::default();
     let metrics = app.pipeline.metrics();
     for (key, bytes) in loaded.buckets {
+        if key.api == ACTIVITY {
+            let image = postcard::from_bytes::<ActivityImage>(&bytes).ok();
+            let changes = image.as_ref().map_or(u64::MAX, |i| i.changes);
+            let ok = image.is_some_and(|i| {
+                i.start == key.start && metrics.activity.restore(usize::from(key.tier), i)
+            });
+            if !ok {
+                restored.skipped += 1;
+                tracing::warn!(
+                    tier = key.tier,
+                    start = key.start,
+                    "skipping an unreadable stored activity bucket"
+                );
+            }
+            tracker
+                .buckets
+                .insert(key, if ok { changes } else { u64::MAX });
+            continue;
+        }
         let image = postcard::from_bytes::<Image>(&bytes).ok();
         let requests = image.as_ref().map_or(u64::MAX, |i| i.requests);
         let ok = image.is_some_and(|image| {
@@ -271,6 +314,7 @@ fn restore(app: &App, loaded: Loaded) -> (Tracker, Restored) {
         let applied = match name.as_str() {
             META_TOKENS => app.sideband.tokens.restore(&bytes),
             META_CREDENTIALS => app.credentials.restore(&bytes),
+            META_REVIEWED => metrics.activity.restore_reviewed(&bytes),
             _ => Ok(()),
         };
         if let Err(e) = applied {

@@ -1,0 +1,339 @@
+//! Client activity, API activity and attack management: pure functions from the activity
+//! records ([`crate::metrics::activity`]) and a query to the report structures.
+//!
+//! Periods end at the report's time (now, or `at`) and reach back a day, a week, 30 days or
+//! 182 days. They are exact at the resolution of the buckets: hours for the last 8 days,
+//! days before (a day bucket is counted when it starts inside the period).
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::enforce::detect::Ioa;
+use crate::metrics::activity::{Activity, AttackRow, ClientType, Pane, Tally};
+
+/// A report period.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Period {
+    Day,
+    Week,
+    Month,
+    SixMonths,
+}
+
+impl Period {
+    pub fn parse(s: &str) -> Option<Period> {
+        match s {
+            "day" | "1d" => Some(Period::Day),
+            "week" | "7d" => Some(Period::Week),
+            "month" | "30d" => Some(Period::Month),
+            "6months" | "six_months" | "182d" => Some(Period::SixMonths),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Period::Day => "day",
+            Period::Week => "week",
+            Period::Month => "month",
+            Period::SixMonths => "6months",
+        }
+    }
+
+    pub fn seconds(self) -> i64 {
+        86_400
+            * match self {
+                Period::Day => 1,
+                Period::Week => 7,
+                Period::Month => 30,
+                Period::SixMonths => 182,
+            }
+    }
+
+    /// `[from, to)` in unix seconds for a period ending at `at`.
+    pub fn window(self, at: i64) -> (i64, i64) {
+        (at - self.seconds(), at + 1)
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct PeriodOut {
+    pub name: &'static str,
+    pub start: String,
+    pub end: String,
+}
+
+impl PeriodOut {
+    pub fn new(p: Period, at: i64) -> PeriodOut {
+        let ts = |t: i64| {
+            jiff::Timestamp::from_second(t)
+                .map(|t| t.to_string())
+                .unwrap_or_default()
+        };
+        PeriodOut {
+            name: p.name(),
+            start: ts(at - p.seconds()),
+            end: ts(at),
+        }
+    }
+}
+
+/// One line of a pane.
+#[derive(Debug, Serialize, PartialEq, Eq)]
+pub struct Count {
+    pub value: String,
+    pub count: u64,
+}
+
+fn panes(
+    t: &Tally,
+    which: &[Pane],
+) -> (
+    BTreeMap<&'static str, Vec<Count>>,
+    BTreeMap<&'static str, u64>,
+) {
+    let mut out = BTreeMap::new();
+    let mut overflow = BTreeMap::new();
+    for pane in which {
+        let list = t
+            .pane(*pane)
+            .into_iter()
+            .map(|(value, count)| Count { value, count })
+            .collect();
+        out.insert(pane.name(), list);
+        let o = t.overflow[*pane as usize];
+        if o > 0 {
+            overflow.insert(pane.name(), o);
+        }
+    }
+    (out, overflow)
+}
+
+/// Keeps the panes in the seed's order when serialised.
+#[derive(Debug, Serialize)]
+pub struct Panes(serde_json::Map<String, serde_json::Value>);
+
+fn ordered(which: &[Pane], mut lists: BTreeMap<&'static str, Vec<Count>>) -> Panes {
+    let mut m = serde_json::Map::new();
+    for pane in which {
+        let list = lists.remove(pane.name()).unwrap_or_default();
+        m.insert(
+            pane.name().to_string(),
+            serde_json::to_value(list).unwrap_or_default(),
+        );
+    }
+    Panes(m)
+}
+
+#[derive(Debug, Serialize)]
+pub struct ClientRef {
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub id: String,
+    pub deny_listed: bool,
+}
+
+/// `GET /v5/ase/clients/{type}/{id}/activity`.
+#[derive(Debug, Serialize)]
+pub struct ClientActivity {
+    pub client: ClientRef,
+    pub period: PeriodOut,
+    pub apis_accessed: usize,
+    pub requests: u64,
+    pub panes: Panes,
+    /// Counts beyond the bounded memory of a pane (only panes that had any).
+    pub overflow: BTreeMap<&'static str, u64>,
+}
+
+/// The client's activity, or `None` for a client never seen.
+pub fn client_activity(
+    a: &Activity,
+    kind: ClientType,
+    id: &str,
+    period: Period,
+    at: i64,
+    deny_listed: bool,
+) -> Option<ClientActivity> {
+    let (from, to) = period.window(at);
+    let tally = a.client(kind, id, from, to)?;
+    let (lists, overflow) = panes(&tally, &Pane::CLIENT);
+    let requests = tally
+        .pane(Pane::Methods)
+        .iter()
+        .map(|(_, n)| n)
+        .sum::<u64>()
+        + tally.overflow[Pane::Methods as usize];
+    Some(ClientActivity {
+        client: ClientRef {
+            kind: kind.as_str(),
+            id: id.to_string(),
+            deny_listed,
+        },
+        period: PeriodOut::new(period, at),
+        apis_accessed: tally.pane(Pane::Apis).len(),
+        requests,
+        panes: ordered(&Pane::CLIENT, lists),
+        overflow,
+    })
+}
+
+/// `GET /v5/ase/apis/{api}/activity`.
+#[derive(Debug, Serialize)]
+pub struct ApiActivity {
+    pub api: String,
+    pub period: PeriodOut,
+    pub requests: u64,
+    pub panes: Panes,
+    pub overflow: BTreeMap<&'static str, u64>,
+}
+
+pub fn api_activity(a: &Activity, api: &str, period: Period, at: i64) -> ApiActivity {
+    let (from, to) = period.window(at);
+    let tally = a.api(api, from, to);
+    let (lists, overflow) = panes(&tally, &Pane::API);
+    let requests = tally
+        .pane(Pane::Devices)
+        .iter()
+        .map(|(_, n)| n)
+        .sum::<u64>()
+        + tally.overflow[Pane::Devices as usize];
+    ApiActivity {
+        api: api.to_string(),
+        period: PeriodOut::new(period, at),
+        requests,
+        panes: ordered(&Pane::API, lists),
+        overflow,
+    }
+}
+
+/// The filters and order of the attack management list.
+#[derive(Debug, Default)]
+pub struct AttackQuery {
+    pub ioa: Option<Ioa>,
+    pub client_type: Option<ClientType>,
+    pub api: Option<String>,
+    pub search: Option<String>,
+    pub reviewed: Option<bool>,
+    pub by_count: bool,
+}
+
+#[derive(Debug, Serialize)]
+pub struct IoaCount {
+    #[serde(rename = "type")]
+    pub name: &'static str,
+    pub type_id: u16,
+    pub count: u64,
+}
+
+/// One client in the attack management list.
+#[derive(Debug, Serialize)]
+pub struct AttackEntry {
+    pub client_type: &'static str,
+    pub client_id: String,
+    pub ioa_count: u64,
+    pub ioa_types: Vec<IoaCount>,
+    pub apis: Vec<String>,
+    pub first_detected: String,
+    pub last_detected: String,
+    pub deny_listed: bool,
+    pub reviewed: bool,
+    #[serde(skip)]
+    last: i64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Attacks {
+    pub period: PeriodOut,
+    pub count: usize,
+    pub attacks: Vec<AttackEntry>,
+}
+
+/// The clients with IoAs in the period, filtered and sorted (latest detection first, or
+/// most IoAs first).
+pub fn attacks(
+    a: &Activity,
+    period: Period,
+    at: i64,
+    q: &AttackQuery,
+    deny_listed: impl Fn(ClientType, &str) -> bool,
+) -> Attacks {
+    let (from, to) = period.window(at);
+    let mut by_client: BTreeMap<(&'static str, String), (ClientType, Vec<AttackRow>)> =
+        BTreeMap::new();
+    for row in a.attacks(from, to) {
+        if q.api.as_deref().is_some_and(|api| api != row.api)
+            || q.client_type.is_some_and(|t| t != row.client_type)
+            || q.ioa.is_some_and(|i| row.by_type[i.index()] == 0)
+            || q.search
+                .as_deref()
+                .is_some_and(|s| !row.client.to_lowercase().contains(&s.to_lowercase()))
+        {
+            continue;
+        }
+        by_client
+            .entry((row.client_type.as_str(), row.client.clone()))
+            .or_insert_with(|| (row.client_type, Vec::new()))
+            .1
+            .push(row);
+    }
+    let ts = |t: i64| {
+        jiff::Timestamp::from_second(t)
+            .map(|t| t.to_string())
+            .unwrap_or_default()
+    };
+    let mut out: Vec<AttackEntry> = by_client
+        .into_iter()
+        .filter_map(|((kind_name, client), (kind, rows))| {
+            let reviewed = a.reviewed(kind, &client).is_some();
+            if q.reviewed.is_some_and(|want| want != reviewed) {
+                return None;
+            }
+            let mut by_type = [0u64; Ioa::ALL.len()];
+            let (mut first, mut last) = (i64::MAX, i64::MIN);
+            let mut apis: Vec<String> = Vec::new();
+            for r in &rows {
+                for (i, n) in r.by_type.iter().enumerate() {
+                    by_type[i] += n;
+                }
+                first = first.min(r.first);
+                last = last.max(r.last);
+                apis.push(r.api.clone());
+            }
+            apis.sort();
+            apis.dedup();
+            let mut ioa_types: Vec<IoaCount> = Ioa::ALL
+                .iter()
+                .filter(|i| by_type[i.index()] > 0)
+                .map(|i| IoaCount {
+                    name: i.name(),
+                    type_id: i.type_id(),
+                    count: by_type[i.index()],
+                })
+                .collect();
+            ioa_types.sort_by(|a, b| b.count.cmp(&a.count).then(a.name.cmp(b.name)));
+            Some(AttackEntry {
+                client_type: kind_name,
+                deny_listed: deny_listed(kind, &client),
+                client_id: client,
+                ioa_count: by_type.iter().sum(),
+                ioa_types,
+                apis,
+                first_detected: ts(first),
+                last_detected: ts(last),
+                reviewed,
+                last,
+            })
+        })
+        .collect();
+    if q.by_count {
+        out.sort_by(|a, b| b.ioa_count.cmp(&a.ioa_count).then(b.last.cmp(&a.last)));
+    } else {
+        out.sort_by(|a, b| b.last.cmp(&a.last).then(b.ioa_count.cmp(&a.ioa_count)));
+    }
+    Attacks {
+        period: PeriodOut::new(period, at),
+        count: out.len(),
+        attacks: out,
+    }
+}
