@@ -18,6 +18,7 @@
 //! * [`reports`]: pure functions from a snapshot and a query to a report.
 //! * [`store`]: persistence beside the request path: the [`store::Store`] trait, the
 //!   embedded redb store, and the thread that flushes changed state to it.
+//! * [`scim`]: SCIM filter parsing, printing and evaluation (pure; for `userActivities`).
 //! * [`admin`]: the management API on its own listener (reports now, operations later),
 //!   and the client the CLI uses to reach a running instance.
 //!
@@ -31,6 +32,7 @@ pub mod metrics;
 pub mod pipeline;
 pub mod proxy;
 pub mod reports;
+pub mod scim;
 pub mod server;
 pub mod sideband;
 pub mod store;
