@@ -9,7 +9,7 @@ use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use serde_json::json as json_value;
 
-use super::{Body, Query, bad_parameter, body, error, json, not_allowed};
+use super::{Body, Query, bad_parameter, body, durably, error, json, not_allowed};
 use crate::app::App;
 use crate::enforce::detect::Ioa;
 use crate::enforce::lists::{Identifier, ListKind};
@@ -67,23 +67,24 @@ impl Bad {
 
 /// Whether a client is on the deny list (any cookie or API key name; IPs also by CIDR).
 fn deny_check(app: &App) -> impl Fn(ClientType, &str) -> bool + use<> {
+    let now = jiff::Timestamp::now().as_second();
     let entries = app.pipeline.enforcer.lists.load(ListKind::Deny).entries();
     move |kind, value| {
         entries.iter().any(|(id, e)| {
-            let live = e.live(jiff::Timestamp::now().as_second());
-            live && match (kind, id) {
-                (ClientType::Ip, Identifier::Ip(ip)) => {
-                    value.parse::<IpAddr>().is_ok_and(|v| v == *ip)
+            e.live(now)
+                && match (kind, id) {
+                    (ClientType::Ip, Identifier::Ip(ip)) => {
+                        value.parse::<IpAddr>().is_ok_and(|v| v == *ip)
+                    }
+                    (ClientType::Ip, Identifier::Net(n)) => {
+                        value.parse::<IpAddr>().is_ok_and(|v| n.contains(&v))
+                    }
+                    (ClientType::Token, Identifier::Token(t)) => t == value,
+                    (ClientType::Cookie, Identifier::Cookie { value: v, .. }) => v == value,
+                    (ClientType::ApiKey, Identifier::ApiKey { value: v, .. }) => v == value,
+                    (ClientType::Username, Identifier::Username(u)) => u == value,
+                    _ => false,
                 }
-                (ClientType::Ip, Identifier::Net(n)) => {
-                    value.parse::<IpAddr>().is_ok_and(|v| n.contains(&v))
-                }
-                (ClientType::Token, Identifier::Token(t)) => t == value,
-                (ClientType::Cookie, Identifier::Cookie { value: v, .. }) => v == value,
-                (ClientType::ApiKey, Identifier::ApiKey { value: v, .. }) => v == value,
-                (ClientType::Username, Identifier::Username(u)) => u == value,
-                _ => false,
-            }
         })
     }
 }
@@ -290,15 +291,9 @@ pub(super) async fn review(app: Arc<App>, req: Request<Incoming>) -> Response<Bo
         r.reviewed,
         jiff::Timestamp::now().as_second(),
     );
-    match app.durable().await {
-        Ok(()) => json(
-            StatusCode::OK,
-            &json_value!({ "status": "success", "reviewed": r.reviewed }),
-        ),
-        Err(e) => error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "store_failed",
-            format!("the change is in effect but could not be stored: {e}"),
-        ),
-    }
+    let done = json(
+        StatusCode::OK,
+        &json_value!({ "status": "success", "reviewed": r.reviewed }),
+    );
+    durably(&app, done).await
 }

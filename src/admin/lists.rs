@@ -24,7 +24,7 @@ use ipnet::IpNet;
 use serde::Deserialize;
 use serde_json::{Value, json as json_value};
 
-use super::{Body, Query, bad_parameter, body, error, json, not_allowed};
+use super::{Body, Query, bad_parameter, body, durably, error, json, not_allowed};
 use crate::app::App;
 use crate::config::value::parse_duration;
 use crate::enforce::lists::{Entry, Identifier, ListError, ListKind, Source};
@@ -253,17 +253,4 @@ fn view(app: &App, kind: ListKind, source: Option<Source>) -> Value {
         }
     }
     out
-}
-
-/// Answers `done` once the change is in the store (operator changes are acknowledged
-/// only when a restart cannot lose them).
-async fn durably(app: &App, done: Response<Body>) -> Response<Body> {
-    match app.durable().await {
-        Ok(()) => done,
-        Err(e) => error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "store_failed",
-            format!("the change is in effect but could not be stored: {e}"),
-        ),
-    }
 }

@@ -286,3 +286,16 @@ fn not_allowed(allow: &str) -> Response<Body> {
         format!("use {allow}"),
     )
 }
+
+/// Answers `done` once the change is in the store (operator changes are acknowledged
+/// only when a restart cannot lose them).
+pub(super) async fn durably(app: &App, done: Response<Body>) -> Response<Body> {
+    match app.durable().await {
+        Ok(()) => done,
+        Err(e) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "store_failed",
+            format!("the change is in effect but could not be stored: {e}"),
+        ),
+    }
+}

@@ -9,7 +9,7 @@ use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use serde_json::json as json_value;
 
-use super::{Body, Query, bad_parameter, body, error, json, not_allowed};
+use super::{Body, Query, bad_parameter, body, durably, error, json, not_allowed};
 use crate::app::{ApiChangeError, App};
 use crate::config::HostMatch;
 use crate::enforce::detect::Ioa;
@@ -323,18 +323,12 @@ pub(super) async fn credentials(app: Arc<App>, req: Request<Incoming>) -> Respon
     if let Err(e) = app.credentials.set_secret(&change.secret_key) {
         return bad_parameter("secret_key", e.to_string());
     }
-    match app.durable().await {
-        Ok(()) => json(
-            StatusCode::OK,
-            &json_value!({
-                "status": "success",
-                "status_message": "Secret key updated; use it from now on",
-            }),
-        ),
-        Err(e) => error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "store_failed",
-            format!("the new secret key is in effect but could not be stored: {e}"),
-        ),
-    }
+    let done = json(
+        StatusCode::OK,
+        &json_value!({
+            "status": "success",
+            "status_message": "Secret key updated; use it from now on",
+        }),
+    );
+    durably(&app, done).await
 }

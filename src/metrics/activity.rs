@@ -29,6 +29,7 @@ use serde::{Deserialize, Serialize};
 
 use super::bucket::{Hasher, Map};
 use super::device::Device;
+use super::{TierSpec, floor, tier_for};
 use crate::enforce::detect::Ioa;
 
 /// A client identifier's type.
@@ -759,37 +760,19 @@ impl ActivityBucket {
     }
 }
 
-/// An activity tier.
-#[derive(Debug, Clone, Copy)]
-pub struct ActivityTier {
-    pub name: &'static str,
-    pub span: i64,
-    pub keep: i64,
-}
-
-pub const ACTIVITY_TIERS: [ActivityTier; 2] = [
-    ActivityTier {
+/// Activity tiers: hours for 8 days, then days for 200.
+pub const ACTIVITY_TIERS: [TierSpec; 2] = [
+    TierSpec {
         name: "hour",
         span: 3_600,
         keep: 8 * 86_400,
     },
-    ActivityTier {
+    TierSpec {
         name: "day",
         span: 86_400,
         keep: 200 * 86_400,
     },
 ];
-
-fn floor(t: i64, span: i64) -> i64 {
-    t.div_euclid(span) * span
-}
-
-fn tier_for(t: i64, now: i64, from: usize) -> Option<usize> {
-    (from..ACTIVITY_TIERS.len()).find(|&i| {
-        let spec = ACTIVITY_TIERS[i];
-        floor(t, spec.span) + spec.span > now - spec.keep
-    })
-}
 
 /// The activity records of the whole process.
 #[derive(Debug)]
@@ -821,7 +804,7 @@ impl Activity {
     }
 
     fn with_bucket(&self, t: i64, now: i64, f: impl FnOnce(&ActivityBucket)) {
-        let Some(tier) = tier_for(t, now, 0) else {
+        let Some(tier) = tier_for(&ACTIVITY_TIERS, t, now, 0) else {
             return;
         };
         let start = floor(t, ACTIVITY_TIERS[tier].span);
@@ -865,7 +848,7 @@ impl Activity {
                     continue;
                 };
                 bucket.release(&self.used);
-                if let Some(next) = tier_for(start, now, t + 1) {
+                if let Some(next) = tier_for(&ACTIVITY_TIERS, start, now, t + 1) {
                     let dst = floor(start, ACTIVITY_TIERS[next].span);
                     let b = self.budget();
                     let target = self.tiers[next]

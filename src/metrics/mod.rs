@@ -113,14 +113,14 @@ pub fn unix_secs(t: SystemTime) -> i64 {
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
-fn floor(t: i64, span: i64) -> i64 {
+pub(crate) fn floor(t: i64, span: i64) -> i64 {
     t.div_euclid(span) * span
 }
 
-/// The finest tier at or after `from` that still holds time `t` at `now`.
-fn tier_for(t: i64, now: i64, from: usize) -> Option<usize> {
-    (from..TIERS.len()).find(|&i| {
-        let spec = TIERS[i];
+/// The finest tier of `tiers`, at or after `from`, that still holds time `t` at `now`.
+pub(crate) fn tier_for(tiers: &[TierSpec], t: i64, now: i64, from: usize) -> Option<usize> {
+    (from..tiers.len()).find(|&i| {
+        let spec = tiers[i];
         floor(t, spec.span) + spec.span > now - spec.keep
     })
 }
@@ -219,7 +219,7 @@ impl ApiRecorder {
 
     /// Records one finished exchange as of `now` (unix seconds).
     pub fn record_at(&self, obs: &Observation<'_>, now: i64) -> Device {
-        let Some(t) = tier_for(obs.time, now, 0) else {
+        let Some(t) = tier_for(&TIERS, obs.time, now, 0) else {
             self.expired.fetch_add(1, Relaxed);
             return Device::Unknown;
         };
@@ -248,7 +248,7 @@ impl ApiRecorder {
                 // Its memory moves to the next tier: give it back first so the move is not
                 // refused for want of budget it is about to free.
                 bucket.release(&self.budget);
-                if let Some(next) = tier_for(start, now, t + 1) {
+                if let Some(next) = tier_for(&TIERS, start, now, t + 1) {
                     let dst = floor(start, TIERS[next].span);
                     with_bucket(&self.tiers[next], dst, &self.caps, |b| {
                         b.merge_from(&bucket, &self.budget)

@@ -66,17 +66,19 @@ pub struct PeriodOut {
 
 impl PeriodOut {
     pub fn new(p: Period, at: i64) -> PeriodOut {
-        let ts = |t: i64| {
-            jiff::Timestamp::from_second(t)
-                .map(|t| t.to_string())
-                .unwrap_or_default()
-        };
         PeriodOut {
             name: p.name(),
             start: ts(at - p.seconds()),
             end: ts(at),
         }
     }
+}
+
+/// RFC 3339 (UTC) of unix seconds.
+fn ts(t: i64) -> String {
+    jiff::Timestamp::from_second(t)
+        .map(|t| t.to_string())
+        .unwrap_or_default()
 }
 
 /// One line of a pane.
@@ -277,11 +279,6 @@ pub fn attacks(
             .1
             .push(row);
     }
-    let ts = |t: i64| {
-        jiff::Timestamp::from_second(t)
-            .map(|t| t.to_string())
-            .unwrap_or_default()
-    };
     let mut out: Vec<AttackEntry> = by_client
         .into_iter()
         .filter_map(|((kind_name, client), (kind, rows))| {
