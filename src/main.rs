@@ -926,6 +926,11 @@ fn run(dir: &std::path::Path) -> ExitCode {
             "the management API uses ASE's default secret key \"admin\": set management_secret_key in ase.conf or run enforcer update-password"
         );
     }
+    if app.settings.user_activities_tokens.is_empty() {
+        tracing::info!(
+            "userActivities answers 401 to every call: no user_activities_tokens in ase.conf"
+        );
+    }
     let served = enforcer::server::run(app.clone());
     if let Some(p) = app.persister.get() {
         p.stop();

@@ -2,7 +2,7 @@
 //! (loopback by default), HTTP/1.1, JSON in and out. The CLI talks to a running instance
 //! through it ([`client`]).
 //!
-//! Every endpoint needs `x-ase-access-key` and `x-ase-secret-key` (`management_access_key`,
+//! Every endpoint but `userActivities` (bearer tokens) needs `x-ase-access-key` and `x-ase-secret-key` (`management_access_key`,
 //! `management_secret_key` in `ase.conf` until the secret is changed through the API;
 //! [`credentials`]), except `GET /metrics`
 //! unless `metrics_require_auth=true`. Without them: 401. With `management_tls=true` the
@@ -40,6 +40,7 @@
 //! | `GET /v5/ase/attacks?period=&type=&client_type=&api=&search=&reviewed=&sort=time\|count` | attack management: clients with IoAs | 200 `{"period","count","attacks":[...]}` |
 //! | `POST /v5/ase/attacks/review` `{"client_type","client_id","reviewed":true}` | mark (or unmark) reviewed; persisted | 200; 404 no IoAs for that client |
 //! | `PUT /v5/ase/credentials` `{"secret_key":"…"}` | change the management secret key (stored hashed; overrides `ase.conf`) | 200 `{"status":"success",...}`; 400 too short or long |
+//! | `GET /v1/environments/{environment_id}/userActivities[?filter=...]` | PingOne's User Activities (`Authorization: Bearer`, not the management keys; `user_activities`) | 200 HAL report; 400 filter; 401 token; 404 other environment |
 //!
 //! The sideband paths also answer under `/v4/ase/...`. Any other path answers 404, a
 //! known path with another method 405. Errors are `{"error": "<code>", "message":
@@ -53,6 +54,7 @@ mod lists;
 mod ops;
 mod reports;
 mod sideband;
+mod user_activities;
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -132,6 +134,10 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Response<Body> {
     let query = Query::parse(req.uri().query());
     let method = req.method().clone();
     let full_path = req.uri().path().to_string();
+    // PingOne's User Activities API has its own bearer tokens.
+    if full_path.starts_with(user_activities::PREFIX) {
+        return user_activities::handle(app, req).await;
+    }
     let open = full_path == "/metrics" && !app.settings.metrics_require_auth;
     if !open && !authorized(&app, req.headers()) {
         return error(

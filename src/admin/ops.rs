@@ -259,6 +259,7 @@ pub(super) fn cluster(app: &App) -> Response<Body> {
 pub(super) fn status(app: &App) -> Response<Body> {
     let s = &app.settings;
     let on = |b: bool| if b { "enabled" } else { "disabled" };
+    let (users_hours, users_bytes) = app.pipeline.metrics().users.memory();
     let addrs = app.addresses.get();
     let level = match s.admin_log_level {
         1 => "fatal",
@@ -292,6 +293,12 @@ pub(super) fn status(app: &App) -> Response<Body> {
             "connections": app.live_connections(),
             "started": app.started.to_string(),
             "credentials": if app.credentials.changed() { "changed at run time" } else { "ase.conf" },
+            "user_activities": {
+                "environment_id": s.environment_id,
+                "tokens": s.user_activities_tokens.len(),
+                "hours": users_hours,
+                "memory_bytes": users_bytes,
+            },
             "persistence": app.persister.get().map_or_else(
                 || json_value!({ "store": "none" }),
                 |p| p.status(),

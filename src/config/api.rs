@@ -15,7 +15,7 @@ use http::{HeaderName, Method, StatusCode};
 use serde::Deserialize;
 
 use super::conf::Mode;
-use super::value::{Rate, parse_ase_period, parse_bytes, parse_rate};
+use super::value::{Rate, StatusSet, parse_ase_period, parse_bytes, parse_rate};
 use super::{ConfigError, Warning};
 
 /// `protocol`: plain HTTP (REST) or WebSocket.
@@ -55,6 +55,11 @@ pub struct ApiDef {
     pub apikey_qs: Option<String>,
     pub apikey_header: Option<HeaderName>,
     pub login_url: Option<String>,
+    /// An enforcer addition: the path of the password-reset endpoint (`userActivities`).
+    pub password_reset_url: Option<String>,
+    /// Which answers are sign-on successes or failures on `login_url`, and password
+    /// resets on `password_reset_url`.
+    pub user_events: UserEventStatuses,
     pub enable_blocking: bool,
     /// `api_mapping.internal_url`: replaces `url` in the forwarded path.
     pub internal_url: Option<String>,
@@ -67,6 +72,26 @@ pub struct ApiDef {
     pub username_header: Option<HeaderName>,
     pub jwt: Option<JwtDef>,
     pub decoy: DecoyConfig,
+}
+
+/// The answers that make a request to `login_url` a sign-on success or failure, and one
+/// to `password_reset_url` a password reset (`login_success_status`,
+/// `login_failure_status`, `password_reset_status`: codes and classes, `[200, "3xx"]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UserEventStatuses {
+    pub sign_on_success: StatusSet,
+    pub sign_on_failure: StatusSet,
+    pub password_reset: StatusSet,
+}
+
+impl Default for UserEventStatuses {
+    fn default() -> Self {
+        UserEventStatuses {
+            sign_on_success: StatusSet::class(2),
+            sign_on_failure: StatusSet::of(&[401, 403]),
+            password_reset: StatusSet::class(2),
+        }
+    }
 }
 
 /// `api_pattern_enforcement`.
@@ -266,6 +291,10 @@ struct RawApi {
     apikey_qs: Loose,
     apikey_header: Loose,
     login_url: Loose,
+    password_reset_url: Loose,
+    login_success_status: Option<serde_json::Value>,
+    login_failure_status: Option<serde_json::Value>,
+    password_reset_status: Option<serde_json::Value>,
     enable_blocking: LooseBool,
     api_mapping: RawMapping,
     api_pattern_enforcement: RawPattern,
@@ -408,6 +437,42 @@ impl LooseBool {
     fn or(self, default: bool) -> bool {
         self.0.unwrap_or(default)
     }
+}
+
+/// A status set written as a code, a class, a comma-separated string of them or an array;
+/// absent, `null`, `""` or `[]` keep the default.
+fn status_set(v: Option<&serde_json::Value>, default: StatusSet) -> Result<StatusSet, String> {
+    use serde_json::Value;
+    let mut items: Vec<String> = Vec::new();
+    let mut push = |v: &Value| match v {
+        Value::String(s) => {
+            items.extend(
+                s.split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(String::from),
+            );
+            Ok(())
+        }
+        Value::Number(n) => {
+            items.push(n.to_string());
+            Ok(())
+        }
+        other => Err(format!("expected status codes or classes, found {other}")),
+    };
+    match v {
+        None | Some(Value::Null) => {}
+        Some(Value::Array(list)) => list.iter().try_for_each(&mut push)?,
+        Some(other) => push(other)?,
+    }
+    if items.is_empty() {
+        return Ok(default);
+    }
+    let mut set = StatusSet::EMPTY;
+    for item in &items {
+        set.parse_item(item)?;
+    }
+    Ok(set)
 }
 
 fn parse_status(s: &str) -> Result<StatusCode, String> {
@@ -644,15 +709,35 @@ impl RawApi {
                 Some(normalize_base_path(u).map_err(|r| err("api_mapping.internal_url", r))?)
             }
         };
-        let login_url = self.login_url.get().map(str::to_string);
-        if let Some(l) = &login_url
-            && !l.starts_with('/')
-        {
-            return Err(err(
-                "login_url",
-                format!("{l:?} must be a path starting with '/'"),
-            ));
-        }
+        let path_key = |key: &str, v: &Loose| match v.get() {
+            Some(l) if !l.starts_with('/') => {
+                Err(err(key, format!("{l:?} must be a path starting with '/'")))
+            }
+            other => Ok(other.map(str::to_string)),
+        };
+        let login_url = path_key("login_url", &self.login_url)?;
+        let password_reset_url = path_key("password_reset_url", &self.password_reset_url)?;
+        let defaults = UserEventStatuses::default();
+        let statuses = |key: &str, v: &Option<serde_json::Value>, default: StatusSet| {
+            status_set(v.as_ref(), default).map_err(|r| err(key, r))
+        };
+        let user_events = UserEventStatuses {
+            sign_on_success: statuses(
+                "login_success_status",
+                &self.login_success_status,
+                defaults.sign_on_success,
+            )?,
+            sign_on_failure: statuses(
+                "login_failure_status",
+                &self.login_failure_status,
+                defaults.sign_on_failure,
+            )?,
+            password_reset: statuses(
+                "password_reset_status",
+                &self.password_reset_status,
+                defaults.password_reset,
+            )?,
+        };
 
         Ok(ApiDef {
             id: id.to_string(),
@@ -679,6 +764,8 @@ impl RawApi {
                 .transpose()
                 .map_err(|r| err("apikey_header", r))?,
             login_url,
+            password_reset_url,
+            user_events,
             enable_blocking: self.enable_blocking.or(false),
             internal_url,
             pattern,

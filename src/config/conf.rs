@@ -179,6 +179,10 @@ pub struct Settings {
     pub management_secret_key: String,
     /// Whether `GET /metrics` needs the credentials too.
     pub metrics_require_auth: bool,
+    /// The environment `userActivities` answers for (`/v1/environments/{id}/...`).
+    pub environment_id: String,
+    /// Bearer tokens accepted by `userActivities` (none: every call answers 401).
+    pub user_activities_tokens: Vec<String>,
     /// Serve the management API over TLS (with `tls_cert_path`/`tls_key_path`).
     pub management_tls: bool,
     /// The CA the CLI trusts for a TLS management API (empty: the Mozilla roots).
@@ -242,6 +246,8 @@ impl Settings {
             connection_queue_timeout: Duration::from_secs(5),
             management_access_key: "admin".into(),
             management_secret_key: "admin".into(),
+            environment_id: "00000000-0000-0000-0000-000000000000".into(),
+            user_activities_tokens: Vec::new(),
             metrics_require_auth: false,
             management_tls: false,
             management_ca_cert_path: None,
@@ -480,6 +486,15 @@ impl Settings {
             "management_access_key" => self.management_access_key = credential(value)?,
             "management_secret_key" => self.management_secret_key = credential(value)?,
             "metrics_require_auth" => self.metrics_require_auth = parse_bool(value)?,
+            "environment_id" => self.environment_id = environment_id(value)?,
+            "user_activities_tokens" => {
+                self.user_activities_tokens = value
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|t| !t.is_empty())
+                    .map(bearer_token)
+                    .collect::<Result<_, _>>()?
+            }
             "management_tls" => self.management_tls = parse_bool(value)?,
             "management_ca_cert_path" => {
                 self.management_ca_cert_path = if value.is_empty() {
@@ -584,6 +599,31 @@ fn parse_count(v: &str, min: usize, max: usize) -> Result<usize, String> {
 fn credential(v: &str) -> Result<String, String> {
     if v.is_empty() || v.len() > 256 || !v.bytes().all(|b| b.is_ascii_graphic() && b != b':') {
         return Err("expected 1-256 printable characters without spaces or ':'".into());
+    }
+    Ok(v.to_string())
+}
+
+fn environment_id(v: &str) -> Result<String, String> {
+    if v.is_empty()
+        || v.len() > 64
+        || !v
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        return Err("expected 1-64 letters, digits, '-' or '_' (PingOne uses a UUID)".into());
+    }
+    Ok(v.to_string())
+}
+
+/// A bearer token: RFC 6750's `b64token` characters, 16 to 4096 of them.
+fn bearer_token(v: &str) -> Result<String, String> {
+    let ok = |b: u8| b.is_ascii_alphanumeric() || b"-._~+/=".contains(&b);
+    if v.len() < 16 || v.len() > 4096 || !v.bytes().all(ok) {
+        // The value is a secret: the message does not repeat it.
+        return Err(format!(
+            "a token of {} characters is not accepted: each needs 16-4096 letters, digits or -._~+/=",
+            v.len()
+        ));
     }
     Ok(v.to_string())
 }

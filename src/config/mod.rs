@@ -14,7 +14,7 @@ pub mod value;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-pub use api::{ApiDef, HostMatch, Protocol};
+pub use api::{ApiDef, HostMatch, Protocol, UserEventStatuses};
 pub use conf::{Mode, RuntimeShape, Settings, StoreKind, Timezone};
 
 /// Why a config could not be loaded. Every variant names the file; value errors also name

@@ -132,6 +132,75 @@ pub fn parse_rate(s: &str) -> Result<Option<Rate>, String> {
     Ok((count > 0).then_some(Rate { count, period }))
 }
 
+/// A set of HTTP status codes, written as codes and classes: `[200, "3xx"]`, `"401,403"`.
+/// Used for what counts as a sign-on success or failure (`userActivities`).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct StatusSet([u64; 10]);
+
+impl StatusSet {
+    pub const EMPTY: StatusSet = StatusSet([0; 10]);
+
+    /// Every code of the class `digit`xx (`2` for 2xx).
+    pub fn class(digit: u16) -> StatusSet {
+        let mut set = StatusSet::EMPTY;
+        for code in digit * 100..digit * 100 + 100 {
+            set.insert(code);
+        }
+        set
+    }
+
+    pub fn of(codes: &[u16]) -> StatusSet {
+        let mut set = StatusSet::EMPTY;
+        for &c in codes {
+            set.insert(c);
+        }
+        set
+    }
+
+    fn insert(&mut self, code: u16) {
+        let (word, bit) = (usize::from(code / 64), code % 64);
+        if let Some(w) = self.0.get_mut(word) {
+            *w |= 1 << bit;
+        }
+    }
+
+    pub fn contains(&self, code: u16) -> bool {
+        let (word, bit) = (usize::from(code / 64), code % 64);
+        self.0.get(word).is_some_and(|w| w & (1 << bit) != 0)
+    }
+
+    /// Parses one item: a code (`401`) or a class (`2xx`), each in 100–599.
+    pub fn parse_item(&mut self, item: &str) -> Result<(), String> {
+        let item = item.trim();
+        let lower = item.to_ascii_lowercase();
+        if let Some(digit) = lower.strip_suffix("xx")
+            && let Ok(d @ 1..=5) = digit.parse::<u16>()
+        {
+            for code in d * 100..d * 100 + 100 {
+                self.insert(code);
+            }
+            return Ok(());
+        }
+        match item.parse::<u16>() {
+            Ok(code @ 100..=599) => {
+                self.insert(code);
+                Ok(())
+            }
+            _ => Err(format!(
+                "{item:?} is not a status code (100-599) or class (1xx-5xx)"
+            )),
+        }
+    }
+}
+
+impl std::fmt::Debug for StatusSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_set()
+            .entries((100..600).filter(|&c| self.contains(c)))
+            .finish()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -440,7 +440,8 @@ impl Enforcer {
             username: ex.username.as_deref().map(Arc::from),
             error: status.is_some_and(|s| (400..500).contains(&s)),
             path_hash: self.path_hasher.hash_one(ex.path()),
-            login_failure: login && matches!(status, Some(401 | 403)),
+            login_failure: login
+                && status.is_some_and(|s| api.def.user_events.sign_on_failure.contains(s)),
             bytes_out: ex.response_bytes,
         };
         for Detection {

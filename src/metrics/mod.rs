@@ -41,6 +41,7 @@ pub mod bucket;
 pub mod device;
 pub mod prom;
 pub mod snapshot;
+pub mod users;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -130,6 +131,8 @@ pub(crate) fn tier_for(tiers: &[TierSpec], t: i64, now: i64, from: usize) -> Opt
 pub struct Metrics {
     /// Per-client and per-API activity, across APIs.
     pub activity: activity::Activity,
+    /// Sign-ons, password resets and active users per hour (`userActivities`).
+    pub users: users::Users,
     caps: Caps,
     default_budget: u64,
     recorders: Mutex<HashMap<String, Arc<ApiRecorder>>>,
@@ -139,6 +142,7 @@ impl Metrics {
     pub fn new(caps: Caps, default_budget: u64, activity: activity::ActivityCaps) -> Metrics {
         Metrics {
             activity: activity::Activity::new(activity),
+            users: users::Users::new(),
             caps,
             default_budget,
             recorders: Mutex::new(HashMap::new()),
@@ -180,6 +184,7 @@ impl Metrics {
     /// Moves aged buckets down the tiers, for every API and for the activity records.
     pub fn compact(&self, now: i64) {
         self.activity.compact(now);
+        self.users.compact(now);
         let all: Vec<Arc<ApiRecorder>> = self.recorders().values().cloned().collect();
         for r in all {
             r.compact(now);

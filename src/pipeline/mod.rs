@@ -32,7 +32,7 @@ use crate::config::{Config, Mode};
 use crate::enforce::flow::{Kind, Pick};
 use crate::enforce::{self, Block, Enforcer, flow_event};
 use crate::metrics::prom::Prom;
-use crate::metrics::{Metrics, Observation, activity, unix_secs};
+use crate::metrics::{Metrics, Observation, activity, unix_secs, users};
 
 /// What `on_request` decided.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -204,6 +204,17 @@ impl Pipeline {
             // while it ran.
             time,
         );
+        let def = &ex.api.def;
+        let event = users::classify(
+            ex.uri.path(),
+            ex.status.map(|s| s.as_u16()),
+            def.login_url.as_deref(),
+            def.password_reset_url.as_deref(),
+            &def.user_events,
+        );
+        self.metrics
+            .users
+            .record(time, event, ex.username.as_deref(), time);
         ex.api.prom.observe(&ex);
         self.enforcer.observe(&ex.api, &ex);
         tracing::debug!(

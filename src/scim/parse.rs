@@ -2,7 +2,9 @@
 //! and what was expected there.
 
 use winnow::ascii::{Caseless, digit1, space0, space1};
-use winnow::combinator::{alt, cut_err, delimited, opt, preceded, repeat, separated, terminated};
+use winnow::combinator::{
+    alt, cut_err, delimited, eof, opt, preceded, repeat, separated, terminated,
+};
 use winnow::error::{ContextError, ErrMode, StrContext, StrContextValue};
 use winnow::prelude::*;
 use winnow::stream::Stream;
@@ -77,9 +79,10 @@ fn filter(i: &mut Input<'_>) -> ModalResult<Filter> {
     out
 }
 
-/// A keyword surrounded by spaces (`and`, `or`), case-insensitive.
+/// A keyword after a space (`and`, `or`), case-insensitive, followed by a space or the
+/// end (so a dangling `and` is reported where its right-hand side is missing).
 fn keyword<'a>(word: &'static str) -> impl Parser<Input<'a>, (), ErrMode<ContextError>> {
-    (space1, Caseless(word), space1).void()
+    (space1, Caseless(word), alt((space1.void(), eof.void()))).void()
 }
 
 fn or_expr(i: &mut Input<'_>) -> ModalResult<Filter> {

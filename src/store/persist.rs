@@ -22,6 +22,7 @@ use crate::app::App;
 use crate::config::StoreKind;
 use crate::enforce::lists::{Entry, Identifier, ListKind, ListSet};
 use crate::metrics::activity::ActivityImage;
+use crate::metrics::users::HourImage;
 use crate::metrics::{Image, TIERS, unix_secs};
 
 use super::embedded::Embedded;
@@ -34,6 +35,8 @@ const META_REVIEWED: &str = "attacks_reviewed";
 /// The bucket rows of the activity records use this in place of an API id (API ids
 /// cannot contain `#`).
 const ACTIVITY: &str = "#activity";
+/// The hourly user-activity rows (`userActivities`).
+const USERS: &str = "#users";
 
 fn kind_code(kind: ListKind) -> u8 {
     match kind {
@@ -125,6 +128,22 @@ impl Tracker {
             }
             buckets.insert(key, seen);
         });
+        let users = &app.pipeline.metrics().users;
+        for (start, seen) in users.changes() {
+            let key = BucketKey {
+                api: USERS.to_string(),
+                tier: 0,
+                start,
+            };
+            if self.buckets.get(&key) != Some(&seen) {
+                match users.image(start).map(|i| postcard::to_stdvec(&i)) {
+                    Some(Ok(bytes)) => batch.put_buckets.push((key.clone(), bytes)),
+                    Some(Err(e)) => tracing::warn!("cannot encode a user-activity hour: {e}"),
+                    None => {}
+                }
+            }
+            buckets.insert(key, seen);
+        }
         for key in self.buckets.keys() {
             if !buckets.contains_key(key) {
                 batch.delete_buckets.push(key.clone());
@@ -248,6 +267,22 @@ fn restore(app: &App, loaded: Loaded) -> (Tracker, Restored) {
     let mut restored = Restored::default();
     let metrics = app.pipeline.metrics();
     for (key, bytes) in loaded.buckets {
+        if key.api == USERS {
+            let image = postcard::from_bytes::<HourImage>(&bytes).ok();
+            let changes = image.as_ref().map_or(u64::MAX, |i| i.changes);
+            let ok = image.is_some_and(|i| i.start == key.start && metrics.users.restore(i));
+            if !ok {
+                restored.skipped += 1;
+                tracing::warn!(
+                    start = key.start,
+                    "skipping an unreadable stored user-activity hour"
+                );
+            }
+            tracker
+                .buckets
+                .insert(key, if ok { changes } else { u64::MAX });
+            continue;
+        }
         if key.api == ACTIVITY {
             let image = postcard::from_bytes::<ActivityImage>(&bytes).ok();
             let changes = image.as_ref().map_or(u64::MAX, |i| i.changes);

@@ -11,3 +11,4 @@ mod persistence;
 mod reports;
 mod sideband;
 mod support;
+mod user_activities;
