@@ -1,6 +1,8 @@
 //! API matching: the first thing the pipeline does with a request, in both modes.
 //!
-//! An [`ApiTable`] is built once from the API definitions and swapped whole on reload.
+//! An [`ApiTable`] is built once from the API definitions and swapped whole on reload:
+//! per exact hostname and for `*`, a tree of base-path segments, so a lookup costs one hash
+//! probe per path segment whatever the number of APIs.
 //! A request matches by hostname (an exact name, port ignored, or `*`) and then by the
 //! longest base path that is a prefix of the request path on segment boundaries: `/api`
 //! matches `/api` and `/api/x`, never `/apix`. Empty segments are ignored on both sides,
@@ -171,14 +173,6 @@ impl Api {
             .collect()
     }
 
-    /// Whether `path` lies under this API's base path (segment-wise, empty segments ignored).
-    fn matches(&self, path: &str) -> bool {
-        let mut parts = path.split('/').filter(|s| !s.is_empty());
-        self.segments
-            .iter()
-            .all(|seg| parts.next() == Some(seg.as_str()))
-    }
-
     /// `path` with this API's base path replaced by `api_mapping.internal_url`, if set.
     pub fn rewrite_path<'a>(&self, path: &'a str) -> std::borrow::Cow<'a, str> {
         let Some(internal) = &self.def.internal_url else {
@@ -202,13 +196,52 @@ impl Api {
     }
 }
 
+/// The base paths of one hostname group as a tree of segments: matching walks the request
+/// path once, remembering the deepest API on the way, instead of testing every API.
+#[derive(Debug, Default)]
+struct PathTree {
+    api: Option<Arc<Api>>,
+    children: HashMap<Box<str>, PathTree, foldhash::fast::RandomState>,
+}
+
+impl PathTree {
+    /// Adds `api` at its base path; the first API at a path keeps it (file-name order).
+    fn insert(&mut self, api: Arc<Api>) {
+        let mut node = self;
+        for seg in &api.segments {
+            node = node.children.entry(seg.as_str().into()).or_default();
+        }
+        if node.api.is_none() {
+            node.api = Some(api);
+        }
+    }
+
+    /// The API with the longest base path that `path` lies under, and that base path's
+    /// depth in segments.
+    fn find(&self, path: &str) -> Option<(&Arc<Api>, usize)> {
+        let mut best = self.api.as_ref().map(|a| (a, 0));
+        let mut node = self;
+        for (depth, seg) in path.split('/').filter(|s| !s.is_empty()).enumerate() {
+            match node.children.get(seg) {
+                Some(next) => node = next,
+                None => break,
+            }
+            if let Some(a) = &node.api {
+                best = Some((a, depth + 1));
+            }
+        }
+        best
+    }
+}
+
 /// All APIs, indexed for matching.
 #[derive(Debug, Default)]
 pub struct ApiTable {
-    /// Exact hostnames → APIs, longest base path first.
-    by_host: HashMap<String, Vec<Arc<Api>>>,
-    /// `*` APIs, longest base path first.
-    any: Vec<Arc<Api>>,
+    /// Exact hostnames → their APIs' base paths.
+    by_host: HashMap<String, PathTree>,
+    /// The `*` APIs' base paths.
+    any: PathTree,
+    any_count: usize,
     all: Vec<Arc<Api>>,
 }
 
@@ -218,19 +251,17 @@ impl ApiTable {
         for def in defs {
             let api = Arc::new(Api::new(def, ctx));
             match &api.def.hostname {
-                HostMatch::Any => table.any.push(api.clone()),
+                HostMatch::Any => {
+                    table.any.insert(api.clone());
+                    table.any_count += 1;
+                }
                 HostMatch::Exact(h) => table
                     .by_host
                     .entry(h.clone())
                     .or_default()
-                    .push(api.clone()),
+                    .insert(api.clone()),
             }
             table.all.push(api);
-        }
-        let by_depth = |a: &Arc<Api>, b: &Arc<Api>| b.segments.len().cmp(&a.segments.len());
-        table.any.sort_by(by_depth);
-        for apis in table.by_host.values_mut() {
-            apis.sort_by(by_depth);
         }
         table
     }
@@ -252,15 +283,15 @@ impl ApiTable {
         } else {
             self.by_host.get(host)
         };
-        if exact.is_none() && self.any.is_empty() {
+        if exact.is_none() && self.any_count == 0 {
             return Err(RouteError::UnknownHostname);
         }
-        let exact_hit = exact.and_then(|apis| apis.iter().find(|a| a.matches(path)));
-        let any_hit = self.any.iter().find(|a| a.matches(path));
+        let exact_hit = exact.and_then(|tree| tree.find(path));
+        let any_hit = self.any.find(path);
         match (exact_hit, any_hit) {
-            (Some(e), Some(a)) if a.segments.len() > e.segments.len() => Ok(a),
-            (Some(e), _) => Ok(e),
-            (None, Some(a)) => Ok(a),
+            (Some((_, e)), Some((a, depth))) if depth > e => Ok(a),
+            (Some((e, _)), _) => Ok(e),
+            (None, Some((a, _))) => Ok(a),
             (None, None) => Err(RouteError::UnknownApi),
         }
     }
@@ -361,6 +392,59 @@ mod tests {
             t.route(None, "/api").map(|_| ()),
             Err(RouteError::UnknownHostname)
         );
+    }
+
+    /// The rule the tree implements, written the slow and obvious way: among the APIs for
+    /// the host (exact first) and `*`, the deepest base path that is a segment prefix;
+    /// at equal depth exact beats `*`, then file order.
+    fn naive(defs: &[(String, String, String)], host: &str, path: &str) -> Option<String> {
+        let parts: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+        let under = |url: &str| {
+            let segs: Vec<&str> = url.split('/').filter(|s| !s.is_empty()).collect();
+            (segs.len() <= parts.len() && segs[..] == parts[..segs.len()]).then_some(segs.len())
+        };
+        let mut best: Option<(usize, bool, &str)> = None;
+        for (id, h, url) in defs {
+            let exact = h == host;
+            if !(exact || h == "*") {
+                continue;
+            }
+            if let Some(depth) = under(url) {
+                let better = match best {
+                    None => true,
+                    Some((d, e, _)) => depth > d || (depth == d && exact && !e),
+                };
+                if better {
+                    best = Some((depth, exact, id));
+                }
+            }
+        }
+        best.map(|(_, _, id)| id.to_string())
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn the_tree_routes_like_the_naive_rule(
+            apis in proptest::collection::vec(
+                (proptest::sample::select(vec!["*", "a.example", "b.example"]),
+                 proptest::collection::vec(proptest::sample::select(vec!["x", "y", "z"]), 0..4)),
+                1..12),
+            host in proptest::sample::select(vec!["a.example", "b.example", "c.example"]),
+            path in proptest::collection::vec(proptest::sample::select(vec!["x", "y", "z", ""]), 0..5),
+        ) {
+            let defs: Vec<(String, String, String)> = apis
+                .iter()
+                .enumerate()
+                .map(|(i, (h, segs))| (format!("api{i:02}"), h.to_string(), format!("/{}", segs.join("/"))))
+                .collect();
+            let table = ApiTable::new(
+                defs.iter().map(|(id, h, url)| def(id, h, url)).collect(),
+                &ctx(&metrics(), &cfg()),
+            );
+            let path = format!("/{}", path.join("/"));
+            let got = table.route(Some(host), &path).ok().map(|a| a.id().to_string());
+            proptest::prop_assert_eq!(got, naive(&defs, host, &path), "{:?} {} {}", defs, host, path);
+        }
     }
 
     #[test]
