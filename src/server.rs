@@ -690,6 +690,8 @@ async fn watch_conn<C: Graceful>(
     let mut cut_off: Option<Instant> = None;
     loop {
         tokio::select! {
+            // The connection first: it is what wakes the task almost every time.
+            biased;
             res = conn.as_mut() => {
                 if let Err(e) = res {
                     tracing::debug!("connection ended: {e}");

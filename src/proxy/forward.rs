@@ -83,6 +83,11 @@ const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host")
 /// Removes hop-by-hop headers. With `keep_upgrade`, the `Upgrade` header survives and
 /// `Connection: upgrade` is set again, as a WebSocket handshake needs on the next hop.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
+    // Most messages carry none: one pass over the (few) names present is cheaper than
+    // hashing every hop-by-hop name for a removal. Standard names compare as enums.
+    if !headers.keys().any(|k| HOP_BY_HOP.contains(k)) {
+        return;
+    }
     if headers.contains_key(CONNECTION) {
         let named: Vec<HeaderName> = headers
             .get_all(CONNECTION)

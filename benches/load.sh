@@ -1,0 +1,144 @@
+#!/usr/bin/env bash
+# load.sh: enforcer against nginx and HAProxy on loopback, with every feature on, and the
+# ratios issue 10 sets as targets.
+#
+#   benches/load.sh                     # 3 interleaved repeats of 10 s, then 10k req/s open loop
+#   DURATION=20 REPEATS=5 benches/load.sh
+#   RATE=0 benches/load.sh              # skip the open-loop (added latency) part
+#   LAYOUT=server benches/load.sh       # another pinning (see ../shared/bench/proxy-peers.sh)
+#
+# It installs what it needs (Debian: wrk, nginx, haproxy; oha with cargo for the open-loop
+# part), builds the release binary, and drives ../shared/bench/proxy-peers.sh, which starts a
+# backend (nginx answering "ok"), nginx and HAProxy as reverse proxies and enforcer, pins
+# them (default layout "split": proxies on core 0, backend and wrk on core 1) and runs wrk
+# against each in alternation. enforcer runs twice side by side: inline in front of the
+# backend (recording, enforcement, Prometheus and the store on: the shipped defaults) and in
+# sideband mode answering /ase/request with the ~700 B JSON body of the harness.
+#
+# Prints the harness's table (req/s, p50, p99, CPU µs per request of proxy, backend and
+# client) and then the targets of issue 10 as ratios from the same run.
+# Everything stays on 127.0.0.1; ports BASE_PORT..BASE_PORT+4 (default 18080).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+
+# --serve: the command the harness starts as the proxy under test (LISTEN_PORT and
+# BACKEND_PORT come from it). Both enforcers run in the foreground of this process tree.
+if [ "${1:-}" = "--serve" ]; then
+  dir=$(mktemp -d)
+  trap 'kill $(jobs -p) 2>/dev/null; rm -rf "$dir"' EXIT
+  for mode in inline sideband; do
+    mkdir -p "$dir/$mode/api"
+    port=$LISTEN_PORT
+    [ "$mode" = sideband ] && port=$((LISTEN_PORT + 1))
+    cat >"$dir/$mode/ase.conf" <<EOF
+mode=$mode
+http_ws_port=$port
+https_wss_port=0
+management_port=0
+bind_address=127.0.0.1
+enable_sideband_keepalive=true
+admin_log_level=2
+data_dir=$dir/$mode/data
+tls_cert_path=$root/certs/server.crt
+tls_key_path=$root/certs/server.key
+${ENFORCER_CONF:-}
+EOF
+  done
+  cat >"$dir/inline/api/root.json" <<EOF
+{"api_metadata":{"protocol":"http","url":"/","hostname":"*","cookie":"JSESSIONID",
+ "oauth2_access_token":true,"apikey_header":"x-api-key","enable_blocking":true,
+ "servers":[{"host":"127.0.0.1","port":$BACKEND_PORT}]}}
+EOF
+  cat >"$dir/sideband/api/accounts.json" <<'EOF'
+{"api_metadata":{"protocol":"http","url":"/api/v1","hostname":"*","cookie":"JSESSIONID",
+ "oauth2_access_token":true,"apikey_header":"x-api-key","enable_blocking":true}}
+EOF
+  "$root/target/release/enforcer" run --config "$dir/sideband" >"$dir/sideband.out" 2>&1 &
+  exec "$root/target/release/enforcer" run --config "$dir/inline"
+fi
+
+DURATION=${DURATION:-10}
+REPEATS=${REPEATS:-3}
+RATE=${RATE:-10000}
+BASE_PORT=${BASE_PORT:-18080}
+export LAYOUT=${LAYOUT:-split}
+# Extra ase.conf lines for enforcer, e.g. ENFORCER_CONF=runtime=multi_thread
+export ENFORCER_CONF=${ENFORCER_CONF:-}
+
+missing=()
+for tool in wrk nginx haproxy taskset; do command -v "$tool" >/dev/null || missing+=("$tool"); done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "load.sh: installing wrk nginx haproxy" >&2
+  apt-get update -qq >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk nginx haproxy util-linux >/dev/null
+fi
+if [ "$RATE" -gt 0 ] && ! command -v oha >/dev/null && [ ! -x "$HOME/.cargo/bin/oha" ]; then
+  echo "load.sh: installing oha (open-loop load generator) with cargo" >&2
+  cargo install --locked oha >/dev/null
+fi
+export OHA=${OHA:-$(command -v oha || echo "$HOME/.cargo/bin/oha")}
+
+cargo build --release --locked --quiet --bin enforcer --example naive_proxy
+
+out=$(mktemp -d)
+trap 'rm -rf "$out"' EXIT
+harness=("$root/../shared/bench/proxy-peers.sh" --duration "$DURATION" --repeats "$REPEATS"
+  --base-port "$BASE_PORT" --extra-cmd "$root/benches/load.sh --serve" --extra-name enforcer)
+
+echo "== closed loop: saturation (wrk)" >&2
+"${harness[@]}" --sideband --extra-sideband-path /ase/request \
+  --extra-sideband-port $((BASE_PORT + 4)) --out "$out/closed"
+echo "== closed loop: the naive hyper proxy (examples/naive_proxy.rs) beside nginx" >&2
+"$root/../shared/bench/proxy-peers.sh" --duration "$DURATION" --repeats "$REPEATS" \
+  --base-port "$BASE_PORT" --peers nginx --extra-name naive_hyper \
+  --extra-cmd "exec $root/target/release/examples/naive_proxy \$LISTEN_ADDR \$BACKEND_ADDR" \
+  --out "$out/naive"
+if [ "$RATE" -gt 0 ]; then
+  echo "== open loop: $RATE req/s (oha), latency added by each proxy" >&2
+  "${harness[@]}" --rate "$RATE" --out "$out/open"
+fi
+
+# The targets, from the medians of the same run.
+summary() {
+  awk -F'\t' -v rate="$RATE" '
+  function median(list,   n, a, i, j, t) {
+    n = split(list, a, " ")
+    for (i = 2; i <= n; i++) { t = a[i]; j = i - 1; while (j > 0 && a[j] + 0 > t + 0) { a[j+1] = a[j]; j-- } a[j+1] = t }
+    if (n == 0) return 0
+    return (n % 2) ? a[(n+1)/2] : (a[n/2] + a[n/2+1]) / 2
+  }
+  FNR == 1 { file++; next }
+  {
+    k = file SUBSEP $1 SUBSEP $2
+    rps[k] = rps[k] " " $4; p50[k] = p50[k] " " $5; p99[k] = p99[k] " " $6
+    if ($8 != "NA") cpu[k] = cpu[k] " " $8
+    if ($11 != "NA") be[k] = be[k] " " $11
+  }
+  function m(arr, f, t, tg) { return median(arr[f SUBSEP t SUBSEP tg]) }
+  function line(name, value, op, goal,   ok) {
+    ok = (op == "<=") ? (value <= goal) : (value >= goal)
+    printf "  %-58s %10.3f  (target %s %s)  %s\n", name, value, op, goal, ok ? "met" : "MISSED"
+  }
+  END {
+    print "\nissue 10 targets (same run, medians):"
+    line("inline: CPU per request enforcer / nginx", m(cpu, 1, "get", "enforcer") / m(cpu, 1, "get", "nginx"), "<=", 1.0)
+    line("inline: throughput enforcer / direct (proxy on one core)", m(rps, 1, "get", "enforcer") / m(rps, 1, "get", "direct"), ">=", 0.90)
+    line("inline: p99 at saturation enforcer / nginx", m(p99, 1, "get", "enforcer") / m(p99, 1, "get", "nginx"), "<=", 1.2)
+    line("sideband: decisions per second (one core)", m(rps, 1, "sideband", "enforcer"), ">=", 100000)
+    line("sideband: CPU per decision / trivial server (nginx) CPU", m(cpu, 1, "sideband", "enforcer") / m(be, 1, "sideband", "direct"), "<=", 1.15)
+    if (file >= 2) {
+      printf "  %-58s %10.3f\n", "(reference) naive hyper proxy CPU / nginx", m(cpu, 2, "get", "naive_hyper") / m(cpu, 2, "get", "nginx")
+      printf "  %-58s %10.3f\n", "(reference) naive hyper proxy throughput / direct", m(rps, 2, "get", "naive_hyper") / m(rps, 2, "get", "direct")
+    }
+    if (file >= 3) {
+      line("inline at " rate " req/s: added p50, us", m(p50, 3, "get", "enforcer") - m(p50, 3, "get", "direct"), "<=", 100)
+      line("inline at " rate " req/s: added p99, us", m(p99, 3, "get", "enforcer") - m(p99, 3, "get", "direct"), "<=", 250)
+      printf "  %-58s %10d\n", "(reference) nginx at " rate " req/s: added p50, us", m(p50, 3, "get", "nginx") - m(p50, 3, "get", "direct")
+      printf "  %-58s %10d\n", "(reference) nginx at " rate " req/s: added p99, us", m(p99, 3, "get", "nginx") - m(p99, 3, "get", "direct")
+    }
+  }' "$@"
+}
+files=("$out/closed/results.tsv" "$out/naive/results.tsv")
+[ "$RATE" -gt 0 ] && files+=("$out/open/results.tsv")
+summary "${files[@]}"
