@@ -447,7 +447,7 @@ impl Settings {
                 self.sideband_max_body = n as usize;
             }
             "sideband_pending_max" => {
-                self.sideband_pending_max = parse_count(value, 1, 10_000_000)?
+                self.sideband_pending_max = parse_count(value, 16, 10_000_000)?
             }
             "sideband_pending_ttl" => self.sideband_pending_ttl = parse_positive(value)?,
             "ioa_window" => {

@@ -13,7 +13,7 @@
 
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::task::{Context, Poll, ready};
 
 use bytes::Bytes;
@@ -28,6 +28,8 @@ pub struct Completion {
     app: Arc<App>,
     ex: Option<Exchange>,
     request_bytes: Option<Arc<AtomicU64>>,
+    /// Set when the client's body failed to parse while it was forwarded.
+    request_failed: Option<Arc<AtomicBool>>,
     /// The server's connection-quota slot, released after the exchange completes.
     lease: Option<tokio::sync::OwnedSemaphorePermit>,
 }
@@ -38,6 +40,7 @@ impl Completion {
             app,
             ex: Some(ex),
             request_bytes: None,
+            request_failed: None,
             lease: None,
         }
     }
@@ -58,8 +61,22 @@ impl Completion {
             return UpstreamBody::Empty;
         }
         let count = Arc::new(AtomicU64::new(0));
+        let failed = Arc::new(AtomicBool::new(false));
         self.request_bytes = Some(count.clone());
-        UpstreamBody::Stream { body, count }
+        self.request_failed = Some(failed.clone());
+        UpstreamBody::Stream {
+            body,
+            count,
+            failed,
+        }
+    }
+
+    /// Whether the client's own body was malformed (bad chunked framing, a body cut
+    /// short): the client's fault, not the backend's.
+    pub fn client_body_failed(&self) -> bool {
+        self.request_failed
+            .as_ref()
+            .is_some_and(|f| f.load(Ordering::Relaxed))
     }
 
     fn add_response_bytes(&mut self, n: usize) {
@@ -95,7 +112,7 @@ pin_project! {
         /// No body (also what a retried request carries).
         Empty,
         /// The client's body, counted as it streams.
-        Stream { #[pin] body: Incoming, count: Arc<AtomicU64> },
+        Stream { #[pin] body: Incoming, count: Arc<AtomicU64>, failed: Arc<AtomicBool> },
     }
 }
 
@@ -109,12 +126,20 @@ impl Body for UpstreamBody {
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         match self.project() {
             UpstreamBodyProj::Empty => Poll::Ready(None),
-            UpstreamBodyProj::Stream { body, count } => {
+            UpstreamBodyProj::Stream {
+                body,
+                count,
+                failed,
+            } => {
                 let frame = ready!(body.poll_frame(cx));
-                if let Some(Ok(f)) = &frame
-                    && let Some(data) = f.data_ref()
-                {
-                    count.fetch_add(data.len() as u64, Ordering::Relaxed);
+                match &frame {
+                    Some(Ok(f)) => {
+                        if let Some(data) = f.data_ref() {
+                            count.fetch_add(data.len() as u64, Ordering::Relaxed);
+                        }
+                    }
+                    Some(Err(_)) => failed.store(true, Ordering::Relaxed),
+                    None => {}
                 }
                 Poll::Ready(frame)
             }

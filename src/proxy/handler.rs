@@ -112,6 +112,10 @@ async fn forward(
     }
     match answered {
         Ok(resp) => from_upstream(conn, resp, done, server, client_upgrade),
+        Err(_) if done.client_body_failed() => {
+            tracing::debug!("client {}: malformed request body", conn.peer.ip());
+            finish(answer(Answer::MalformedRequest, version), done)
+        }
         Err(e) => {
             tracing::warn!("client {}: {e}", conn.peer.ip());
             let reply = match &e {

@@ -48,7 +48,8 @@ struct Shard {
 /// The pending table.
 pub struct Pending {
     shards: Box<[Mutex<Shard>]>,
-    per_shard: usize,
+    /// Each shard's share of `sideband_pending_max`; the shares add up to it exactly.
+    per_shard: [usize; SHARDS],
     ttl: Duration,
     hasher: foldhash::fast::RandomState,
     pub stats: PendingStats,
@@ -58,17 +59,20 @@ impl Pending {
     pub fn new(max: usize, ttl: Duration) -> Pending {
         Pending {
             shards: (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect(),
-            per_shard: max.div_ceil(SHARDS).max(1),
+            per_shard: std::array::from_fn(|i| {
+                (max / SHARDS + usize::from(i < max % SHARDS)).max(1)
+            }),
             ttl,
             hasher: foldhash::fast::RandomState::default(),
             stats: PendingStats::default(),
         }
     }
 
-    fn shard(&self, id: &str) -> MutexGuard<'_, Shard> {
+    fn shard(&self, id: &str) -> (MutexGuard<'_, Shard>, usize) {
         let i = (self.hasher.hash_one(id) as usize) % SHARDS;
         // A panic while holding a shard cannot leave it inconsistent beyond one entry.
-        self.shards[i].lock().unwrap_or_else(|e| e.into_inner())
+        let guard = self.shards[i].lock().unwrap_or_else(|e| e.into_inner());
+        (guard, self.per_shard[i])
     }
 
     /// Parks `ex` under `id`. Returns the exchanges that had to leave to make room (the
@@ -77,7 +81,7 @@ impl Pending {
         let mut out = Vec::new();
         let id: Arc<str> = Arc::from(id);
         let deadline = Instant::now() + self.ttl;
-        let mut shard = self.shard(&id);
+        let (mut shard, cap) = self.shard(&id);
         let seq = shard.next_seq;
         shard.next_seq += 1;
         if let Some(old) = shard.by_id.insert(id.clone(), Entry { seq, ex }) {
@@ -86,7 +90,7 @@ impl Pending {
             out.push(old.ex);
         }
         shard.by_age.insert(seq, (deadline, id));
-        while shard.by_id.len() > self.per_shard {
+        while shard.by_id.len() > cap {
             let Some((_, (_, oldest))) = shard.by_age.pop_first() else {
                 break;
             };
@@ -100,7 +104,7 @@ impl Pending {
 
     /// Takes the exchange pending under `id`, if any.
     pub fn take(&self, id: &str) -> Option<Exchange> {
-        let mut shard = self.shard(id);
+        let (mut shard, _) = self.shard(id);
         let entry = shard.by_id.remove(id)?;
         shard.by_age.remove(&entry.seq);
         Some(entry.ex)
@@ -200,6 +204,12 @@ mod tests {
             "every exchange is either pending or handed back"
         );
         assert_eq!(p.stats.evicted.load(Relaxed) as usize, evicted);
+        // A cap that is not a multiple of the shard count still holds exactly.
+        let p = Pending::new(1_000, Duration::from_secs(60));
+        for i in 0..5_000 {
+            p.insert(&format!("id-{i}"), exchange("/x"));
+        }
+        assert!(p.len() <= 1_000, "{} pending", p.len());
     }
 
     #[test]

@@ -5,6 +5,7 @@
 
 mod activity;
 mod enforce;
+mod hostile;
 mod inline;
 mod operations;
 mod persistence;

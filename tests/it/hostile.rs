@@ -1,0 +1,378 @@
+//! Hostile input against the real binary while a well-behaved client keeps checking that
+//! it gets every answer right: each hostile case gets its documented answer, and nobody
+//! else notices.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::support::backend::Backend;
+use crate::support::{Enforcer, Setup, admin_client, api, client, raw_exchange};
+
+/// A well-behaved client running beside the attacks: it sends `request(n)` in a loop
+/// and checks every answer with `check`. Stopping it returns (answers checked, failures).
+struct Watcher {
+    stop: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<(u64, Vec<String>)>,
+}
+
+impl Watcher {
+    fn start<F, Fut>(mut exchange: F) -> Watcher
+    where
+        F: FnMut(u64) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = Result<(), String>> + Send,
+    {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let task = tokio::spawn(async move {
+            let (mut n, mut failures) = (0u64, Vec::new());
+            while !flag.load(Ordering::Relaxed) {
+                n += 1;
+                if let Err(why) = exchange(n).await {
+                    failures.push(why);
+                }
+            }
+            (n, failures)
+        });
+        Watcher { stop, task }
+    }
+
+    async fn finish(self) {
+        self.stop.store(true, Ordering::Relaxed);
+        let (n, failures) = self.task.await.unwrap();
+        assert!(
+            failures.is_empty(),
+            "{} of {n} good requests went wrong: {:?}",
+            failures.len(),
+            &failures[..failures.len().min(5)]
+        );
+        assert!(n > 20, "the good client got only {n} answers");
+    }
+}
+
+/// Every status line in a raw answer.
+fn status_lines(out: &str) -> Vec<&str> {
+    out.lines().filter(|l| l.starts_with("HTTP/")).collect()
+}
+
+/// Runs a blocking raw exchange off the async threads.
+async fn raw(addr: SocketAddr, req: Vec<u8>) -> String {
+    tokio::task::spawn_blocking(move || raw_exchange(addr, &req, Duration::from_secs(5)))
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_http_gets_documented_answers_while_others_are_served() {
+    let good = Backend::start("good").await;
+    let target = Backend::start("target").await;
+    let e = Enforcer::start(
+        &Setup::inline()
+            .set("idle_timeout", "1s")
+            .set("tls_handshake_timeout", "500ms")
+            .api("w", api("/w", "*", &[good.addr]))
+            .api("a", api("/a", "*", &[target.addr])),
+    );
+    let url = e.url("/w/echo");
+    let watcher = Watcher::start(move |n| {
+        let url = url.clone();
+        async move {
+            let r = client()
+                .get(format!("{url}?n={n}"))
+                .send()
+                .await
+                .map_err(|e| format!("{n}: {e}"))?;
+            let status = r.status();
+            let body: Value = r.json().await.map_err(|e| format!("{n}: {e}"))?;
+            if status != 200 || body["query"] != json!(format!("n={n}")) {
+                return Err(format!("{n}: {status} {body}"));
+            }
+            Ok(())
+        }
+    });
+
+    // Rejected before anything is forwarded: hyper's parser (400/431) or enforcer's own
+    // checks (400 "Error: Malformed Request", 503 unknown API).
+    let rejected: Vec<(&str, Vec<u8>, &str)> = vec![
+        ("two different Content-Lengths", b"POST /a/echo HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd".to_vec(), "400"),
+        ("a Content-Length list", b"POST /a/echo HTTP/1.1\r\nHost: x\r\nContent-Length: 3, 3\r\n\r\nabc".to_vec(), "400"),
+        ("a negative Content-Length", b"POST /a/echo HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n".to_vec(), "400"),
+        ("a signed Content-Length", b"POST /a/echo HTTP/1.1\r\nHost: x\r\nContent-Length: +3\r\n\r\nabc".to_vec(), "400"),
+        ("a hex Content-Length", b"POST /a/echo HTTP/1.1\r\nHost: x\r\nContent-Length: 0x3\r\n\r\nabc".to_vec(), "400"),
+        ("an unknown transfer coding", b"POST /a/echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: xchunked\r\n\r\n0\r\n\r\n".to_vec(), "400"),
+        ("chunked not last", b"POST /a/echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked, gzip\r\n\r\n0\r\n\r\n".to_vec(), "400"),
+        ("a space before the colon", b"POST /a/echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding : chunked\r\n\r\n0\r\n\r\n".to_vec(), "400"),
+        ("obs-fold", b"GET /a/echo HTTP/1.1\r\nHost: x\r\nX-A: 1\r\n  folded\r\n\r\n".to_vec(), "400"),
+        ("an invalid chunk size", b"POST /a/echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n".to_vec(), "400"),
+        ("an overflowing chunk size", b"POST /a/echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nffffffffffffffffff\r\nabc\r\n0\r\n\r\n".to_vec(), "400"),
+        ("a 70 kB request line", format!("GET /a/{} HTTP/1.1\r\nHost: x\r\n\r\n", "a".repeat(70_000)).into_bytes(), "431"),
+        ("150 headers", format!("GET /a/echo HTTP/1.1\r\nHost: x\r\n{}\r\n", (0..150).map(|i| format!("X-H{i}: v\r\n")).collect::<String>()).into_bytes(), "431"),
+        ("an invalid method", b"G@T /a/echo HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(), "400"),
+        ("a relative target", b"GET a/echo HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(), "400"),
+        ("non-UTF-8 in the path", b"GET /a/\xff\xfe HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(), "400"),
+        ("encoded dot segments", b"GET /a/%2e%2e/%2e%2e/etc HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(), "400"),
+        ("raw dot segments", b"GET /a/../w/echo HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(), "400"),
+        ("an encoded slash (no API /a%2fecho)", b"GET /a%2fecho HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(), "503"),
+        ("HTTP/0.9", b"GET /a/echo\r\n\r\n".to_vec(), "400"),
+        ("HTTP/2.0 in an HTTP/1 request line", b"GET /a/echo HTTP/2.0\r\nHost: x\r\n\r\n".to_vec(), "400"),
+        ("NUL in a header value", b"GET /a/echo HTTP/1.1\r\nHost: x\r\nX-A: a\x00b\r\n\r\n".to_vec(), "400"),
+        ("two Host headers", b"GET /a/echo HTTP/1.1\r\nHost: x\r\nHost: y\r\n\r\n".to_vec(), "400"),
+    ];
+    for (what, req, status) in rejected {
+        let out = raw(e.http, req).await;
+        let lines = status_lines(&out);
+        assert_eq!(lines.len(), 1, "{what}: {out}");
+        assert!(
+            lines[0].starts_with(&format!("HTTP/1.1 {status}")),
+            "{what}: {out}"
+        );
+    }
+
+    // Smuggling attempts that are answered, but never forwarded with two framings: the
+    // backend sees chunked only, and the connection closes after the answer, so the
+    // "second request" hidden in the body is never read as one.
+    for (what, req) in [
+        ("Content-Length then Transfer-Encoding", b"POST /a/echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /a/smuggled HTTP/1.1\r\nHost: x\r\n\r\n".to_vec()),
+        ("Transfer-Encoding then Content-Length", b"POST /a/echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nContent-Length: 30\r\n\r\n0\r\n\r\nGET /a/smuggled HTTP/1.1\r\nHost: x\r\n\r\n".to_vec()),
+    ] {
+        let out = raw(e.http, req).await;
+        assert_eq!(status_lines(&out), ["HTTP/1.1 200 OK"], "{what}: {out}");
+        let body: Value = serde_json::from_str(&out[out.find('{').unwrap()..]).unwrap();
+        assert_eq!(body["path"], json!("/a/echo"), "{what}");
+        assert!(body["headers"].get("content-length").is_none(), "{what}: {body}");
+        assert_eq!(body["headers"]["transfer-encoding"], json!(["chunked"]), "{what}");
+        assert!(!out.contains("smuggled"), "{what}: {out}");
+    }
+    // Tolerated forms, forwarded in normal form.
+    let out = raw(
+        e.http,
+        b"POST /a/echo HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\nabc"
+            .to_vec(),
+    )
+    .await;
+    assert!(
+        out.starts_with("HTTP/1.1 200") && out.contains("\"body_len\":3"),
+        "identical Content-Lengths: {out}"
+    );
+    let out = raw(e.http, b"GET /a/echo HTTP/1.1\nHost: x\n\n".to_vec()).await;
+    assert!(out.starts_with("HTTP/1.1 200"), "bare LF line ends: {out}");
+    let out = raw(
+        e.http,
+        b"GET //a//echo HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(),
+    )
+    .await;
+    assert!(
+        out.starts_with("HTTP/1.1 200") && out.contains("\"backend\":\"target\""),
+        "empty segments: {out}"
+    );
+
+    // Slow clients: a body that never completes, a TLS handshake that never starts, a
+    // head that never ends. Each is cut off; none holds anything for long.
+    let slow = tokio::task::spawn_blocking({
+        let (http, https) = (e.http, e.https);
+        move || {
+            let started = Instant::now();
+            let mut body = TcpStream::connect(http).unwrap();
+            body.write_all(b"POST /a/echo HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nabc")
+                .unwrap();
+            let mut tls = TcpStream::connect(https).unwrap();
+            let mut head = TcpStream::connect(http).unwrap();
+            head.write_all(b"GET /a/echo HTTP/1.1\r\nHost: x\r\n")
+                .unwrap();
+            let mut ends = Vec::new();
+            for (what, s) in [
+                ("slow body", &mut body),
+                ("silent TLS", &mut tls),
+                ("endless head", &mut head),
+            ] {
+                s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+                let mut out = Vec::new();
+                let _ = s.read_to_end(&mut out);
+                ends.push((
+                    what,
+                    started.elapsed(),
+                    String::from_utf8_lossy(&out).into_owned(),
+                ));
+            }
+            ends
+        }
+    })
+    .await
+    .unwrap();
+    for (what, after, out) in slow {
+        assert!(after < Duration::from_secs(25), "{what} held for {after:?}");
+        assert!(
+            out.is_empty() || out.starts_with("HTTP/1.1 4") || out.starts_with("HTTP/1.1 5"),
+            "{what}: {out}"
+        );
+    }
+
+    watcher.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_sideband_calls_get_documented_answers_while_others_are_decided() {
+    let e = Enforcer::start(
+        &Setup::sideband()
+            .set("sideband_max_body", "16kb")
+            .set("sideband_pending_max", "1000")
+            .api(
+                "shop",
+                json!({ "protocol": "http", "url": "/shop", "hostname": "*" }),
+            ),
+    );
+    let (req_url, resp_url) = (e.url("/ase/request"), e.url("/ase/response"));
+    let good = json!({
+        "source_ip": "10.0.0.1", "source_port": 1, "method": "GET", "url": "/shop/items",
+        "http_version": "1.1", "headers": [ { "host": "shop.example" } ]
+    })
+    .to_string();
+    let watcher = Watcher::start(move |n| {
+        let (req_url, resp_url, good) = (req_url.clone(), resp_url.clone(), good.clone());
+        async move {
+            let cid = format!("good-{n}");
+            let r = client()
+                .post(&req_url)
+                .header("x-correlationid", &cid)
+                .body(good)
+                .send()
+                .await
+                .map_err(|e| e.to_string())?;
+            let (status, body) = (
+                r.status(),
+                r.json::<Value>().await.map_err(|e| e.to_string())?,
+            );
+            if status != 200 || body["verdict"] != json!("allow") {
+                return Err(format!("{n}: {status} {body}"));
+            }
+            let r = client().post(&resp_url).header("x-correlationid", &cid).body(r#"{"response_code":"200","response_status":"OK","http_version":"1.1","headers":[]}"#).send().await.map_err(|e| e.to_string())?;
+            let (status, body) = (
+                r.status(),
+                r.json::<Value>().await.map_err(|e| e.to_string())?,
+            );
+            if status != 200 || body["correlated"] != json!(true) {
+                return Err(format!("{n} response: {status} {body}"));
+            }
+            Ok(())
+        }
+    });
+
+    let post = |body: Vec<u8>| {
+        let url = e.url("/ase/request");
+        async move {
+            let r = client().post(url).body(body).send().await.unwrap();
+            (r.status().as_u16(), r.text().await.unwrap_or_default())
+        }
+    };
+    let deep = format!(
+        "{{\"source_ip\":{}1{}}}",
+        "[".repeat(7_000),
+        "]".repeat(7_000)
+    );
+    let huge_string = format!(r#"{{"source_ip":"{}"}}"#, "a".repeat(20_000));
+    let huge_array = format!(
+        r#"{{"source_ip":"10.0.0.1","method":"GET","url":"/shop","http_version":"1.1","headers":[{}]}}"#,
+        vec![r#"{"x":"y"}"#; 2_000].join(",")
+    );
+    for (what, body, status) in [
+        ("not JSON", b"{not json".to_vec(), 400),
+        ("deeply nested JSON", deep.into_bytes(), 400),
+        ("a body over sideband_max_body", huge_string.into_bytes(), 413),
+        ("a header list over the cap", huge_array.into_bytes(), 413),
+        ("a number where a string belongs", br#"{"source_ip":5,"method":"GET","url":"/shop","http_version":"1.1","headers":[]}"#.to_vec(), 400),
+        ("headers as an object", br#"{"source_ip":"1.2.3.4","method":"GET","url":"/shop","http_version":"1.1","headers":{"host":"x"}}"#.to_vec(), 400),
+        ("missing fields", br#"{"source_ip":"1.2.3.4"}"#.to_vec(), 400),
+        ("an unknown API", br#"{"source_ip":"1.2.3.4","method":"GET","url":"/nothing","http_version":"1.1","headers":[{"host":"x"}]}"#.to_vec(), 503),
+    ] {
+        let (got, text) = post(body).await;
+        assert_eq!(got, status, "{what}: {text}");
+    }
+    // A flood of request calls that never get their response call: the pending table
+    // stays at its cap and the good client's pairs still correlate.
+    let flood = json!({
+        "source_ip": "10.9.9.9", "source_port": 1, "method": "GET", "url": "/shop/x",
+        "http_version": "1.1", "headers": [ { "host": "shop.example" } ]
+    })
+    .to_string();
+    for i in 0..3_000 {
+        let r = client()
+            .post(e.url("/ase/request"))
+            .header("x-correlationid", format!("flood-{i}"))
+            .body(flood.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    let metrics = client()
+        .get(e.admin_url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let pending: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("enforcer_sideband_pending "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap();
+    assert!(
+        pending <= 1000.0,
+        "pending {pending} over sideband_pending_max"
+    );
+    watcher.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_management_calls_are_refused() {
+    let b = Backend::start("b").await;
+    let e = Enforcer::start(&Setup::inline().api("a", api("/a", "*", &[b.addr])));
+    let def = json!({ "api_metadata": { "protocol": "http", "url": "/x", "hostname": "*",
+        "servers": [ { "host": "127.0.0.1", "port": 1 } ] } });
+    for id in ["../../etc/passwd", "..", "a/b", "%2e%2e", "a\\b", ""] {
+        let r = admin_client()
+            .post(e.admin_url(&format!(
+                "/v4/ase/api?api_id={}",
+                form_urlencoded::byte_serialize(id.as_bytes()).collect::<String>()
+            )))
+            .json(&def)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400, "api_id {id:?}");
+    }
+    let escaped = e.config_dir().parent().unwrap().join("passwd.json");
+    assert!(!escaped.exists(), "nothing was written outside config/api");
+    for (key, secret) in [("admin", "wrong"), ("wrong", "admin"), ("", "")] {
+        let r = client()
+            .get(e.admin_url("/v4/ase/status"))
+            .header("x-ase-access-key", key)
+            .header("x-ase-secret-key", secret)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401);
+    }
+    let r = admin_client()
+        .post(e.admin_url("/v4/ase/api?api_id=bad"))
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    // Still serving.
+    assert_eq!(
+        client()
+            .get(e.url("/a/echo"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+}
