@@ -106,7 +106,8 @@ impl App {
             Timezone::Local => jiff::tz::TimeZone::system(),
         };
         let sideband = Sideband::new(s);
-        let credentials = Credentials::new(&s.management_access_key, &s.management_secret_key);
+        let credentials =
+            Credentials::new(&s.management_access_key, s.management_secret_key.expose());
         let prom = Arc::new(Prom::new(s.mode.as_str()).map_err(|e| ConfigError::State {
             reason: format!("cannot set up Prometheus metrics: {e}"),
         })?);

@@ -921,7 +921,7 @@ fn run(dir: &std::path::Path) -> ExitCode {
             return ExitCode::from(1);
         }
     }
-    if app.settings.management_secret_key == "admin" && !app.credentials.changed() {
+    if app.settings.management_secret_key.expose() == "admin" && !app.credentials.changed() {
         tracing::warn!(
             "the management API uses ASE's default secret key \"admin\": set management_secret_key in ase.conf or run enforcer update-password"
         );

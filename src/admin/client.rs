@@ -81,7 +81,7 @@ impl Client {
         let client = |addr| Client {
             addr,
             access_key: settings.management_access_key.clone(),
-            secret_key: settings.management_secret_key.clone(),
+            secret_key: settings.management_secret_key.expose().to_string(),
             tls: tls.clone(),
         };
         if settings.management_port != 0 {

@@ -20,6 +20,7 @@ use subtle::ConstantTimeEq;
 
 use super::{Body, json};
 use crate::app::App;
+use crate::config::value::Secret;
 use crate::reports::user_activities::{self, QueryError};
 use crate::scim;
 
@@ -163,7 +164,7 @@ pub(super) async fn handle(app: Arc<App>, req: Request<Incoming>) -> Response<Bo
 
 /// Checks `Authorization: Bearer <token>` against every configured token, in constant
 /// time per token and without stopping at the first match.
-fn bearer(tokens: &[String], headers: &http::HeaderMap) -> Result<(), String> {
+fn bearer(tokens: &[Secret], headers: &http::HeaderMap) -> Result<(), String> {
     if tokens.is_empty() {
         return Err("no user_activities_tokens are configured on this node".into());
     }
@@ -177,7 +178,7 @@ fn bearer(tokens: &[String], headers: &http::HeaderMap) -> Result<(), String> {
     };
     let mut ok = subtle::Choice::from(0);
     for t in tokens {
-        ok |= t.as_bytes().ct_eq(token);
+        ok |= t.expose().as_bytes().ct_eq(token);
     }
     if bool::from(ok) {
         Ok(())
@@ -307,7 +308,10 @@ mod tests {
 
     #[test]
     fn bearer_tokens_are_checked() {
-        let tokens = vec!["aaaaaaaaaaaaaaaa1".to_string(), "bbbbbbbbbbbbbbbb2".into()];
+        let tokens = vec![
+            Secret::new("aaaaaaaaaaaaaaaa1"),
+            Secret::new("bbbbbbbbbbbbbbbb2"),
+        ];
         let mut h = http::HeaderMap::new();
         assert!(bearer(&tokens, &h).is_err());
         h.insert(AUTHORIZATION, "Bearer bbbbbbbbbbbbbbbb2".parse().unwrap());

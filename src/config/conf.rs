@@ -14,7 +14,7 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::value::{parse_bool, parse_bytes, parse_duration};
+use super::value::{Secret, parse_bool, parse_bytes, parse_duration};
 use super::{ConfigError, Warning};
 
 /// Where enforcer sits relative to the API traffic.
@@ -176,13 +176,13 @@ pub struct Settings {
     pub connection_queue_timeout: Duration,
     /// Management API credentials (`x-ase-access-key`, `x-ase-secret-key`).
     pub management_access_key: String,
-    pub management_secret_key: String,
+    pub management_secret_key: Secret,
     /// Whether `GET /metrics` needs the credentials too.
     pub metrics_require_auth: bool,
     /// The environment `userActivities` answers for (`/v1/environments/{id}/...`).
     pub environment_id: String,
     /// Bearer tokens accepted by `userActivities` (none: every call answers 401).
-    pub user_activities_tokens: Vec<String>,
+    pub user_activities_tokens: Vec<Secret>,
     /// Serve the management API over TLS (with `tls_cert_path`/`tls_key_path`).
     pub management_tls: bool,
     /// The CA the CLI trusts for a TLS management API (empty: the Mozilla roots).
@@ -245,7 +245,7 @@ impl Settings {
             flow_max_clients: 100_000,
             connection_queue_timeout: Duration::from_secs(5),
             management_access_key: "admin".into(),
-            management_secret_key: "admin".into(),
+            management_secret_key: Secret::new("admin"),
             environment_id: "00000000-0000-0000-0000-000000000000".into(),
             user_activities_tokens: Vec::new(),
             metrics_require_auth: false,
@@ -484,7 +484,7 @@ impl Settings {
             "flow_max_clients" => self.flow_max_clients = parse_count(value, 100, 100_000_000)?,
             "connection_queue_timeout" => self.connection_queue_timeout = parse_positive(value)?,
             "management_access_key" => self.management_access_key = credential(value)?,
-            "management_secret_key" => self.management_secret_key = credential(value)?,
+            "management_secret_key" => self.management_secret_key = Secret::new(credential(value)?),
             "metrics_require_auth" => self.metrics_require_auth = parse_bool(value)?,
             "environment_id" => self.environment_id = environment_id(value)?,
             "user_activities_tokens" => {
@@ -492,7 +492,7 @@ impl Settings {
                     .split(',')
                     .map(str::trim)
                     .filter(|t| !t.is_empty())
-                    .map(bearer_token)
+                    .map(|t| bearer_token(t).map(Secret::new))
                     .collect::<Result<_, _>>()?
             }
             "management_tls" => self.management_tls = parse_bool(value)?,
@@ -662,6 +662,27 @@ mod tests {
         let mut w = Vec::new();
         let r = Settings::parse(Path::new("cfg/ase.conf"), Path::new("cfg"), text, &mut w);
         (r, w)
+    }
+
+    #[test]
+    fn secrets_never_show_in_debug_output() {
+        let (settings, _) = parse(
+            "management_secret_key=s3cret-management-key\nuser_activities_tokens=tok-abcdefghijklmnop,tok-qrstuvwxyz012345\n",
+        );
+        let settings = settings.unwrap();
+        assert_eq!(
+            settings.management_secret_key.expose(),
+            "s3cret-management-key"
+        );
+        assert_eq!(settings.user_activities_tokens.len(), 2);
+        let debug = format!("{settings:?}");
+        for secret in [
+            "s3cret-management-key",
+            "tok-abcdefghijklmnop",
+            "tok-qrstuvwxyz012345",
+        ] {
+            assert!(!debug.contains(secret), "{secret} in {debug}");
+        }
     }
 
     #[test]

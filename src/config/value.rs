@@ -132,6 +132,27 @@ pub fn parse_rate(s: &str) -> Result<Option<Rate>, String> {
     Ok((count > 0).then_some(Rate { count, period }))
 }
 
+/// A secret from the config (a key, a token): compared and used like a string, but
+/// `Debug` never prints it, so a logged `Settings` cannot leak it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Secret {
+        Secret(value.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Secret({} chars)", self.0.len())
+    }
+}
+
 /// A set of HTTP status codes, written as codes and classes: `[200, "3xx"]`, `"401,403"`.
 /// Used for what counts as a sign-on success or failure (`userActivities`).
 #[derive(Clone, Copy, PartialEq, Eq)]

@@ -22,6 +22,11 @@ const BUCKETS: TableDefinition<(&str, u8, i64), &[u8]> = TableDefinition::new("b
 const LISTS: TableDefinition<(u8, &str), &[u8]> = TableDefinition::new("lists");
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 
+/// redb's page cache. Its default (1 GiB) would let the store alone grow the process by
+/// that much under a steady flush of changed buckets; the store is written far more than
+/// it is read (reads happen once, at start-up), so a small cache costs nothing.
+const CACHE_BYTES: usize = 32 << 20;
+
 /// The redb-backed [`Store`].
 pub struct Embedded {
     db: Database,
@@ -33,7 +38,12 @@ impl Embedded {
     /// checks its format. Damage is reported, never panicked on.
     pub fn open(data_dir: &Path) -> Result<Embedded, StoreError> {
         let file = data_dir.join(FILE_NAME);
-        let db = quietly(&file, || Database::create(&file))?.map_err(|e| open_error(&file, e))?;
+        let db = quietly(&file, || {
+            redb::Builder::new()
+                .set_cache_size(CACHE_BYTES)
+                .create(&file)
+        })?
+        .map_err(|e| open_error(&file, e))?;
         let mut store = Embedded { db, file };
         store.prepare()?;
         Ok(store)
