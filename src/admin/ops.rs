@@ -74,6 +74,7 @@ fn state(app: &App) -> State {
         .collect();
     let pending = &app.sideband.pending;
     s.sideband_pending = pending.len();
+    s.user_events = app.pipeline.metrics().users.totals();
     s.correlations = vec![
         ("evicted", pending.stats.evicted.load(Relaxed)),
         ("expired", pending.stats.expired.load(Relaxed)),

@@ -26,7 +26,9 @@
 //! counted in every total; its detail is folded into an `(other)` entry and counted in the
 //! bucket's overflow counters.
 //!
-//! Operational metrics for Prometheus are kept apart, in [`prom`].
+//! Operational metrics for Prometheus are kept apart, in [`prom`]. Across APIs,
+//! [`activity`] keeps per-client activity (client activity, attack management) and
+//! [`users`] the hourly sign-ons, password resets and active users (`userActivities`).
 //!
 //! # Concurrency
 //! Buckets live in one `DashMap` per tier; every counter is an atomic incremented through

@@ -23,6 +23,8 @@
 //! | `enforcer_flow_control_rejections_total` | counter | `api`, `kind` |
 //! | `enforcer_flow_control_queued_total` | counter | `api` |
 //! | `enforcer_ioa_detections_total` | counter | `ioa`, `type_id` |
+//! | `enforcer_user_sign_ons_total` | counter | `result` (success, failure): requests to an API's `login_url` (`userActivities`) |
+//! | `enforcer_password_resets_total` | counter | requests to an API's `password_reset_url` answered as a reset |
 //! | `enforcer_sideband_pending` | gauge | |
 //! | `enforcer_sideband_correlations_total` | counter | `outcome` (evicted, expired, replaced, uncorrelated) |
 //! | `enforcer_record_details_dropped_total` | counter | `api`, `dimension` |
@@ -292,6 +294,8 @@ pub struct State {
     /// `(ioa, type_id, count)`.
     pub ioas: Vec<(&'static str, u16, u64)>,
     pub sideband_pending: usize,
+    /// Since start: (sign-on successes, failures, password resets).
+    pub user_events: (u64, u64, u64),
     /// `(outcome, count)`.
     pub correlations: Vec<(&'static str, u64)>,
     /// `(api, dimension, count)`.
@@ -389,6 +393,22 @@ impl State {
                 vec![counter_metric(&[], counter(errors))],
             ));
         }
+        let (successes, failures, resets) = self.user_events;
+        out.push(family(
+            "enforcer_user_sign_ons_total",
+            "Requests to an API's login_url answered as a sign-on success or failure.",
+            MetricType::COUNTER,
+            vec![
+                counter_metric(&[("result", "success")], counter(successes)),
+                counter_metric(&[("result", "failure")], counter(failures)),
+            ],
+        ));
+        out.push(family(
+            "enforcer_password_resets_total",
+            "Requests to an API's password_reset_url answered as a password reset.",
+            MetricType::COUNTER,
+            vec![counter_metric(&[], counter(resets))],
+        ));
         out.push(family(
             "enforcer_sideband_pending",
             "Allowed sideband requests waiting for their response call.",

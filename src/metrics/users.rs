@@ -59,9 +59,9 @@ pub type HashSetU64 = HashSet<u64, BuildHasherDefault<Identity>>;
 /// What a finished exchange was, for user activity.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Event {
-    SignOnSuccess,
-    SignOnFailure,
-    PasswordReset,
+    SignOnSuccess = 0,
+    SignOnFailure = 1,
+    PasswordReset = 2,
 }
 
 /// The event a request to `path` answered with `status` is, under an API's settings.
@@ -234,6 +234,8 @@ pub enum UsersImage {
 #[derive(Debug, Default)]
 pub struct Users {
     hours: DashMap<i64, Hour>,
+    /// Since start: sign-on successes, failures, password resets (Prometheus).
+    totals: [AtomicU64; 3],
 }
 
 impl Users {
@@ -250,6 +252,9 @@ impl Users {
         let start = floor(time, HOUR);
         if start + HOUR <= now - KEEP {
             return;
+        }
+        if let Some(e) = event {
+            self.totals[e as usize].fetch_add(1, Relaxed);
         }
         let apply = |h: &Hour| {
             match event {
@@ -350,6 +355,12 @@ impl Users {
         true
     }
 
+    /// Since start: (sign-on successes, failures, password resets).
+    pub fn totals(&self) -> (u64, u64, u64) {
+        let [a, b, c] = &self.totals;
+        (a.load(Relaxed), b.load(Relaxed), c.load(Relaxed))
+    }
+
     /// Hours kept and approximate bytes, for status.
     pub fn memory(&self) -> (usize, usize) {
         let bytes = self
@@ -427,6 +438,7 @@ mod tests {
             (1, 1, 1, 2)
         );
         assert_eq!(hours[1].1.users.count(), 1);
+        assert_eq!(u.totals(), (1, 1, 1));
         let mut day = Counts::default();
         for (_, c) in &hours {
             day.add(c);

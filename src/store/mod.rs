@@ -6,7 +6,7 @@
 //! in-memory state (the same lock-free buckets and copy-on-write lists the pipeline
 //! writes) every `store_flush_interval`, works out what changed since its last commit and
 //! hands one [`Batch`] to the store. Requests never wait for it. At start-up, before any
-//! port is bound, [`persist::restore`] loads the store back into memory.
+//! port is bound, `persist::attach` loads the store back into memory.
 //!
 //! The embedded implementation is [`embedded::Embedded`] (one redb file in the data
 //! directory); a distributed engine can implement the same trait. API definitions are not

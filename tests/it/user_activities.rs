@@ -264,6 +264,23 @@ async fn user_activities_from_traffic_for_every_window_and_offset() {
     // The other configured token works too.
     assert_eq!(call(&e, &path(None), Some(OTHER_TOKEN)).await.0, 200);
 
+    // The same events as Prometheus counters.
+    let metrics = client()
+        .get(e.admin_url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for line in [
+        "enforcer_user_sign_ons_total{result=\"success\"} 5",
+        "enforcer_user_sign_ons_total{result=\"failure\"} 3",
+        "enforcer_password_resets_total 1",
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "{line} not in /metrics");
+    }
+
     // The hours survive a restart.
     let before = ok(&e, None).await;
     e.signal("TERM");
