@@ -431,7 +431,7 @@ impl Enforcer {
             .def
             .login_url
             .as_deref()
-            .is_some_and(|l| ex.path().trim_end_matches('/') == l.trim_end_matches('/'));
+            .is_some_and(|l| crate::metrics::users::same_path(ex.path(), l));
         let facts = Facts {
             ip: ex.client_ip,
             token: ex.token.as_deref().map(Arc::from),

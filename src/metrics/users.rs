@@ -73,9 +73,7 @@ pub fn classify(
     statuses: &UserEventStatuses,
 ) -> Option<Event> {
     let status = status?;
-    let at = |url: Option<&str>| {
-        url.is_some_and(|u| path.trim_end_matches('/') == u.trim_end_matches('/'))
-    };
+    let at = |url: Option<&str>| url.is_some_and(|u| same_path(path, u));
     if at(login_url) {
         if statuses.sign_on_success.contains(status) {
             return Some(Event::SignOnSuccess);
@@ -88,6 +86,12 @@ pub fn classify(
         return Some(Event::PasswordReset);
     }
     None
+}
+
+/// Whether a request path is a configured path (`login_url`, `password_reset_url`):
+/// equal but for a trailing `/`. Login-attack detection uses the same rule.
+pub fn same_path(path: &str, configured: &str) -> bool {
+    path.trim_end_matches('/') == configured.trim_end_matches('/')
 }
 
 /// A count of distinct users: exact up to [`EXACT_USERS`], estimated beyond.
@@ -122,11 +126,7 @@ impl Distinct {
         match self {
             Distinct::Exact(set) => {
                 if set.insert(hash) && set.len() > EXACT_USERS {
-                    let mut est = Box::new(Estimator::new());
-                    for &h in set.iter() {
-                        est.insert_hash(h);
-                    }
-                    *self = Distinct::Estimated(est);
+                    self.estimate();
                 }
             }
             Distinct::Estimated(est) => est.insert_hash(hash),
@@ -142,18 +142,23 @@ impl Distinct {
                 }
             }
             Distinct::Estimated(theirs) => {
-                if let Distinct::Exact(set) = self {
-                    let mut est = Box::new(Estimator::new());
-                    for &h in set.iter() {
-                        est.insert_hash(h);
-                    }
-                    *self = Distinct::Estimated(est);
-                }
-                if let Distinct::Estimated(mine) = self {
+                if let Distinct::Estimated(mine) = self.estimate() {
                     mine.merge(theirs);
                 }
             }
         }
+    }
+
+    /// Switches to the estimate (no-op when already there) and returns `self`.
+    fn estimate(&mut self) -> &mut Distinct {
+        if let Distinct::Exact(set) = self {
+            let mut est = Box::new(Estimator::new());
+            for &h in set.iter() {
+                est.insert_hash(h);
+            }
+            *self = Distinct::Estimated(est);
+        }
+        self
     }
 
     pub fn count(&self) -> u64 {

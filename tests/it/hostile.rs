@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use crate::support::backend::Backend;
-use crate::support::{Enforcer, Setup, admin_client, api, client, raw_exchange};
+use crate::support::{Enforcer, Setup, admin_client, api, client, raw_exchange, sample, scrape};
 
 /// A well-behaved client running beside the attacks: it sends `request(n)` in a loop
 /// and checks every answer with `check`. Stopping it returns (answers checked, failures).
@@ -308,19 +308,7 @@ async fn hostile_sideband_calls_get_documented_answers_while_others_are_decided(
             .unwrap();
         assert_eq!(r.status(), 200);
     }
-    let metrics = client()
-        .get(e.admin_url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let pending: f64 = metrics
-        .lines()
-        .find_map(|l| l.strip_prefix("enforcer_sideband_pending "))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap();
+    let pending = sample(&scrape(&e).await, "enforcer_sideband_pending").unwrap();
     assert!(
         pending <= 1000.0,
         "pending {pending} over sideband_pending_max"

@@ -9,7 +9,8 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::support::{
-    Backend, Enforcer, Setup, admin_client, api, client, eventually, manage, run_cli,
+    Backend, Enforcer, Setup, admin_client, api, client, eventually, manage, run_cli, sample,
+    scrape,
 };
 
 /// A Debian-packaged tool the tests need; `scripts/test` installs the package.
@@ -20,24 +21,6 @@ fn tool(name: &str) -> String {
         "{path} is missing: run scripts/test, which installs the 'prometheus' package"
     );
     path
-}
-
-async fn scrape(e: &Enforcer) -> String {
-    let r = client().get(e.admin_url("/metrics")).send().await.unwrap();
-    assert_eq!(r.status(), 200);
-    assert_eq!(
-        r.headers()["content-type"],
-        "text/plain; version=0.0.4; charset=utf-8"
-    );
-    r.text().await.unwrap()
-}
-
-/// The value of one sample line, e.g. `enforcer_requests_total{api="shop",...}`.
-fn sample(text: &str, series: &str) -> Option<f64> {
-    text.lines()
-        .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
 }
 
 fn promtool_check(text: &str) {

@@ -8,7 +8,7 @@ use jiff::{Timestamp, ToSpan, tz::TimeZone};
 use serde_json::{Value, json};
 
 use crate::support::backend::Backend;
-use crate::support::{Enforcer, Setup, api, client, eventually};
+use crate::support::{Enforcer, Setup, api, client, eventually, sample, scrape};
 
 const ENV: &str = "0bda42bc-d54f-449f-8d46-d5b8990c43ba";
 const TOKEN: &str = "user-activities-test-token-1";
@@ -265,20 +265,13 @@ async fn user_activities_from_traffic_for_every_window_and_offset() {
     assert_eq!(call(&e, &path(None), Some(OTHER_TOKEN)).await.0, 200);
 
     // The same events as Prometheus counters.
-    let metrics = client()
-        .get(e.admin_url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    for line in [
-        "enforcer_user_sign_ons_total{result=\"success\"} 5",
-        "enforcer_user_sign_ons_total{result=\"failure\"} 3",
-        "enforcer_password_resets_total 1",
+    let metrics = scrape(&e).await;
+    for (series, value) in [
+        ("enforcer_user_sign_ons_total{result=\"success\"}", 5.0),
+        ("enforcer_user_sign_ons_total{result=\"failure\"}", 3.0),
+        ("enforcer_password_resets_total", 1.0),
     ] {
-        assert!(metrics.lines().any(|l| l == line), "{line} not in /metrics");
+        assert_eq!(sample(&metrics, series), Some(value), "{series}");
     }
 
     // The hours survive a restart.
