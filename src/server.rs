@@ -361,10 +361,17 @@ fn announce(app: &App, addrs: Addresses, workers: usize) {
     let _ = out.flush();
 }
 
+/// SIGXFSZ on Linux (signal(7)); tokio names no constant for it.
+const XFSZ: i32 = 25;
+
 struct Signals {
     term: tokio::signal::unix::Signal,
     int: tokio::signal::unix::Signal,
     hup: tokio::signal::unix::Signal,
+    /// A write past the file-size limit (`ulimit -f`: a full disk as far as the store
+    /// is concerned) would kill the process by default; caught, the write fails with
+    /// EFBIG instead and the store reports it, keeping records in memory.
+    xfsz: tokio::signal::unix::Signal,
 }
 
 impl Signals {
@@ -375,14 +382,20 @@ impl Signals {
             term: signal(SignalKind::terminate()).map_err(ServerError::Signals)?,
             int: signal(SignalKind::interrupt()).map_err(ServerError::Signals)?,
             hup: signal(SignalKind::hangup()).map_err(ServerError::Signals)?,
+            xfsz: signal(SignalKind::from_raw(XFSZ)).map_err(ServerError::Signals)?,
         })
     }
 
     async fn next(&mut self) -> &'static str {
-        tokio::select! {
-            _ = self.term.recv() => "SIGTERM",
-            _ = self.int.recv() => "SIGINT",
-            _ = self.hup.recv() => "SIGHUP",
+        loop {
+            tokio::select! {
+                _ = self.term.recv() => return "SIGTERM",
+                _ = self.int.recv() => return "SIGINT",
+                _ = self.hup.recv() => return "SIGHUP",
+                _ = self.xfsz.recv() => {
+                    tracing::warn!("SIGXFSZ: a file reached the file-size limit; the write fails and is reported");
+                }
+            }
         }
     }
 }

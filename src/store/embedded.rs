@@ -29,7 +29,9 @@ const CACHE_BYTES: usize = 32 << 20;
 
 /// The redb-backed [`Store`].
 pub struct Embedded {
-    db: Database,
+    /// `None` after a failed write: redb refuses every later operation on a handle that
+    /// saw an I/O error, so the next commit reopens the file (running its recovery).
+    db: Option<Database>,
     file: PathBuf,
 }
 
@@ -38,56 +40,16 @@ impl Embedded {
     /// checks its format. Damage is reported, never panicked on.
     pub fn open(data_dir: &Path) -> Result<Embedded, StoreError> {
         let file = data_dir.join(FILE_NAME);
-        let db = quietly(&file, || {
-            redb::Builder::new()
-                .set_cache_size(CACHE_BYTES)
-                .create(&file)
-        })?
-        .map_err(|e| open_error(&file, e))?;
-        let mut store = Embedded { db, file };
-        store.prepare()?;
-        Ok(store)
-    }
-
-    /// Creates the tables on first use and checks the format of an existing file.
-    fn prepare(&mut self) -> Result<(), StoreError> {
-        let file = self.file.clone();
-        let io = |e: &dyn std::fmt::Display| StoreError::Io {
-            file: file.clone(),
-            reason: e.to_string(),
-        };
-        let tx = self.db.begin_write().map_err(|e| io(&e))?;
-        {
-            tx.open_table(BUCKETS).map_err(|e| io(&e))?;
-            tx.open_table(LISTS).map_err(|e| io(&e))?;
-            let mut meta = tx.open_table(META).map_err(|e| io(&e))?;
-            let found = meta
-                .get("format")
-                .map_err(|e| io(&e))?
-                .map(|v| v.value().to_vec());
-            match found {
-                None => {
-                    meta.insert("format", FORMAT.to_le_bytes().as_slice())
-                        .map_err(|e| io(&e))?;
-                }
-                Some(v) if v == FORMAT.to_le_bytes() => {}
-                Some(v) => {
-                    let found = <[u8; 4]>::try_from(v.as_slice())
-                        .map(|b| u32::from_le_bytes(b).to_string())
-                        .unwrap_or_else(|_| format!("{v:?}"));
-                    return Err(StoreError::Version {
-                        file: self.file.clone(),
-                        found,
-                        expected: FORMAT,
-                    });
-                }
-            }
-        }
-        tx.commit().map_err(|e| io(&e))
+        let db = open_file(&file)?;
+        prepare(&db, &file)?;
+        Ok(Embedded { db: Some(db), file })
     }
 
     fn read_all(&self) -> Result<Loaded, redb::Error> {
-        let tx = self.db.begin_read()?;
+        let Some(db) = &self.db else {
+            return Ok(Loaded::default());
+        };
+        let tx = db.begin_read()?;
         let mut out = Loaded::default();
         for row in tx.open_table(BUCKETS)?.iter()? {
             let (k, v) = row?;
@@ -112,8 +74,8 @@ impl Embedded {
         Ok(out)
     }
 
-    fn write(&self, batch: &Batch) -> Result<(), redb::Error> {
-        let tx = self.db.begin_write()?;
+    fn write(db: &Database, batch: &Batch) -> Result<(), redb::Error> {
+        let tx = db.begin_write()?;
         {
             let mut buckets = tx.open_table(BUCKETS)?;
             for (k, v) in &batch.put_buckets {
@@ -150,15 +112,71 @@ impl Store for Embedded {
 
     fn commit(&mut self, batch: Batch) -> Result<(), StoreError> {
         let file = self.file.clone();
-        quietly(&file, || self.write(&batch))?.map_err(|e| StoreError::Io {
-            file,
-            reason: e.to_string(),
-        })
+        let db = match self.db.take() {
+            Some(db) => db,
+            None => open_file(&file)?,
+        };
+        match quietly(&file, || Embedded::write(&db, &batch))? {
+            Ok(()) => {
+                self.db = Some(db);
+                Ok(())
+            }
+            Err(e) => Err(StoreError::Io {
+                file,
+                reason: e.to_string(),
+            }),
+        }
     }
 
     fn describe(&self) -> String {
         format!("redb {}", self.file.display())
     }
+}
+
+/// Opens (or creates) the file, running redb's recovery after an unclean stop.
+fn open_file(file: &Path) -> Result<Database, StoreError> {
+    quietly(file, || {
+        redb::Builder::new()
+            .set_cache_size(CACHE_BYTES)
+            .create(file)
+    })?
+    .map_err(|e| open_error(file, e))
+}
+
+/// Creates the tables on first use and checks the format of an existing file.
+fn prepare(db: &Database, file: &Path) -> Result<(), StoreError> {
+    let io = |e: &dyn std::fmt::Display| StoreError::Io {
+        file: file.to_path_buf(),
+        reason: e.to_string(),
+    };
+    let tx = db.begin_write().map_err(|e| io(&e))?;
+    {
+        tx.open_table(BUCKETS).map_err(|e| io(&e))?;
+        tx.open_table(LISTS).map_err(|e| io(&e))?;
+        let mut meta = tx.open_table(META).map_err(|e| io(&e))?;
+        let found = meta
+            .get("format")
+            .map_err(|e| io(&e))?
+            .map(|v| v.value().to_vec());
+        match found {
+            None => {
+                meta.insert("format", FORMAT.to_le_bytes().as_slice())
+                    .map_err(|e| io(&e))?;
+            }
+            Some(v) if v == FORMAT.to_le_bytes() => {}
+            Some(v) => {
+                let found = <[u8; 4]>::try_from(v.as_slice())
+                    .map(|b| u32::from_le_bytes(b).to_string())
+                    .unwrap_or_else(|_| format!("{v:?}"));
+                return Err(StoreError::Version {
+                    file: file.to_path_buf(),
+                    found,
+                    expected: FORMAT,
+                });
+            }
+        }
+    }
+    tx.commit().map_err(|e| io(&e))
 }
 
 fn open_error(file: &Path, e: redb::DatabaseError) -> StoreError {
@@ -254,7 +272,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         {
             let s = Embedded::open(dir.path()).unwrap();
-            let tx = s.db.begin_write().unwrap();
+            let tx = s.db.as_ref().unwrap().begin_write().unwrap();
             tx.open_table(META)
                 .unwrap()
                 .insert("format", 99u32.to_le_bytes().as_slice())

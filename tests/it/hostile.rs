@@ -4,55 +4,14 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
 use crate::support::backend::Backend;
-use crate::support::{Enforcer, Setup, admin_client, api, client, raw_exchange, sample, scrape};
-
-/// A well-behaved client running beside the attacks: it sends `request(n)` in a loop
-/// and checks every answer with `check`. Stopping it returns (answers checked, failures).
-struct Watcher {
-    stop: Arc<AtomicBool>,
-    task: tokio::task::JoinHandle<(u64, Vec<String>)>,
-}
-
-impl Watcher {
-    fn start<F, Fut>(mut exchange: F) -> Watcher
-    where
-        F: FnMut(u64) -> Fut + Send + 'static,
-        Fut: std::future::Future<Output = Result<(), String>> + Send,
-    {
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
-        let task = tokio::spawn(async move {
-            let (mut n, mut failures) = (0u64, Vec::new());
-            while !flag.load(Ordering::Relaxed) {
-                n += 1;
-                if let Err(why) = exchange(n).await {
-                    failures.push(why);
-                }
-            }
-            (n, failures)
-        });
-        Watcher { stop, task }
-    }
-
-    async fn finish(self) {
-        self.stop.store(true, Ordering::Relaxed);
-        let (n, failures) = self.task.await.unwrap();
-        assert!(
-            failures.is_empty(),
-            "{} of {n} good requests went wrong: {:?}",
-            failures.len(),
-            &failures[..failures.len().min(5)]
-        );
-        assert!(n > 20, "the good client got only {n} answers");
-    }
-}
+use crate::support::{
+    Enforcer, Setup, Watcher, admin_client, api, client, raw_exchange, sample, scrape,
+};
 
 /// Every status line in a raw answer.
 fn status_lines(out: &str) -> Vec<&str> {
@@ -77,23 +36,7 @@ async fn hostile_http_gets_documented_answers_while_others_are_served() {
             .api("w", api("/w", "*", &[good.addr]))
             .api("a", api("/a", "*", &[target.addr])),
     );
-    let url = e.url("/w/echo");
-    let watcher = Watcher::start(move |n| {
-        let url = url.clone();
-        async move {
-            let r = client()
-                .get(format!("{url}?n={n}"))
-                .send()
-                .await
-                .map_err(|e| format!("{n}: {e}"))?;
-            let status = r.status();
-            let body: Value = r.json().await.map_err(|e| format!("{n}: {e}"))?;
-            if status != 200 || body["query"] != json!(format!("n={n}")) {
-                return Err(format!("{n}: {status} {body}"));
-            }
-            Ok(())
-        }
-    });
+    let watcher = Watcher::echo(e.url("/w/echo"));
 
     // Rejected before anything is forwarded: hyper's parser (400/431) or enforcer's own
     // checks (400 "Error: Malformed Request", 503 unknown API).

@@ -5,6 +5,7 @@
 
 mod activity;
 mod enforce;
+mod faults;
 mod hostile;
 mod inline;
 mod operations;

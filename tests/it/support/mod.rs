@@ -7,6 +7,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -393,4 +394,80 @@ pub fn sample(text: &str, series: &str) -> Option<f64> {
         .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
         .and_then(|l| l.rsplit(' ').next())
         .and_then(|v| v.parse().ok())
+}
+
+/// A well-behaved client running beside the attacks: it sends `request(n)` in a loop
+/// and checks every answer with `check`. Stopping it returns (answers checked, failures).
+pub struct Watcher {
+    stop: Arc<AtomicBool>,
+    answered: Arc<std::sync::atomic::AtomicU64>,
+    task: tokio::task::JoinHandle<(u64, Vec<String>)>,
+}
+
+impl Watcher {
+    pub fn start<F, Fut>(mut exchange: F) -> Watcher
+    where
+        F: FnMut(u64) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = Result<(), String>> + Send,
+    {
+        let stop = Arc::new(AtomicBool::new(false));
+        let answered = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let (flag, count) = (stop.clone(), answered.clone());
+        let task = tokio::spawn(async move {
+            let (mut n, mut failures) = (0u64, Vec::new());
+            while !flag.load(Ordering::Relaxed) {
+                n += 1;
+                if let Err(why) = exchange(n).await {
+                    failures.push(why);
+                }
+                count.fetch_add(1, Ordering::Relaxed);
+            }
+            (n, failures)
+        });
+        Watcher {
+            stop,
+            answered,
+            task,
+        }
+    }
+
+    /// A good client's loop: `GET url?n=N` must answer 200 and echo its query.
+    pub fn echo(url: String) -> Watcher {
+        Watcher::start(move |n| {
+            let url = url.clone();
+            async move {
+                let r = client()
+                    .get(format!("{url}?n={n}"))
+                    .send()
+                    .await
+                    .map_err(|e| format!("{n}: {e}"))?;
+                let status = r.status();
+                let body: Value = r.json().await.map_err(|e| format!("{n}: {e}"))?;
+                if status != 200 || body["query"] != format!("n={n}") {
+                    return Err(format!("{n}: {status} {body}"));
+                }
+                Ok(())
+            }
+        })
+    }
+
+    /// Stops the client once it has had at least 20 exchanges (so a quick attack still
+    /// has some good traffic after it) and fails the test if any went wrong.
+    pub async fn finish(self) {
+        let count = self.answered.clone();
+        eventually(Duration::from_secs(30), || {
+            let count = count.clone();
+            async move { count.load(Ordering::Relaxed) > 20 }
+        })
+        .await;
+        self.stop.store(true, Ordering::Relaxed);
+        let (n, failures) = self.task.await.unwrap();
+        assert!(
+            failures.is_empty(),
+            "{} of {n} good requests went wrong: {:?}",
+            failures.len(),
+            &failures[..failures.len().min(5)]
+        );
+        assert!(n > 20, "the good client got only {n} answers");
+    }
 }
