@@ -44,6 +44,8 @@ pub struct App {
     pub apis_changed: watch::Sender<u64>,
     /// The management credentials (the secret can change at run time).
     pub credentials: Credentials,
+    /// The dashboard's browser sessions.
+    pub sessions: crate::admin::dashboard::Sessions,
     /// The persister, once started (`store=none`: never).
     pub persister: OnceLock<Persister>,
 }
@@ -127,6 +129,7 @@ impl App {
             config_lock: Mutex::new(()),
             apis_changed: watch::Sender::new(0),
             credentials,
+            sessions: Default::default(),
             persister: OnceLock::new(),
         })
     }

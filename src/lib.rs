@@ -22,11 +22,15 @@
 //! * [`admin`]: the management API on its own listener (reports now, operations later),
 //!   and the client the CLI uses to reach a running instance.
 //!
+//! * [`demo`]: `enforcer demo`: a sample backend and generated traffic around the real
+//!   server, so the dashboard has something to show.
+//!
 //! `main.rs` is only the command line.
 
 pub mod admin;
 pub mod app;
 pub mod config;
+pub mod demo;
 pub mod enforce;
 pub mod metrics;
 pub mod pipeline;

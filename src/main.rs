@@ -56,6 +56,9 @@ fn client(dir: &std::path::Path) -> Result<Client, enforcer::admin::client::Clie
 enum Command {
     /// Run enforcer in the mode ase.conf sets (inline or sideband).
     Run(ConfigDir),
+    /// Run inline mode on a copy of the config with a built-in sample backend and
+    /// generated traffic (shoppers and attackers); prints the dashboard's address.
+    Demo(ConfigDir),
     /// Validate the config directory and exit: 0 when it is valid, 1 otherwise.
     Check(ConfigDir),
     /// Show the running instance's status.
@@ -332,6 +335,7 @@ fn main() -> ExitCode {
     let _ = CREDENTIALS.set((cli.access_key, cli.secret_key));
     match cli.command {
         Command::Run(dir) => run(&dir.config),
+        Command::Demo(dir) => demo(&dir.config),
         Command::Check(dir) => check(&dir.config),
         Command::Status(dir) => status(&dir.config),
         Command::Api(cmd) => api(cmd),
@@ -897,6 +901,99 @@ fn run(dir: &std::path::Path) -> ExitCode {
         Ok(app) => app,
         Err(code) => return code,
     };
+    serve(Arc::new(app), |_| {})
+}
+
+/// `enforcer demo`: the sample backend and the traffic generator run on a runtime of
+/// their own beside the server's.
+fn demo(dir: &std::path::Path) -> ExitCode {
+    use enforcer::demo;
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("demo")
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("enforcer demo: cannot start a runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let backend = match demo::start_backend(&rt) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("enforcer demo: cannot start the sample backend: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let work = std::env::temp_dir().join(format!("enforcer-demo-{}", std::process::id()));
+    let config = match demo::prepare(dir, &work, backend) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("enforcer demo: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let app = match load(&config) {
+        Ok(app) => Arc::new(app),
+        Err(code) => return code,
+    };
+    let shop = app
+        .pipeline
+        .apis()
+        .all()
+        .iter()
+        .find(|a| a.def.login_url.is_some() && !a.def.decoy.enabled)
+        .map(|a| {
+            (
+                a.def.url.clone(),
+                a.def.login_url.clone().unwrap_or_default(),
+            )
+        });
+    let Some((base, login)) = shop else {
+        eprintln!(
+            "enforcer demo: {} has no API with a login_url to send traffic to",
+            dir.display()
+        );
+        return ExitCode::from(1);
+    };
+    let code = serve(app, |app| {
+        let (user, password) = (
+            app.settings.management_access_key.clone(),
+            app.settings.management_secret_key.expose().to_string(),
+        );
+        let (watched, shown) = (app.clone(), base.clone());
+        rt.spawn(async move {
+            while watched.addresses.get().is_none() {
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+            if let Some(a) = watched.addresses.get() {
+                // A wildcard bind is reachable on loopback; print an address a browser can open.
+                let reachable = |s: std::net::SocketAddr| {
+                    if s.ip().is_unspecified() {
+                        std::net::SocketAddr::new([127, 0, 0, 1].into(), s.port())
+                    } else {
+                        s
+                    }
+                };
+                let (management, http) = (reachable(a.management), reachable(a.http));
+                println!(
+                    "enforcer demo: dashboard http://{management}/dashboard/ (user {user}, password {password}); \
+                     traffic goes through http://{http}{shown}/ (Ctrl-C stops)"
+                );
+            }
+        });
+        rt.spawn(demo::traffic(app.clone(), base, login));
+    });
+    rt.shutdown_background();
+    let _ = std::fs::remove_dir_all(&work);
+    code
+}
+
+/// Runs the server on a loaded config until a signal stops it; `beside` starts whatever
+/// runs next to it once the store is open.
+fn serve(app: Arc<App>, beside: impl FnOnce(&Arc<App>)) -> ExitCode {
     init_logging(app.settings.admin_log_level);
     for w in &app.warnings {
         if w.is_note() {
@@ -905,7 +1002,6 @@ fn run(dir: &std::path::Path) -> ExitCode {
             tracing::warn!("{w}");
         }
     }
-    let app = Arc::new(app);
     match enforcer::store::persist::attach(&app) {
         Ok(Some(r)) => tracing::info!(
             buckets = r.buckets,
@@ -931,6 +1027,7 @@ fn run(dir: &std::path::Path) -> ExitCode {
             "userActivities answers 401 to every call: no user_activities_tokens in ase.conf"
         );
     }
+    beside(&app);
     let served = enforcer::server::run(app.clone());
     if let Some(p) = app.persister.get() {
         p.stop();

@@ -2,6 +2,9 @@
 //! (loopback by default), HTTP/1.1, JSON in and out. The CLI talks to a running instance
 //! through it ([`client`]).
 //!
+//! The web dashboard (`/dashboard/`, [`dashboard`]) logs a browser in with the same
+//! credentials and then accepts its session cookie on every endpoint below.
+//!
 //! Every endpoint but `userActivities` (bearer tokens) needs `x-ase-access-key` and `x-ase-secret-key` (`management_access_key`,
 //! `management_secret_key` in `ase.conf` until the secret is changed through the API;
 //! [`credentials`]), except `GET /metrics`
@@ -50,6 +53,7 @@
 mod activity;
 pub mod client;
 pub mod credentials;
+pub mod dashboard;
 mod lists;
 mod ops;
 mod reports;
@@ -138,8 +142,14 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Response<Body> {
     if full_path.starts_with(user_activities::PREFIX) {
         return user_activities::handle(app, req).await;
     }
+    if full_path == dashboard::PREFIX || full_path.starts_with("/dashboard/") {
+        return dashboard::handle(app, req).await;
+    }
     let open = full_path == "/metrics" && !app.settings.metrics_require_auth;
-    if !open && !authorized(&app, req.headers()) {
+    if !open
+        && !authorized(&app, req.headers())
+        && dashboard::api_user(&app, req.headers()).is_none()
+    {
         return error(
             StatusCode::UNAUTHORIZED,
             "unauthorized",

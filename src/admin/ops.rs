@@ -331,6 +331,8 @@ pub(super) async fn credentials(app: Arc<App>, req: Request<Incoming>) -> Respon
     if let Err(e) = app.credentials.set_secret(&change.secret_key) {
         return bad_parameter("secret_key", e.to_string());
     }
+    // A browser logged in with the old secret must log in again.
+    app.sessions.clear();
     let done = json(
         StatusCode::OK,
         &json_value!({

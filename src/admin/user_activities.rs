@@ -39,7 +39,11 @@ const MAX_FILTER: usize = 4_096;
 
 pub(super) async fn handle(app: Arc<App>, req: Request<Incoming>) -> Response<Body> {
     let settings = &app.settings;
-    if let Err(why) = bearer(&settings.user_activities_tokens, req.headers()) {
+    // The dashboard's logged-in browser may read the report too.
+    let browser = super::dashboard::api_user(&app, req.headers()).is_some();
+    if let Err(why) = bearer(&settings.user_activities_tokens, req.headers())
+        .or_else(|e| if browser { Ok(()) } else { Err(e) })
+    {
         let mut resp = failure(
             StatusCode::UNAUTHORIZED,
             "ACCESS_FAILED",

@@ -4,6 +4,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic: that is how they fail
 
 mod activity;
+mod dashboard;
+mod e2e;
 mod enforce;
 mod faults;
 mod hostile;

@@ -1,0 +1,413 @@
+//! The dashboard end to end, in a real headless Chromium driven over WebDriver (Debian's
+//! `chromium` and `chromium-driver`, installed by `scripts/test`), against `enforcer demo`
+//! on the shipped config: log in, open every page, switch periods and sample sizes,
+//! follow deny list → client activity → Back and attack management → client activity →
+//! Close, remove a deny-list entry, mark an attacker reviewed, log out. Each step saves a
+//! screenshot in `target/e2e-screenshots/`.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::support::{admin_client, bin, eventually};
+
+/// A child process killed when the test ends, however it ends.
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `enforcer demo` on a copy of the shipped config with every port picked by the kernel.
+/// Returns the process, the management address and the config copy (kept alive).
+fn start_demo() -> (Killed, SocketAddr, tempfile::TempDir) {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = tempfile::tempdir().unwrap();
+    let conf = std::fs::read_to_string(root.join("config/ase.conf")).unwrap();
+    let mut out = String::new();
+    for line in conf.lines() {
+        let key = line.split_once('=').map(|(k, _)| k.trim()).unwrap_or("");
+        match key {
+            "http_ws_port" | "https_wss_port" | "management_port" => {
+                out.push_str(&format!("{key}=0\n"))
+            }
+            "bind_address" => out.push_str("bind_address=127.0.0.1\n"),
+            "tls_cert_path" | "tls_key_path" => {
+                let value = line.split_once('=').unwrap().1.trim();
+                let abs = root.join("config").join(value);
+                out.push_str(&format!("{key}={}\n", abs.display()));
+            }
+            _ => {
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+    }
+    std::fs::write(dir.path().join("ase.conf"), out).unwrap();
+    std::fs::create_dir_all(dir.path().join("api")).unwrap();
+    for e in std::fs::read_dir(root.join("config/api")).unwrap() {
+        let p = e.unwrap().path();
+        std::fs::copy(&p, dir.path().join("api").join(p.file_name().unwrap())).unwrap();
+    }
+    let mut child = Command::new(bin())
+        .args(["demo", "--config"])
+        .arg(dir.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let child = Killed(child);
+    loop {
+        let line = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the demo printed its dashboard address");
+        if let Some(rest) = line.strip_prefix("enforcer demo: dashboard http://") {
+            let addr = rest.split('/').next().unwrap().parse().unwrap();
+            return (child, addr, dir);
+        }
+    }
+}
+
+/// chromedriver on a free port and a headless Chromium session through it.
+async fn browser() -> (Killed, Client) {
+    let port = free_port();
+    let driver = Killed(
+        Command::new("chromedriver")
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("chromedriver (Debian package chromium-driver; scripts/test installs it)"),
+    );
+    let url = format!("http://127.0.0.1:{port}");
+    let status = format!("{url}/status");
+    assert!(
+        eventually(Duration::from_secs(20), || async {
+            reqwest::get(&status).await.is_ok()
+        })
+        .await,
+        "chromedriver did not start"
+    );
+    let mut caps = serde_json::Map::new();
+    caps.insert(
+        "goog:chromeOptions".into(),
+        json!({
+            "binary": "/usr/bin/chromium",
+            "args": ["--headless", "--no-sandbox", "--disable-gpu",
+                     "--disable-background-networking", "--disable-dev-shm-usage",
+                     "--window-size=1440,1000"]
+        }),
+    );
+    let client = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+        .capabilities(caps)
+        .connect(&url)
+        .await
+        .expect("a Chromium session");
+    (driver, client)
+}
+
+struct Shots(PathBuf, u32);
+
+impl Shots {
+    fn new() -> Shots {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/e2e-screenshots");
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Shots(dir, 0)
+    }
+
+    async fn take(&mut self, c: &Client, name: &str) {
+        self.1 += 1;
+        let png = c.screenshot().await.unwrap();
+        assert!(png.starts_with(b"\x89PNG"), "a PNG screenshot");
+        std::fs::write(self.0.join(format!("{:02}-{name}.png", self.1)), png).unwrap();
+    }
+}
+
+/// Waits until `page` has rendered its data.
+async fn ready(c: &Client, page: &str) {
+    let sel = format!("body[data-ready='1'] [data-page='{page}']");
+    c.wait()
+        .at_most(Duration::from_secs(20))
+        .for_element(Locator::Css(&sel))
+        .await
+        .unwrap_or_else(|e| panic!("page {page} never became ready: {e}"));
+    let error = c.find(Locator::Css("#error")).await.unwrap();
+    if error.is_displayed().await.unwrap() {
+        let text = error.text().await.unwrap();
+        assert!(text.trim().is_empty(), "{page}: error banner: {text}");
+    }
+}
+
+async fn click(c: &Client, sel: &str) {
+    c.wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Css(sel))
+        .await
+        .unwrap_or_else(|e| panic!("no {sel}: {e}"))
+        .click()
+        .await
+        .unwrap_or_else(|e| panic!("cannot click {sel}: {e}"));
+}
+
+/// Fills and submits the login form.
+async fn log_in(c: &Client, user: &str, password: &str) {
+    for (sel, value) in [("#username", user), ("#password", password)] {
+        c.find(Locator::Css(sel))
+            .await
+            .unwrap()
+            .send_keys(value)
+            .await
+            .unwrap();
+    }
+    click(c, "#login").await;
+}
+
+async fn text(c: &Client, sel: &str) -> String {
+    c.find(Locator::Css(sel))
+        .await
+        .unwrap_or_else(|e| panic!("no {sel}: {e}"))
+        .text()
+        .await
+        .unwrap()
+}
+
+async fn texts(c: &Client, sel: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for e in c.find_all(Locator::Css(sel)).await.unwrap() {
+        out.push(e.text().await.unwrap().trim().to_string());
+    }
+    out
+}
+
+async fn api(mgmt: SocketAddr, method: Method, path: &str, body: Option<Value>) -> Value {
+    let mut req = admin_client().request(method, format!("http://{mgmt}{path}"));
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    req.send().await.unwrap().json().await.unwrap()
+}
+
+async fn deny_listed_ips(mgmt: SocketAddr) -> Vec<String> {
+    api(mgmt, Method::GET, "/v4/ase/blacklist", None).await["ips"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["value"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dashboard_in_headless_chromium() {
+    let (_demo, mgmt, _dir) = start_demo();
+    // The demo's first wave of attackers comes within seconds.
+    let (login_attacker, prober) = ("198.51.100.7", "198.51.100.9");
+    assert!(
+        eventually(Duration::from_secs(30), || async {
+            let ips = deny_listed_ips(mgmt).await;
+            ips.iter().any(|i| i == login_attacker) && ips.iter().any(|i| i == prober)
+        })
+        .await,
+        "the demo's attackers were never deny-listed"
+    );
+    let (_driver, c) = browser().await;
+    let mut shots = Shots::new();
+    let base = format!("http://{mgmt}/dashboard/");
+
+    // Not logged in: the login form. A wrong password says so.
+    c.goto(&base).await.unwrap();
+    c.wait()
+        .for_element(Locator::Css("#username"))
+        .await
+        .unwrap();
+    log_in(&c, "admin", "wrong").await;
+    let err = c
+        .wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Css("#login-error"))
+        .await
+        .unwrap();
+    assert!(err.text().await.unwrap().contains("Wrong"));
+    shots.take(&c, "login-failed").await;
+    log_in(&c, "admin", "admin").await;
+
+    // Overview: totals and charts from the reports.
+    ready(&c, "overview").await;
+    let requests = text(&c, "[data-stat='requests']").await;
+    assert!(
+        requests.chars().any(|ch| ch.is_ascii_digit() && ch != '0'),
+        "requests: {requests}"
+    );
+    assert!(
+        !c.find_all(Locator::Css("path.series"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    shots.take(&c, "overview").await;
+
+    // APIs, then one API with each period.
+    click(&c, "#nav-apis").await;
+    ready(&c, "apis").await;
+    shots.take(&c, "apis").await;
+    click(&c, "tr[data-api='shop'] a").await;
+    ready(&c, "api").await;
+    for period in ["week", "day"] {
+        click(&c, &format!("[data-period='{period}']")).await;
+        ready(&c, "api").await;
+    }
+    shots.take(&c, "api-shop").await;
+
+    // Attack management: every attacker of the demo is listed.
+    click(&c, "#nav-attacks").await;
+    ready(&c, "attacks").await;
+    let rows = c.find_all(Locator::Css("tr.attack-row")).await.unwrap();
+    assert!(rows.len() >= 4, "{} attack rows", rows.len());
+    shots.take(&c, "attacks").await;
+    // Row menu → Client activity → Close returns to the list.
+    let row = format!("tr.attack-row[data-client-type='ip'][data-client-id='{prober}']");
+    click(&c, &format!("{row} [data-test='menu']")).await;
+    click(&c, ".menu:not([hidden]) [data-action='activity']").await;
+    ready(&c, "client").await;
+    shots.take(&c, "client-from-attacks").await;
+    click(&c, "#close").await;
+    ready(&c, "attacks").await;
+    // Mark reviewed, from the same menu.
+    click(&c, &format!("{row} [data-test='menu']")).await;
+    click(&c, ".menu:not([hidden]) [data-action='review']").await;
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            let v = api(mgmt, Method::GET, "/v5/ase/attacks?reviewed=true", None).await;
+            v["attacks"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|a| a["client_id"] == prober)
+        })
+        .await,
+        "the prober was never marked reviewed"
+    );
+
+    // Deny list → client activity (the eight panes, each period) → Back.
+    click(&c, "#nav-lists").await;
+    ready(&c, "lists").await;
+    shots.take(&c, "blocklist").await;
+    click(&c, &format!("tr[data-id='{login_attacker}'] a.client-link")).await;
+    ready(&c, "client").await;
+    let titles = texts(&c, "[data-pane] h3").await;
+    for pane in [
+        "IoAs",
+        "Error Codes",
+        "Methods",
+        "APIs",
+        "User",
+        "Device Types",
+        "Endpoints",
+        "IP Address",
+    ] {
+        assert!(
+            titles.iter().any(|t| t.starts_with(pane)),
+            "pane {pane} in {titles:?}"
+        );
+    }
+    let accessed = text(&c, "#apis-accessed").await;
+    assert!(accessed.contains('1'), "APIs accessed: {accessed}");
+    let ioas = texts(&c, "[data-pane='ioas'] .bar-row").await.join(" ");
+    assert!(ioas.contains("login_attack"), "IoAs pane: {ioas}");
+    for period in ["day", "week", "month", "6months"] {
+        click(&c, &format!("[data-period='{period}']")).await;
+        ready(&c, "client").await;
+        let active = c
+            .find(Locator::Css(&format!("[data-period='{period}']")))
+            .await
+            .unwrap()
+            .attr("class")
+            .await
+            .unwrap()
+            .unwrap_or_default();
+        assert!(
+            active.contains("active"),
+            "{period} is not the active period"
+        );
+        if period == "week" {
+            shots.take(&c, "client-activity-week").await;
+        }
+    }
+    assert!(c.find(Locator::Css("#crumb-blocklist")).await.is_ok());
+    click(&c, "#back").await;
+    ready(&c, "lists").await;
+
+    // Remove the prober from the deny list.
+    click(
+        &c,
+        &format!("button[data-test='remove'][data-id='{prober}']"),
+    )
+    .await;
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            !deny_listed_ips(mgmt).await.iter().any(|i| i == prober)
+        })
+        .await,
+        "the entry is still on the deny list"
+    );
+    ready(&c, "lists").await;
+    let gone = c
+        .find_all(Locator::Css(&format!("tr[data-id='{prober}']")))
+        .await
+        .unwrap();
+    assert!(gone.is_empty(), "the removed entry is still shown");
+    shots.take(&c, "blocklist-after-remove").await;
+
+    // User activities with each sample size.
+    click(&c, "#nav-users").await;
+    ready(&c, "users").await;
+    for sample in ["HOUR", "DAY", "WEEK"] {
+        click(&c, &format!("[data-sample='{sample}']")).await;
+        ready(&c, "users").await;
+        if sample == "HOUR" {
+            shots.take(&c, "users-hour").await;
+        }
+    }
+    let failures = text(&c, "[data-stat='sign-on-failures']").await;
+    assert!(
+        failures.chars().any(|ch| ch.is_ascii_digit() && ch != '0'),
+        "failures: {failures}"
+    );
+
+    // Logout: back to the form, and the session is gone.
+    click(&c, "#nav-logout").await;
+    c.wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Css("#login"))
+        .await
+        .unwrap();
+    shots.take(&c, "logged-out").await;
+    c.goto(&base).await.unwrap();
+    c.wait().for_element(Locator::Css("#login")).await.unwrap();
+    c.close().await.unwrap();
+}
