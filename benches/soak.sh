@@ -163,10 +163,16 @@ echo
 echo "inline:   $(reqs "$tmp/wrk-inline.out") requests, unexpected errors (socket + 5xx): $(errors "$tmp/wrk-inline.out")"
 echo "sideband: $(reqs "$tmp/wrk-sideband.out") requests, unexpected errors (socket + 5xx): $(errors "$tmp/wrk-sideband.out")"
 # Flat memory: after the warm-up (first fifth of the samples), the last RSS against the
-# lowest and highest seen.
+# lowest and highest seen, and the drift: the mean of the second half of those samples
+# minus the mean of the first half (RSS moves in allocator-sized steps both ways; a leak
+# shows as a drift that grows with the duration).
 awk '{ r[NR] = $2; s[NR] = $4 } END {
   w = int(NR / 5) + 1
   for (i = w; i <= NR; i++) { if (i == w || r[i] > rmax) rmax = r[i]; if (i == w || r[i] < rmin) rmin = r[i]
                               if (i == w || s[i] > smax) smax = s[i]; if (i == w || s[i] < smin) smin = s[i] }
   printf "after warm-up (sample %d on): inline RSS %.1f-%.1f MiB (last %.1f), sideband RSS %.1f-%.1f MiB (last %.1f)\n", w, rmin, rmax, r[NR], smin, smax, s[NR]
+  m = w + int((NR - w + 1) / 2)
+  for (i = w; i < m; i++) { r1 += r[i]; s1 += s[i] }
+  for (i = m; i <= NR; i++) { r2 += r[i]; s2 += s[i] }
+  printf "drift (second half minus first half of those samples): inline %+.1f MiB, sideband %+.1f MiB\n", r2 / (NR - m + 1) - r1 / (m - w), s2 / (NR - m + 1) - s1 / (m - w)
 }' "$tmp/samples"
