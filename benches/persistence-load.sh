@@ -6,6 +6,11 @@
 #
 #   benches/persistence-load.sh                 # 3 interleaved repeats of 10 s, 32 connections
 #   DURATION=20 CONNS=64 REPEATS=5 benches/persistence-load.sh
+#   CLUSTER=1 benches/persistence-load.sh       # cluster mode (Redis) against the embedded store
+#
+# With CLUSTER=1 the two enforcers are the embedded default (store=redb, "off" in the table)
+# and a cluster node (redis_url to a redis-server on core 1, cluster_sync_interval=1s, "on"):
+# the ratios are then the cost of cluster mode. Installs redis-server with apt-get if missing.
 #
 # Layout (2 cores): both enforcers on core 0 (workers=1, only one is loaded at a time), the
 # backend and wrk on core 1. Prints the medians of req/s, p99 and CPU per request for both,
@@ -25,9 +30,23 @@ taskset -c 1 target/release/examples/bare_post 127.0.0.1:0 >"$tmp/bare.out" &
 pids+=($!)
 backend=$(wait_addr "$tmp/bare.out" "bare_post ready: ")
 
-# start NAME STORE: an enforcer with its own config and data dirs; sets addr_NAME, pid_NAME.
+redis_conf=""
+if [ -n "${CLUSTER:-}" ]; then
+  if ! command -v redis-server >/dev/null; then
+    apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
+  fi
+  rport=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  taskset -c 1 redis-server --port "$rport" --bind 127.0.0.1 --save "" --appendonly no >/dev/null &
+  pids+=($!)
+  until redis-cli -p "$rport" ping >/dev/null 2>&1; do sleep 0.1; done
+  redis_conf="redis_url=redis://127.0.0.1:$rport
+cluster_sync_interval=1s"
+fi
+
+# start NAME STORE [EXTRA]: an enforcer with its own config and data dirs (EXTRA: more
+# ase.conf lines); sets addr_NAME, pid_NAME.
 start() {
-  local name=$1 store=$2 dir="$tmp/$1"
+  local name=$1 store=$2 extra=${3:-} dir="$tmp/$1"
   mkdir -p "$dir/config/api"
   cat >"$dir/config/ase.conf" <<EOF
 mode=inline
@@ -43,6 +62,7 @@ store_flush_interval=5s
 data_dir=$dir/data
 tls_cert_path=$PWD/certs/server.crt
 tls_key_path=$PWD/certs/server.key
+$extra
 EOF
   cat >"$dir/config/api/shop.json" <<EOF
 {"api_metadata":{"protocol":"http","url":"/shop","hostname":"*","cookie":"sid",
@@ -53,8 +73,15 @@ EOF
   eval "pid_$name=$!"
   eval "addr_$name=$(wait_addr "$dir/out" "http=")"
 }
-start on redb
-start off none
+if [ -n "${CLUSTER:-}" ]; then
+  start on redb "$redis_conf"
+  start off redb
+  labels=("cluster (on)" "redb (off)")
+else
+  start on redb
+  start off none
+  labels=("redb (on)" "none (off)")
+fi
 
 cat >"$tmp/mix.lua" <<'EOF'
 -- 5,000 client IPs, 200 paths, 1,000 sessions, a few agents: a busy API's minute.
@@ -100,10 +127,14 @@ wait "$pid_on" 2>/dev/null || true
 printf "\ninline GET through enforcer, %s connections, %ss x %s, 5k IPs x 200 paths x 1k sessions\n" \
   "$CONNS" "$DURATION" "$REPEATS"
 printf "%-14s %12s %10s %14s\n" store req/s p99_us cpu_us/req
-printf "%-14s %12.0f %10.0f %14.2f\n" "redb (on)" "$(col on 2)" "$(col on 3)" "$(col on 4)"
-printf "%-14s %12.0f %10.0f %14.2f\n" "none (off)" "$(col off 2)" "$(col off 3)" "$(col off 4)"
+printf "%-14s %12.0f %10.0f %14.2f\n" "${labels[0]}" "$(col on 2)" "$(col on 3)" "$(col on 4)"
+printf "%-14s %12.0f %10.0f %14.2f\n" "${labels[1]}" "$(col off 2)" "$(col off 3)" "$(col off 4)"
 awk -v a="$(col on 2)" -v b="$(col off 2)" -v c="$(col on 4)" -v d="$(col off 4)" -v p="$(col on 3)" -v q="$(col off 3)" \
   'BEGIN { printf "\nthroughput on/off: %.3f   CPU per request on/off: %.3f   p99 on/off: %.2f\n", a / b, c / d, p / q }'
+if [ -n "${CLUSTER:-}" ]; then
+  echo "redis: $(redis-cli -p "$rport" info memory | awk -F: '/^used_memory_human/ {print $2}' | tr -d '\r') used"
+  exit 0
+fi
 requests=$(awk '{ s += $1 } END { print s }' "$tmp/total_on")
 bytes=$(stat -c %s "$tmp/on/data/enforcer.redb")
 awk -v r="$requests" -v b="$bytes" \

@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use tokio::sync::{mpsc, watch};
 
 use crate::admin::credentials::Credentials;
+use crate::cluster::{Cluster, ClusterError};
 use crate::config::{ApiDef, Config, ConfigError, Settings, Timezone, Warning};
 use crate::metrics::prom::Prom;
 use crate::metrics::{Caps, Metrics};
@@ -48,6 +49,8 @@ pub struct App {
     pub sessions: crate::admin::dashboard::Sessions,
     /// The persister, once started (`store=none`: never).
     pub persister: OnceLock<Persister>,
+    /// Cluster mode (`redis_url`), or `None` for a single node.
+    pub cluster: Option<Cluster>,
 }
 
 /// The addresses the server listens on (the config may have said port 0).
@@ -113,10 +116,24 @@ impl App {
         let prom = Arc::new(Prom::new(s.mode.as_str()).map_err(|e| ConfigError::State {
             reason: format!("cannot set up Prometheus metrics: {e}"),
         })?);
+        let cluster = Cluster::from_settings(s).map_err(|e| ConfigError::Value {
+            file: conf_file.clone(),
+            line: None,
+            key: match e {
+                ClusterError::Url(_) => "redis_url".into(),
+                ClusterError::NodeId { .. } => "data_dir".into(),
+            },
+            reason: e.to_string(),
+        })?;
+        let pipeline = Pipeline::new(&config, metrics, prom);
+        if let Some(c) = &cluster {
+            pipeline.share_counters(c.spikes.clone());
+        }
         Ok(App {
+            cluster,
             sideband,
             timezone,
-            pipeline: Pipeline::new(&config, metrics, prom),
+            pipeline,
             config_dir: config.dir,
             settings: config.settings,
             server_tls,

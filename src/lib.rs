@@ -18,6 +18,8 @@
 //! * [`reports`]: pure functions from a snapshot and a query to a report.
 //! * [`store`]: persistence beside the request path: the [`store::Store`] trait, the
 //!   embedded redb store, and the thread that flushes changed state to it.
+//! * [`cluster`]: cluster mode (`redis_url`): the Redis store, shared lists and tokens,
+//!   the node registry, cluster-wide reports and spike counters.
 //! * [`scim`]: SCIM filter parsing, printing and evaluation (pure; for `userActivities`).
 //! * [`admin`]: the management API on its own listener (reports now, operations later),
 //!   and the client the CLI uses to reach a running instance.
@@ -29,6 +31,7 @@
 
 pub mod admin;
 pub mod app;
+pub mod cluster;
 pub mod config;
 pub mod demo;
 pub mod enforce;

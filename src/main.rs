@@ -1027,6 +1027,18 @@ fn serve(app: Arc<App>, beside: impl FnOnce(&Arc<App>)) -> ExitCode {
             "userActivities answers 401 to every call: no user_activities_tokens in ase.conf"
         );
     }
+    if let Some(c) = &app.cluster {
+        tracing::info!(
+            cluster = %c.cluster_id,
+            node = %c.node_id,
+            redis = %c.shown,
+            "cluster mode: state is shared through Redis"
+        );
+        if let Err(e) = enforcer::cluster::Cluster::start(&app) {
+            eprintln!("enforcer: cannot start the cluster thread: {e}");
+            return ExitCode::from(2);
+        }
+    }
     beside(&app);
     let served = enforcer::server::run(app.clone());
     if let Some(p) = app.persister.get() {

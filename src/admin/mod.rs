@@ -176,7 +176,7 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Response<Body> {
         (&Method::POST, "/v4/ase/reload") => ops::reload(app).await,
         (_, "/v4/ase/reload") => not_allowed("POST"),
         (_, "/v4/ase/firewall") => ops::firewall(&app, &method, &query),
-        (&Method::GET, "/v4/ase/cluster") => ops::cluster(&app),
+        (&Method::GET, "/v4/ase/cluster") => ops::cluster(app).await,
         (&Method::GET, "/v4/ase/status") => ops::status(&app),
         (_, "/v4/ase/cluster" | "/v4/ase/status") => not_allowed("GET"),
         (&Method::GET, "/v4/abs/metrics") => reports::api_metrics(app, &query).await,

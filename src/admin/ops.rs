@@ -244,16 +244,74 @@ pub(super) fn firewall(app: &App, method: &Method, q: &Query) -> Response<Body> 
 }
 
 /// `GET /v4/ase/cluster`: enforcer runs as a single node.
-pub(super) fn cluster(app: &App) -> Response<Body> {
-    let node = app.addresses.get().map(|a| a.management.to_string());
-    json(
-        StatusCode::OK,
-        &json_value!({
-            "cluster": "disabled",
-            "mode": "single node",
-            "nodes": [ { "node": node, "status": "up", "self": true } ],
-        }),
-    )
+pub(super) async fn cluster(app: Arc<App>) -> Response<Body> {
+    let Some(c) = &app.cluster else {
+        let node = app.addresses.get().map(|a| a.management.to_string());
+        return json(
+            StatusCode::OK,
+            &json_value!({
+                "cluster": "disabled",
+                "mode": "single node",
+                "nodes": [ { "node": node, "status": "up", "self": true } ],
+            }),
+        );
+    };
+    let reader = app.clone();
+    let nodes = tokio::task::spawn_blocking(move || {
+        reader
+            .cluster
+            .as_ref()
+            .map(|c| c.nodes())
+            .unwrap_or(Ok(Vec::new()))
+    })
+    .await
+    .unwrap_or_else(|e| Err(e.to_string()));
+    json(StatusCode::OK, &cluster_view(&app, c, nodes))
+}
+
+/// The cluster as `/v4/ase/cluster` and `status` show it: this node's link to Redis and
+/// every node of the registry with its last contact.
+fn cluster_view(
+    app: &App,
+    c: &crate::cluster::Cluster,
+    nodes: Result<Vec<crate::cluster::Node>, String>,
+) -> serde_json::Value {
+    let now = jiff::Timestamp::now().as_millisecond();
+    let silent = i64::try_from(crate::cluster::SILENT.as_millis()).unwrap_or(i64::MAX);
+    let h = &c.health;
+    let last = h.last_contact_ms.load(std::sync::atomic::Ordering::Relaxed);
+    let (listed, error) = match nodes {
+        Ok(n) => (n, None),
+        Err(e) => (Vec::new(), Some(e)),
+    };
+    let nodes: Vec<serde_json::Value> = listed
+        .iter()
+        .map(|n| {
+            json_value!({
+                "node": n.node,
+                "management": n.management,
+                "mode": n.mode,
+                "started": n.started,
+                "last_contact": jiff::Timestamp::from_millisecond(n.last_seen_ms)
+                    .map(|t| t.to_string())
+                    .ok(),
+                "status": if now - n.last_seen_ms <= silent { "up" } else { "silent" },
+                "self": n.node == c.node_id,
+            })
+        })
+        .collect();
+    json_value!({
+        "cluster": "enabled",
+        "cluster_id": c.cluster_id,
+        "node": c.node_id,
+        "redis": c.shown,
+        "redis_status": if h.connected.load(std::sync::atomic::Ordering::Relaxed) { "connected" } else { "unreachable" },
+        "last_contact": (last > 0).then(|| jiff::Timestamp::from_millisecond(last).ok().map(|t| t.to_string())).flatten(),
+        "errors": h.errors.load(std::sync::atomic::Ordering::Relaxed),
+        "last_error": error.or_else(|| h.last_error.lock().unwrap_or_else(|p| p.into_inner()).clone()),
+        "mode": app.settings.mode.as_str(),
+        "nodes": nodes,
+    })
 }
 
 /// `GET /v4/ase/status`: what `enforcer status` prints.
@@ -300,6 +358,12 @@ pub(super) fn status(app: &App) -> Response<Body> {
                 "hours": users_hours,
                 "memory_bytes": users_bytes,
             },
+            "cluster": app.cluster.as_ref().map(|c| json_value!({
+                "cluster_id": c.cluster_id,
+                "node": c.node_id,
+                "redis": c.shown,
+                "redis_status": if c.health.connected.load(std::sync::atomic::Ordering::Relaxed) { "connected" } else { "unreachable" },
+            })),
             "persistence": app.persister.get().map_or_else(
                 || json_value!({ "store": "none" }),
                 |p| p.status(),

@@ -58,7 +58,20 @@ pub(super) async fn api_metrics(app: Arc<App>, q: &Query) -> Response<Body> {
     // Summing buckets is CPU work: keep it off the threads that serve connections.
     let built = tokio::task::spawn_blocking(move || {
         let (from, to) = window.unix_secs();
-        let snap = api.recorder.snapshot(from, to);
+        // In a cluster the report covers every node: this node's live buckets plus the
+        // images the others pushed. Without Redis it covers this node, and says so in
+        // the log.
+        let remote = match &app.cluster {
+            Some(c) => c.remote_images(api.id()).unwrap_or_else(|e| {
+                tracing::warn!(
+                    api = api.id(),
+                    "cluster report without the other nodes: {e}"
+                );
+                Vec::new()
+            }),
+            None => Vec::new(),
+        };
+        let snap = api.recorder.snapshot_with(from, to, remote);
         reports::api_metrics::build(api.id(), &api.def.url, &window, &tz, &snap)
     })
     .await;

@@ -187,6 +187,17 @@ pub struct Settings {
     pub management_tls: bool,
     /// The CA the CLI trusts for a TLS management API (empty: the Mozilla roots).
     pub management_ca_cert_path: Option<PathBuf>,
+    /// Cluster mode: the Redis server the nodes share state through (`redis://…`); `None`:
+    /// a single node with its embedded store.
+    pub redis_url: Option<Secret>,
+    /// The cluster's name: its keys in Redis start with it, so clusters can share a server.
+    pub cluster_id: String,
+    /// How often a node pushes its changes to Redis and how stale a shared change may be
+    /// when pub/sub is lost.
+    pub cluster_sync_interval: Duration,
+    /// The longest a request waits on Redis (cluster-wide spike counting) before the node
+    /// decides with its local state.
+    pub cluster_request_budget: Duration,
 }
 
 impl Settings {
@@ -248,6 +259,10 @@ impl Settings {
             management_secret_key: Secret::new("admin"),
             environment_id: "00000000-0000-0000-0000-000000000000".into(),
             user_activities_tokens: Vec::new(),
+            redis_url: None,
+            cluster_id: "ase_cluster".into(),
+            cluster_sync_interval: Duration::from_secs(1),
+            cluster_request_budget: Duration::from_millis(5),
             metrics_require_auth: false,
             management_tls: false,
             management_ca_cert_path: None,
@@ -487,6 +502,40 @@ impl Settings {
             "management_secret_key" => self.management_secret_key = Secret::new(credential(value)?),
             "metrics_require_auth" => self.metrics_require_auth = parse_bool(value)?,
             "environment_id" => self.environment_id = environment_id(value)?,
+            "redis_url" => {
+                self.redis_url = match value.trim() {
+                    "" => None,
+                    v if v.starts_with("redis://") => Some(Secret::new(v.to_string())),
+                    _ => return Err("expected redis://[user:password@]host:port[/db]".into()),
+                }
+            }
+            "cluster_id" => {
+                if value.is_empty()
+                    || value.len() > 64
+                    || !value
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+                {
+                    return Err(format!(
+                        "{value:?}: expected 1 to 64 letters, digits, '_' or '-'"
+                    ));
+                }
+                self.cluster_id = value.to_string();
+            }
+            "cluster_sync_interval" => {
+                let d: Duration = parse_positive(value)?;
+                if d < Duration::from_millis(100) || d > Duration::from_secs(60) {
+                    return Err(format!("{value:?} is outside 100ms to 60s"));
+                }
+                self.cluster_sync_interval = d;
+            }
+            "cluster_request_budget" => {
+                let d: Duration = parse_positive(value)?;
+                if d > Duration::from_secs(1) {
+                    return Err(format!("{value:?} is over 1s"));
+                }
+                self.cluster_request_budget = d;
+            }
             "user_activities_tokens" => {
                 self.user_activities_tokens = value
                     .split(',')

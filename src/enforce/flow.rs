@@ -105,7 +105,37 @@ struct ClientSpike {
 
 struct ServerLimits {
     spike: Option<Direct>,
+    /// The threshold itself, for counting it across a cluster.
+    rate: Option<Rate>,
     quota: Option<Arc<Semaphore>>,
+}
+
+/// A counter the whole cluster shares (cluster mode): server spike thresholds are counted
+/// across nodes. `count` adds one to `key` in the current window of length `window` and
+/// returns the window's total, or `None` when the shared counter cannot answer within its
+/// budget: the caller then decides with its local limiter.
+pub trait SharedCounter: Send + Sync + std::fmt::Debug {
+    fn count<'a>(
+        &'a self,
+        key: String,
+        window: Duration,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Option<u64>> + Send + 'a>>;
+}
+
+/// The shared counter key of a server's current window, and the time left in it.
+fn window_key(api: &str, server: &str, rate: Rate) -> (String, Duration) {
+    let period = rate.period.as_duration();
+    let ms = u64::try_from(period.as_millis()).unwrap_or(u64::MAX).max(1);
+    let now = u64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_millis(),
+    )
+    .unwrap_or(0);
+    let window = now / ms;
+    let left = Duration::from_millis(ms - now % ms);
+    (format!("{api}:{server}:{ms}:{window}"), left)
 }
 
 /// Why flow control turned a request away.
@@ -163,6 +193,7 @@ impl ApiFlow {
                     .server_spike_threshold
                     .and_then(quota)
                     .map(RateLimiter::direct),
+                rate: s.server_spike_threshold.filter(|r| r.count > 0),
                 quota: (s.server_connection_quota > 0)
                     .then(|| Arc::new(Semaphore::new(s.server_connection_quota as usize))),
             })
@@ -174,6 +205,33 @@ impl ApiFlow {
             queue_timeout,
             stats: Stats::default(),
             details: Mutex::new(Details::default()),
+        }
+    }
+
+    /// Whether `server` is over its spike threshold: how long until it is not.
+    async fn spiked(
+        &self,
+        l: &ServerLimits,
+        api: &str,
+        server: &str,
+        shared: Option<&dyn SharedCounter>,
+    ) -> Option<Duration> {
+        let local = || {
+            l.spike.as_ref().and_then(|s| {
+                s.check()
+                    .err()
+                    .map(|not_until| not_until.wait_time_from(DefaultClock::default().now()))
+            })
+        };
+        match (shared, l.rate) {
+            (Some(counter), Some(rate)) => {
+                let (key, left) = window_key(api, server, rate);
+                match counter.count(key, rate.period.as_duration()).await {
+                    Some(n) => (n > rate.count).then_some(left),
+                    None => local(),
+                }
+            }
+            _ => local(),
         }
     }
 
@@ -195,9 +253,15 @@ impl ApiFlow {
 
     /// Picks a server from `candidates` (healthy ones, in round-robin order, with their
     /// index in the API's server list) within the server limits.
+    ///
+    /// With a `shared` counter (cluster mode) a server's spike threshold is counted across
+    /// the cluster in fixed windows; when the counter does not answer in time, the local
+    /// limiter decides.
     pub async fn pick(
         &self,
+        api: &str,
         candidates: Vec<(usize, Arc<Server>)>,
+        shared: Option<&dyn SharedCounter>,
     ) -> Result<Option<Pick>, Limited> {
         if candidates.is_empty() {
             return Ok(None);
@@ -206,10 +270,9 @@ impl ApiFlow {
         let mut quota_full: Option<Arc<Semaphore>> = None;
         for (i, server) in &candidates {
             let limits = self.servers.get(*i);
-            if let Some(spike) = limits.and_then(|l| l.spike.as_ref())
-                && let Err(not_until) = spike.check()
+            if let Some(l) = limits
+                && let Some(wait) = self.spiked(l, api, &server.addr, shared).await
             {
-                let wait = not_until.wait_time_from(DefaultClock::default().now());
                 spiked = Some(spiked.map_or(wait, |w| w.min(wait)));
                 continue;
             }
@@ -377,26 +440,37 @@ mod tests {
         let d = def(r#","server_connection_quota":1"#);
         let servers = vec![(0, Arc::new(Server::new("127.0.0.1", 1)))];
         let flow = ApiFlow::new(&d, 100, Duration::from_millis(50));
-        let first = flow.pick(servers.clone()).await.unwrap().unwrap();
+        let first = flow
+            .pick("api", servers.clone(), None)
+            .await
+            .unwrap()
+            .unwrap();
         assert!(first.lease.is_some());
-        let second = flow.pick(servers.clone()).await;
+        let second = flow.pick("api", servers.clone(), None).await;
         assert_eq!(
             second.err().map(|l| l.kind),
             Some(Kind::ConnectionQuotaExceeded)
         );
         drop(first);
         assert!(
-            flow.pick(servers.clone()).await.unwrap().is_some(),
+            flow.pick("api", servers.clone(), None)
+                .await
+                .unwrap()
+                .is_some(),
             "the slot came back"
         );
 
         let mut q = def(r#","server_connection_quota":1"#);
         q.flow_control.server_connection_queueing = true;
         let flow = Arc::new(ApiFlow::new(&q, 100, Duration::from_secs(5)));
-        let held = flow.pick(servers.clone()).await.unwrap().unwrap();
+        let held = flow
+            .pick("api", servers.clone(), None)
+            .await
+            .unwrap()
+            .unwrap();
         let waiter = {
             let (flow, servers) = (flow.clone(), servers.clone());
-            tokio::spawn(async move { flow.pick(servers).await.map(|p| p.is_some()) })
+            tokio::spawn(async move { flow.pick("api", servers, None).await.map(|p| p.is_some()) })
         };
         while flow.stats.connection_queued.load(Relaxed) == 0 {
             tokio::task::yield_now().await;
@@ -407,6 +481,59 @@ mod tests {
             Ok(true),
             "the queued request got the freed slot"
         );
+    }
+
+    /// A cluster counter for tests: counts per key, or is unreachable.
+    #[derive(Debug, Default)]
+    struct Counter {
+        seen: Mutex<std::collections::HashMap<String, u64>>,
+        down: std::sync::atomic::AtomicBool,
+    }
+
+    impl SharedCounter for Counter {
+        fn count<'a>(
+            &'a self,
+            key: String,
+            _window: Duration,
+        ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Option<u64>> + Send + 'a>> {
+            Box::pin(async move {
+                if self.down.load(Relaxed) {
+                    return None;
+                }
+                let mut seen = self.seen.lock().unwrap();
+                let n = seen.entry(key).or_default();
+                *n += 1;
+                Some(*n)
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn a_shared_counter_decides_and_the_local_limiter_stands_in() {
+        let d = def(r#","server_spike_threshold":"2/minute""#);
+        let servers = vec![(0, Arc::new(Server::new("127.0.0.1", 1)))];
+        let flow = ApiFlow::new(&d, 100, Duration::from_secs(1));
+        let shared = Counter::default();
+        // Other nodes already used the window: the shared count says no at once.
+        let (key, _) = window_key(
+            "api",
+            "127.0.0.1:1",
+            d.servers[0].server_spike_threshold.unwrap(),
+        );
+        shared.seen.lock().unwrap().insert(key, 2);
+        let r = flow.pick("api", servers.clone(), Some(&shared)).await;
+        assert_eq!(r.err().map(|l| l.kind), Some(Kind::ServerSpike));
+        // Unreachable: the local limiter (2/minute, untouched so far) lets two through.
+        shared.down.store(true, Relaxed);
+        for _ in 0..2 {
+            assert!(
+                flow.pick("api", servers.clone(), Some(&shared))
+                    .await
+                    .is_ok()
+            );
+        }
+        let r = flow.pick("api", servers.clone(), Some(&shared)).await;
+        assert_eq!(r.err().map(|l| l.kind), Some(Kind::ServerSpike));
     }
 
     #[tokio::test]
@@ -426,16 +553,26 @@ mod tests {
         let two = Arc::new(Server::new("127.0.0.1", 2));
         let order = vec![(0, one.clone()), (1, two.clone())];
         assert_eq!(
-            flow.pick(order.clone()).await.unwrap().unwrap().server.port,
+            flow.pick("api", order.clone(), None)
+                .await
+                .unwrap()
+                .unwrap()
+                .server
+                .port,
             1
         );
         assert_eq!(
-            flow.pick(order.clone()).await.unwrap().unwrap().server.port,
+            flow.pick("api", order.clone(), None)
+                .await
+                .unwrap()
+                .unwrap()
+                .server
+                .port,
             2
         );
         let only_one = vec![(0, one)];
         assert_eq!(
-            flow.pick(only_one).await.err().map(|l| l.kind),
+            flow.pick("api", only_one, None).await.err().map(|l| l.kind),
             Some(Kind::ServerSpike)
         );
     }

@@ -584,6 +584,47 @@ impl Lists {
             .sum()
     }
 
+    /// Brings in the shared copy of a list (cluster mode) by a three-way merge: `base` is
+    /// what this node last exchanged with the shared copy, `remote` the shared copy now.
+    /// An entry changed remotely (added, refreshed) is taken; an entry gone remotely is
+    /// removed here unless it changed here since `base`; local changes not yet pushed
+    /// stay. Returns the new base (the remote set) and how many entries changed here.
+    pub fn merge_remote(
+        &self,
+        kind: ListKind,
+        base: &ListSet,
+        remote: Vec<(Identifier, Entry)>,
+    ) -> (Arc<ListSet>, usize) {
+        let mut remote_set = ListSet::default();
+        for (id, e) in remote {
+            remote_set.insert(id, e);
+        }
+        let changed = self
+            .change(kind, |local| {
+                let mut n = 0;
+                for (id, e) in remote_set.changes_since(base) {
+                    match e {
+                        Some(e) => {
+                            if local.get(&id) != Some(&e) {
+                                local.insert(id, e);
+                                n += 1;
+                            }
+                        }
+                        None => {
+                            // Deleted remotely: only if this node still has it as it was.
+                            if local.get(&id).is_some() && local.get(&id) == base.get(&id) {
+                                local.remove(&id);
+                                n += 1;
+                            }
+                        }
+                    }
+                }
+                Ok::<_, ListError>(n)
+            })
+            .unwrap_or(0);
+        (Arc::new(remote_set), changed)
+    }
+
     fn change<T, E>(
         &self,
         kind: ListKind,
@@ -619,6 +660,36 @@ mod tests {
             api_key: key,
             username: Some("alice"),
         }
+    }
+
+    #[test]
+    fn merging_the_shared_copy_keeps_unsent_local_changes() {
+        let ip = |s: &str| Identifier::Ip(s.parse().unwrap());
+        let e = entry(Source::Manual, None);
+        let lists = Lists::new(100);
+        lists
+            .add(ListKind::Deny, vec![(ip("1.1.1.1"), e.clone())])
+            .unwrap();
+        let base = lists.load(ListKind::Deny);
+        // Added here, not pushed yet.
+        lists
+            .add(ListKind::Deny, vec![(ip("3.3.3.3"), e.clone())])
+            .unwrap();
+        // Another node added 2.2.2.2.
+        let remote = vec![(ip("1.1.1.1"), e.clone()), (ip("2.2.2.2"), e.clone())];
+        let (base, changed) = lists.merge_remote(ListKind::Deny, &base, remote);
+        assert_eq!(changed, 1);
+        let now = lists.load(ListKind::Deny);
+        for a in ["1.1.1.1", "2.2.2.2", "3.3.3.3"] {
+            assert!(now.contains(&ip(a)), "{a}");
+        }
+        // Another node removed 1.1.1.1: it goes here too; 3.3.3.3 (never shared) stays.
+        let remote = vec![(ip("2.2.2.2"), e.clone())];
+        let (_, changed) = lists.merge_remote(ListKind::Deny, &base, remote);
+        assert_eq!(changed, 1);
+        let now = lists.load(ListKind::Deny);
+        assert!(!now.contains(&ip("1.1.1.1")));
+        assert!(now.contains(&ip("2.2.2.2")) && now.contains(&ip("3.3.3.3")));
     }
 
     #[test]

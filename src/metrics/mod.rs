@@ -284,6 +284,19 @@ impl ApiRecorder {
         snap
     }
 
+    /// As [`ApiRecorder::snapshot`], plus other nodes' bucket images (tier, image) whose
+    /// start lies in the window (a cluster-wide report).
+    pub fn snapshot_with(&self, from: i64, to: i64, others: Vec<(u8, bucket::Image)>) -> Snapshot {
+        let mut snap = self.snapshot(from, to);
+        let scratch = Budget::new(u64::MAX);
+        for (tier, image) in others {
+            if usize::from(tier) < self.tiers.len() && (from..to).contains(&image.start) {
+                snap.add_bucket(&Bucket::from_image(image, &self.caps, &scratch));
+            }
+        }
+        snap
+    }
+
     /// Visits every bucket (tier index, bucket) under the roll-up lock, so no bucket is
     /// seen twice or missed while compaction moves one.
     pub fn each_bucket(&self, mut f: impl FnMut(usize, &Bucket)) {

@@ -53,6 +53,8 @@ pub struct Pipeline {
     metrics: Arc<Metrics>,
     prom: Arc<Prom>,
     pub enforcer: Enforcer,
+    /// The cluster's shared counters (cluster mode), set once after construction.
+    shared: std::sync::OnceLock<Arc<dyn crate::enforce::flow::SharedCounter>>,
 }
 
 impl Pipeline {
@@ -74,6 +76,7 @@ impl Pipeline {
             metrics,
             prom,
             enforcer,
+            shared: std::sync::OnceLock::new(),
         }
     }
 
@@ -135,7 +138,8 @@ impl Pipeline {
     /// on). `Ok(None)`: every server is out of rotation.
     pub async fn pick_server(&self, ex: &mut Exchange) -> Result<Option<Pick>, Block> {
         let api = ex.api.clone();
-        match api.flow.pick(api.candidates()).await {
+        let shared = self.shared.get().map(|s| s.as_ref());
+        match api.flow.pick(api.id(), api.candidates(), shared).await {
             Ok(Some(pick)) => {
                 if pick.queued {
                     api.flow.record(
@@ -155,6 +159,11 @@ impl Pipeline {
                 })
             }
         }
+    }
+
+    /// Counts server spike thresholds across the cluster from now on (cluster mode).
+    pub fn share_counters(&self, counter: Arc<dyn crate::enforce::flow::SharedCounter>) {
+        let _ = self.shared.set(counter);
     }
 
     /// Expires list entries, decoy memory and idle flow-control and detection state.

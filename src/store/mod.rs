@@ -9,7 +9,8 @@
 //! port is bound, `persist::attach` loads the store back into memory.
 //!
 //! The embedded implementation is [`embedded::Embedded`] (one redb file in the data
-//! directory); a distributed engine can implement the same trait. API definitions are not
+//! directory); in cluster mode the same trait is implemented over Redis
+//! ([`crate::cluster::store::RedisStore`]). API definitions are not
 //! here: their source of truth stays `config/api/*.json`, which the management API writes.
 
 pub mod embedded;
@@ -63,6 +64,11 @@ pub trait Store: Send {
     fn load(&mut self) -> Result<Loaded, StoreError>;
     /// Applies one batch, all or nothing, durably once this returns.
     fn commit(&mut self, batch: Batch) -> Result<(), StoreError>;
+    /// The rows other processes may have changed (a shared store: the lists and meta),
+    /// for the persister to merge in; `None` for a store only this process writes.
+    fn load_shared(&mut self) -> Result<Option<Loaded>, StoreError> {
+        Ok(None)
+    }
     /// What and where this store is, for logs and status (e.g. `redb /var/lib/…`).
     fn describe(&self) -> String;
 }

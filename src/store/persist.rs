@@ -63,6 +63,10 @@ pub struct Health {
 enum Command {
     Flush(tokio::sync::oneshot::Sender<Result<(), String>>),
     Stop(tokio::sync::oneshot::Sender<()>),
+    /// Merge in what other nodes changed in a shared store.
+    Pull,
+    /// The store lost what was committed (a Redis that restarted empty): write it all.
+    Resend,
 }
 
 /// The handle the rest of the process holds.
@@ -210,15 +214,21 @@ pub struct Restored {
 /// opened stops the start.
 pub fn attach(app: &Arc<App>) -> Result<Option<Restored>, StoreError> {
     let s = &app.settings;
-    if s.store == StoreKind::None {
+    if s.store == StoreKind::None && app.cluster.is_none() {
         return Ok(None);
     }
     std::fs::create_dir_all(&s.data_dir).map_err(|e| StoreError::Io {
         file: s.data_dir.clone(),
         reason: format!("cannot create data_dir: {e}"),
     })?;
-    let store = Embedded::open(&s.data_dir)?;
-    let (persister, restored) = start(app, Box::new(store), s.store_flush_interval)?;
+    let (store, interval): (Box<dyn Store>, Duration) = match &app.cluster {
+        Some(cluster) => (Box::new(cluster.store()), s.cluster_sync_interval),
+        None => (
+            Box::new(Embedded::open(&s.data_dir)?),
+            s.store_flush_interval,
+        ),
+    };
+    let (persister, restored) = start(app, store, interval)?;
     // Set once, right after construction: a second attach would be a programming error,
     // and the first persister stays in charge.
     let _ = app.persister.set(persister);
@@ -346,21 +356,26 @@ fn restore(app: &App, loaded: Loaded) -> (Tracker, Restored) {
     }
 
     for (name, bytes) in loaded.meta {
-        let applied = match name.as_str() {
-            META_TOKENS => app.sideband.tokens.restore(&bytes),
-            META_CREDENTIALS => app.credentials.restore(&bytes),
-            META_REVIEWED => metrics.activity.restore_reviewed(&bytes),
-            _ => Ok(()),
-        };
-        if let Err(e) = applied {
-            tracing::warn!("ignoring stored {name}: {e}");
-        }
+        apply_meta(app, &name, &bytes);
         tracker.meta.insert(name, bytes);
     }
     // Buckets that aged while the process was down move down the tiers now; the first
     // flush writes the result.
     metrics.compact(now);
     (tracker, restored)
+}
+
+/// Puts back one stored blob (tokens, credentials, reviewed attacks).
+fn apply_meta(app: &App, name: &str, bytes: &[u8]) {
+    let applied = match name {
+        META_TOKENS => app.sideband.tokens.restore(bytes),
+        META_CREDENTIALS => app.credentials.restore(bytes),
+        META_REVIEWED => app.pipeline.metrics().activity.restore_reviewed(bytes),
+        _ => Ok(()),
+    };
+    if let Err(e) = applied {
+        tracing::warn!("ignoring stored {name}: {e}");
+    }
 }
 
 struct Worker {
@@ -372,9 +387,17 @@ struct Worker {
 
 impl Worker {
     fn run(mut self, rx: mpsc::Receiver<Command>, interval: Duration) {
+        let mut next = std::time::Instant::now() + interval;
         loop {
-            match rx.recv_timeout(interval) {
+            let wait = next.saturating_duration_since(std::time::Instant::now());
+            match rx.recv_timeout(wait) {
                 Err(mpsc::RecvTimeoutError::Timeout) => {
+                    let _ = self.flush();
+                    next = std::time::Instant::now() + interval;
+                }
+                Ok(Command::Pull) => self.pull(),
+                Ok(Command::Resend) => {
+                    self.tracker = Tracker::default();
                     let _ = self.flush();
                 }
                 Ok(Command::Flush(reply)) => {
@@ -389,6 +412,43 @@ impl Worker {
                     let _ = self.flush();
                     return;
                 }
+            }
+        }
+    }
+
+    /// Merges the shared rows of the store (other nodes' list, token and credential
+    /// changes) into memory; the tracker then holds them as committed.
+    fn pull(&mut self) {
+        let remote = match self.store.load_shared() {
+            Ok(Some(r)) => r,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::debug!("cannot read the shared state: {e}");
+                return;
+            }
+        };
+        let now = unix_secs(std::time::SystemTime::now());
+        let mut by_kind: [Vec<(Identifier, Entry)>; 2] = Default::default();
+        for ((list, id), bytes) in remote.entries {
+            let decoded = Identifier::from_storage_key(&id)
+                .zip(postcard::from_bytes::<Entry>(&bytes).ok())
+                .filter(|(_, e)| e.live(now));
+            if let (Some(item), Some(slot)) = (decoded, by_kind.get_mut(usize::from(list))) {
+                slot.push(item);
+            }
+        }
+        let lists = &self.app.pipeline.enforcer.lists;
+        for (i, items) in by_kind.into_iter().enumerate() {
+            let (base, changed) = lists.merge_remote(KINDS[i], &self.tracker.lists[i], items);
+            self.tracker.lists[i] = base;
+            if changed > 0 {
+                tracing::info!(list = ?KINDS[i], changed, "list changes from the cluster applied");
+            }
+        }
+        for (name, bytes) in remote.meta {
+            if self.tracker.meta.get(&name) != Some(&bytes) {
+                apply_meta(&self.app, &name, &bytes);
+                self.tracker.meta.insert(name, bytes);
             }
         }
     }
@@ -451,6 +511,16 @@ impl Persister {
         }
         rx.await
             .unwrap_or_else(|_| Err("the persister has stopped".into()))
+    }
+
+    /// Asks for the shared state to be merged in (cluster mode; returns at once).
+    pub fn pull(&self) {
+        self.send(Command::Pull);
+    }
+
+    /// Asks for everything to be written again (the store lost it; returns at once).
+    pub fn resend(&self) {
+        self.send(Command::Resend);
     }
 
     /// Final flush and stop (graceful shutdown, after the workers have stopped; not from

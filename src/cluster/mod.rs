@@ -1,0 +1,510 @@
+//! Cluster mode: several enforcers behind one load balancer share state through Redis
+//! (`redis_url` in `ase.conf`). Off by default: a single node keeps its embedded store.
+//!
+//! Where it sits: beside the request path, like the store. Each node
+//! * commits its state to Redis instead of the embedded file ([`store::RedisStore`]
+//!   behind the persister, every `cluster_sync_interval`): its own bucket images, and the
+//!   shared deny/allow lists, sideband tokens, credentials and reviewed attacks;
+//! * hears the other nodes' list and token changes on a pub/sub channel and pulls them in
+//!   at once (a three-way merge, so its own unsent changes stay), and pulls again every
+//!   few seconds in case a message was lost ([`Cluster::start`]);
+//! * heartbeats into the node registry that `/v4/ase/cluster` and `status` show;
+//! * answers `api_metrics` for the whole cluster: its live buckets plus the other nodes'
+//!   images ([`Cluster::remote_images`]);
+//! * counts `server_spike_threshold` across the cluster with one `INCR` per request,
+//!   waiting at most `cluster_request_budget` before deciding with its local limiter
+//!   ([`Spikes`]).
+//!
+//! With Redis down a node keeps serving on its local state; the persister keeps the
+//! difference since its last good commit and writes it when Redis is back. Images are
+//! whole (never increments), so nothing is counted twice; when Redis comes back empty (a
+//! restart without persistence) every node writes its whole state again.
+
+pub mod store;
+
+use std::future::Future;
+use std::path::Path;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwapOption;
+use redis::{Commands, Connection};
+use serde::{Deserialize, Serialize};
+
+use crate::app::App;
+use crate::config::Settings;
+use crate::enforce::flow::SharedCounter;
+use crate::metrics::Image;
+
+/// How long a sync Redis call may take (connect, read, write) off the request path.
+const IO_TIMEOUT: Duration = Duration::from_secs(2);
+/// How often a node writes its heartbeat.
+const HEARTBEAT: Duration = Duration::from_secs(1);
+/// A node silent this long shows as unhealthy.
+pub const SILENT: Duration = Duration::from_secs(5);
+/// How often shared state is pulled even without a message.
+const RESYNC: Duration = Duration::from_secs(5);
+
+/// Why cluster mode could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    #[error("redis_url: {0}")]
+    Url(String),
+    #[error("{path}: cannot keep the node id: {source}", path = .path.display())]
+    NodeId {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// The cluster's Redis keys.
+#[derive(Debug, Clone)]
+pub struct Keys {
+    prefix: String,
+}
+
+impl Keys {
+    pub fn new(cluster_id: &str) -> Keys {
+        Keys {
+            prefix: format!("enforcer:{{{cluster_id}}}"),
+        }
+    }
+    pub fn lists(&self) -> String {
+        format!("{}:lists", self.prefix)
+    }
+    pub fn meta(&self) -> String {
+        format!("{}:meta", self.prefix)
+    }
+    pub fn nodes(&self) -> String {
+        format!("{}:nodes", self.prefix)
+    }
+    pub fn events(&self) -> String {
+        format!("{}:events", self.prefix)
+    }
+    pub fn bucket_apis(&self, node: &str) -> String {
+        format!("{}:bapis:{node}", self.prefix)
+    }
+    pub fn buckets(&self, node: &str, api: &str) -> String {
+        format!("{}:b:{node}:{api}", self.prefix)
+    }
+    pub fn spike(&self, what: &str) -> String {
+        format!("{}:spike:{what}", self.prefix)
+    }
+}
+
+/// Opens a sync connection with timeouts on every operation.
+pub fn connect(client: &redis::Client, timeout: Duration) -> redis::RedisResult<Connection> {
+    let c = client.get_connection_with_timeout(timeout)?;
+    c.set_read_timeout(Some(timeout))?;
+    c.set_write_timeout(Some(timeout))?;
+    Ok(c)
+}
+
+/// `redis://user:secret@host` → `redis://user:***@host`, for logs and status.
+fn shown(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let creds = &url[scheme + 3..at];
+            let user = creds.split_once(':').map_or("", |(u, _)| u);
+            format!("{}{user}:***{}", &url[..scheme + 3], &url[at..])
+        }
+        _ => url.to_string(),
+    }
+}
+
+/// One node as the registry shows it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Node {
+    pub node: String,
+    pub mode: String,
+    pub management: String,
+    pub started: String,
+    /// Unix milliseconds of its last heartbeat.
+    pub last_seen_ms: i64,
+}
+
+/// How this node's link to Redis is doing.
+#[derive(Debug, Default)]
+pub struct Health {
+    pub connected: AtomicBool,
+    /// Unix milliseconds of the last successful exchange with Redis (0: none yet).
+    pub last_contact_ms: AtomicI64,
+    pub errors: AtomicU64,
+    pub last_error: Mutex<Option<String>>,
+}
+
+impl Health {
+    fn ok(&self) {
+        self.last_contact_ms
+            .store(jiff::Timestamp::now().as_millisecond(), Relaxed);
+        if !self.connected.swap(true, Relaxed) {
+            tracing::info!("cluster: connected to Redis");
+        }
+    }
+
+    fn failed(&self, e: &dyn std::fmt::Display) {
+        self.errors.fetch_add(1, Relaxed);
+        if self.connected.swap(false, Relaxed) {
+            tracing::error!("cluster: Redis unreachable, serving on local state: {e}");
+        }
+        *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
+    }
+}
+
+/// This node's view of the cluster.
+pub struct Cluster {
+    pub node_id: String,
+    pub cluster_id: String,
+    pub keys: Keys,
+    pub client: redis::Client,
+    /// `redis_url` with any password masked.
+    pub shown: String,
+    pub health: Arc<Health>,
+    pub spikes: Arc<Spikes>,
+}
+
+impl Cluster {
+    /// Cluster mode as `ase.conf` sets it (`None` without `redis_url`). Reads or creates
+    /// the node id in `data_dir`; connects to nothing yet.
+    pub fn from_settings(s: &Settings) -> Result<Option<Cluster>, ClusterError> {
+        let Some(url) = &s.redis_url else {
+            return Ok(None);
+        };
+        let client =
+            redis::Client::open(url.expose()).map_err(|e| ClusterError::Url(e.to_string()))?;
+        let node_id = node_id(&s.data_dir)?;
+        let keys = Keys::new(&s.cluster_id);
+        let health = Arc::new(Health::default());
+        let spikes = Arc::new(Spikes {
+            conn: ArcSwapOption::empty(),
+            keys: keys.clone(),
+            budget: s.cluster_request_budget,
+            health: health.clone(),
+            broken: AtomicBool::new(false),
+        });
+        Ok(Some(Cluster {
+            node_id,
+            cluster_id: s.cluster_id.clone(),
+            keys,
+            client,
+            shown: shown(url.expose()),
+            health,
+            spikes,
+        }))
+    }
+
+    /// The persister's store for this node.
+    pub fn store(&self) -> store::RedisStore {
+        store::RedisStore::new(
+            self.client.clone(),
+            self.keys.clone(),
+            &self.node_id,
+            &self.shown,
+            IO_TIMEOUT,
+        )
+    }
+
+    /// Starts the node's cluster thread (heartbeat, change notifications, resync) and the
+    /// connection the spike counters use. Runs until the process ends.
+    pub fn start(app: &Arc<App>) -> std::io::Result<()> {
+        let Some(cluster) = &app.cluster else {
+            return Ok(());
+        };
+        let weak = Arc::downgrade(app);
+        let (client, spikes) = (cluster.client.clone(), cluster.spikes.clone());
+        std::thread::Builder::new()
+            .name("enforcer-cluster-io".into())
+            .spawn(move || spikes.run(client))?;
+        std::thread::Builder::new()
+            .name("enforcer-cluster".into())
+            .spawn(move || listen(weak))?;
+        Ok(())
+    }
+
+    /// The registry (sync; call it off the async threads).
+    pub fn nodes(&self) -> Result<Vec<Node>, String> {
+        let mut c = connect(&self.client, IO_TIMEOUT).map_err(|e| e.to_string())?;
+        let rows: Vec<(String, String)> =
+            c.hgetall(self.keys.nodes()).map_err(|e| e.to_string())?;
+        let mut nodes: Vec<Node> = rows
+            .into_iter()
+            .filter_map(|(_, v)| serde_json::from_str(&v).ok())
+            .collect();
+        nodes.sort_by(|a, b| a.node.cmp(&b.node));
+        Ok(nodes)
+    }
+
+    /// The other nodes' bucket images of `api` (sync; off the async threads).
+    pub fn remote_images(&self, api: &str) -> Result<Vec<(u8, Image)>, String> {
+        let mut c = connect(&self.client, IO_TIMEOUT).map_err(|e| e.to_string())?;
+        let nodes: Vec<String> = c.hkeys(self.keys.nodes()).map_err(|e| e.to_string())?;
+        let mut out = Vec::new();
+        for node in nodes.iter().filter(|n| **n != self.node_id) {
+            let rows: Vec<(String, Vec<u8>)> = c
+                .hgetall(self.keys.buckets(node, api))
+                .map_err(|e| e.to_string())?;
+            for (field, bytes) in rows {
+                let decoded = store::parse_bucket_field(&field)
+                    .zip(postcard::from_bytes::<Image>(&bytes).ok());
+                match decoded {
+                    Some(((tier, _), image)) => out.push((tier, image)),
+                    None => {
+                        tracing::warn!(%node, api, field, "skipping an unreadable bucket image")
+                    }
+                }
+            }
+        }
+        self.health.ok();
+        Ok(out)
+    }
+}
+
+/// The node id: kept in `data_dir/node_id` so a restarted node is the same node (its
+/// images in Redis are its own, not a second copy).
+fn node_id(data_dir: &Path) -> Result<String, ClusterError> {
+    let path = data_dir.join("node_id");
+    let err = |source| ClusterError::NodeId {
+        path: path.clone(),
+        source,
+    };
+    if let Ok(id) = std::fs::read_to_string(&path) {
+        let id = id.trim();
+        if !id.is_empty() && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+            return Ok(id.to_string());
+        }
+    }
+    let mut raw = [0u8; 6];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut raw)
+        .map_err(|_| err(std::io::Error::other("no randomness")))?;
+    let host = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
+    let host: String = host
+        .trim()
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+        .take(32)
+        .collect();
+    let suffix: String = raw.iter().map(|b| format!("{b:02x}")).collect();
+    let id = if host.is_empty() {
+        suffix
+    } else {
+        format!("{host}-{suffix}")
+    };
+    std::fs::create_dir_all(data_dir).map_err(err)?;
+    std::fs::write(&path, format!("{id}\n")).map_err(err)?;
+    Ok(id)
+}
+
+/// The cluster thread: heartbeats, and pulls shared state when another node says it
+/// changed it (or every [`RESYNC`]). Reconnects forever; stops when the app is gone.
+fn listen(app: Weak<App>) {
+    let mut run_id: Option<String> = None;
+    loop {
+        let Some(strong) = app.upgrade() else { return };
+        let Some(cluster) = &strong.cluster else {
+            return;
+        };
+        let (client, keys, node, health) = (
+            cluster.client.clone(),
+            cluster.keys.clone(),
+            cluster.node_id.clone(),
+            cluster.health.clone(),
+        );
+        let entry = Node {
+            node: node.clone(),
+            mode: strong.settings.mode.as_str().to_string(),
+            management: strong
+                .addresses
+                .get()
+                .map(|a| a.management.to_string())
+                .unwrap_or_default(),
+            started: strong.started.to_string(),
+            last_seen_ms: 0,
+        };
+        drop(strong);
+        match session(&app, &client, &keys, &node, &health, entry, &mut run_id) {
+            Ok(()) => return,
+            Err(e) => {
+                health.failed(&e);
+                std::thread::sleep(HEARTBEAT);
+            }
+        }
+    }
+}
+
+/// One connected stretch of the cluster thread; returns `Ok` when the app is gone.
+fn session(
+    app: &Weak<App>,
+    client: &redis::Client,
+    keys: &Keys,
+    node: &str,
+    health: &Health,
+    mut entry: Node,
+    run_id: &mut Option<String>,
+) -> redis::RedisResult<()> {
+    let mut cmd = connect(client, IO_TIMEOUT)?;
+    let mut sub = connect(client, IO_TIMEOUT)?;
+    sub.set_read_timeout(Some(Duration::from_millis(250)))?;
+    // A Redis that restarted empty has lost this node's state: write all of it again.
+    let info: String = redis::cmd("INFO").arg("server").query(&mut cmd)?;
+    let now_run = info
+        .lines()
+        .find_map(|l| l.strip_prefix("run_id:"))
+        .map(|s| s.trim().to_string());
+    let Some(strong) = app.upgrade() else {
+        return Ok(());
+    };
+    if run_id.is_some() && *run_id != now_run {
+        tracing::warn!("cluster: Redis restarted; writing this node's whole state again");
+        if let Some(p) = strong.persister.get() {
+            p.resend();
+        }
+    }
+    *run_id = now_run;
+    if let Some(p) = strong.persister.get() {
+        p.pull();
+    }
+    drop(strong);
+    let mut pubsub = sub.as_pubsub();
+    pubsub.subscribe(keys.events())?;
+    health.ok();
+    let (mut beat, mut resync) = (Instant::now() - HEARTBEAT, Instant::now());
+    loop {
+        let Some(strong) = app.upgrade() else {
+            return Ok(());
+        };
+        if beat.elapsed() >= HEARTBEAT {
+            entry.last_seen_ms = jiff::Timestamp::now().as_millisecond();
+            if entry.management.is_empty()
+                && let Some(a) = strong.addresses.get()
+            {
+                entry.management = a.management.to_string();
+            }
+            let json = serde_json::to_string(&entry).unwrap_or_default();
+            let () = cmd.hset(keys.nodes(), node, json)?;
+            health.ok();
+            beat = Instant::now();
+        }
+        if resync.elapsed() >= RESYNC {
+            if let Some(p) = strong.persister.get() {
+                p.pull();
+            }
+            resync = Instant::now();
+        }
+        drop(strong);
+        match pubsub.get_message() {
+            Ok(msg) => {
+                if msg.get_payload_bytes() != node.as_bytes()
+                    && let Some(a) = app.upgrade()
+                    && let Some(p) = a.persister.get()
+                {
+                    p.pull();
+                }
+            }
+            Err(e) if e.is_timeout() => {}
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Cluster-wide counters for server spike thresholds: `INCR` on a key per window, over
+/// one multiplexed async connection kept by its own thread.
+#[derive(Debug)]
+pub struct Spikes {
+    conn: ArcSwapOption<redis::aio::MultiplexedConnection>,
+    keys: Keys,
+    budget: Duration,
+    health: Arc<Health>,
+    /// Set by a failed call: the keeper reconnects.
+    broken: AtomicBool,
+}
+
+impl Spikes {
+    /// The keeper thread: connects, and reconnects after a failure.
+    fn run(self: Arc<Spikes>, client: redis::Client) {
+        let rt = match tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(rt) => rt,
+            Err(e) => {
+                tracing::error!("cluster: no runtime for the spike counters: {e}");
+                return;
+            }
+        };
+        rt.block_on(async move {
+            loop {
+                if self.conn.load().is_none() || self.broken.swap(false, Relaxed) {
+                    match tokio::time::timeout(
+                        IO_TIMEOUT,
+                        client.get_multiplexed_async_connection(),
+                    )
+                    .await
+                    {
+                        Ok(Ok(c)) => self.conn.store(Some(Arc::new(c))),
+                        Ok(Err(e)) => {
+                            self.conn.store(None);
+                            self.health.failed(&e);
+                        }
+                        Err(_) => {
+                            self.conn.store(None);
+                            self.health.failed(&"connect timed out");
+                        }
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        });
+    }
+}
+
+impl SharedCounter for Spikes {
+    fn count<'a>(
+        &'a self,
+        key: String,
+        window: Duration,
+    ) -> Pin<Box<dyn Future<Output = Option<u64>> + Send + 'a>> {
+        Box::pin(async move {
+            let conn = self.conn.load_full()?;
+            let mut c = (*conn).clone();
+            let key = self.keys.spike(&key);
+            let ttl = i64::try_from(window.as_millis() * 2).unwrap_or(i64::MAX);
+            let mut pipe = redis::pipe();
+            pipe.atomic().incr(&key, 1u64).pexpire(&key, ttl).ignore();
+            match tokio::time::timeout(self.budget, pipe.query_async::<(u64,)>(&mut c)).await {
+                Ok(Ok((n,))) => Some(n),
+                Ok(Err(e)) => {
+                    self.broken.store(true, Relaxed);
+                    self.health.failed(&e);
+                    None
+                }
+                // Slow, not necessarily broken: this request decides locally.
+                Err(_) => None,
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_are_masked() {
+        assert_eq!(shown("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
+        assert_eq!(
+            shown("redis://app:s3cret@10.0.0.1:6379/2"),
+            "redis://app:***@10.0.0.1:6379/2"
+        );
+        assert_eq!(shown("redis://:s3cret@h"), "redis://:***@h");
+    }
+
+    #[test]
+    fn the_node_id_survives_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = node_id(dir.path()).unwrap();
+        assert_eq!(node_id(dir.path()).unwrap(), a);
+        assert!(a.len() >= 12);
+    }
+}

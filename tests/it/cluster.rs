@@ -1,0 +1,392 @@
+//! Cluster mode against a real `redis-server` (Debian's package, installed by
+//! `scripts/test`) on a free loopback port, with several enforcer nodes.
+
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::support::backend::Backend;
+use crate::support::{Enforcer, Setup, api, client, eventually, manage};
+
+/// A redis-server on a free port, without persistence (a restart comes back empty).
+struct Redis {
+    child: Child,
+    port: u16,
+}
+
+impl Redis {
+    fn start_on(port: u16) -> Redis {
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no", "--protected-mode", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server (Debian package redis-server; scripts/test installs it)");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+                use std::io::{Read, Write};
+                let mut buf = [0u8; 16];
+                if s.write_all(b"PING\r\n").is_ok() && s.read(&mut buf).is_ok_and(|n| n > 0) {
+                    break;
+                }
+            }
+            assert!(Instant::now() < deadline, "redis-server did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Redis { child, port }
+    }
+
+    fn start() -> Redis {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        Redis::start_on(port)
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A node's setup: cluster mode on `redis`, quick syncs, the client IP from XFF, and two
+/// APIs that block deny-listed clients: `shop` for traffic, `gate` for probing the lists
+/// without adding to `shop`'s report.
+fn node(redis: &Redis, backend: SocketAddr) -> Setup {
+    let blocking = |url: &str| {
+        let mut def = api(url, "*", &[backend]);
+        def["enable_blocking"] = json!(true);
+        def
+    };
+    Setup::inline()
+        .set("redis_url", &redis.url())
+        .set("cluster_sync_interval", "200ms")
+        .set("enable_xff", "true")
+        .api("shop", blocking("/shop"))
+        .api("gate", blocking("/gate"))
+}
+
+async fn status_of(e: &Enforcer, path: &str, ip: &str) -> u16 {
+    client()
+        .get(e.url(path))
+        .header("x-forwarded-for", ip)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deny_list_change_on_one_node_reaches_the_others() {
+    let redis = Redis::start();
+    let b = Backend::start("shop").await;
+    let nodes: Vec<Enforcer> = (0..3)
+        .map(|_| Enforcer::start(&node(&redis, b.addr)))
+        .collect();
+    let (a, bn, c) = (&nodes[0], &nodes[1], &nodes[2]);
+    let ip = "203.0.113.9";
+    assert_eq!(status_of(c, "/shop/x", ip).await, 200);
+
+    manage(
+        a,
+        Method::POST,
+        "/v4/ase/blacklist",
+        Some(json!({"ips": [ip]})),
+    )
+    .await;
+    let added = Instant::now();
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            status_of(c, "/shop/x", ip).await == 403
+        })
+        .await,
+        "node C never blocked the address node A deny-listed"
+    );
+    let took = added.elapsed();
+    eprintln!("deny-list entry reached node C in {took:?}");
+    assert!(took < Duration::from_secs(1), "took {took:?}");
+
+    // Removed on B: allowed again on C and A.
+    let r = crate::support::admin_client()
+        .delete(bn.admin_url("/v4/ase/blacklist"))
+        .json(&json!({"ips": [ip]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    for n in [c, a] {
+        assert!(
+            eventually(Duration::from_secs(5), || async {
+                status_of(n, "/shop/x", ip).await == 200
+            })
+            .await,
+            "the removal never reached every node"
+        );
+    }
+
+    // The registry shows the three nodes, each up.
+    let v = manage(a, Method::GET, "/v4/ase/cluster", None).await;
+    assert_eq!(v["cluster"], "enabled");
+    assert_eq!(v["redis_status"], "connected");
+    let listed = v["nodes"].as_array().unwrap();
+    assert_eq!(listed.len(), 3, "{v}");
+    assert!(listed.iter().all(|n| n["status"] == "up"), "{v}");
+    assert_eq!(listed.iter().filter(|n| n["self"] == true).count(), 1);
+}
+
+/// Mixed traffic: several paths, methods, sessions, addresses and agents.
+async fn traffic(nodes: &[&Enforcer], n: usize) {
+    let c = client();
+    for i in 0..n {
+        let e = nodes[i % nodes.len()];
+        let method = if i % 4 == 0 {
+            Method::POST
+        } else {
+            Method::GET
+        };
+        let mut req = c
+            .request(method, e.url(&format!("/shop/item{}", i % 5)))
+            .header("x-forwarded-for", format!("198.51.100.{}", i % 7))
+            .header("user-agent", format!("agent-{}", i % 3));
+        if i % 3 != 0 {
+            req = req.header("cookie", format!("JSESSIONID=s{}", i % 4));
+        }
+        let r = req.send().await.unwrap();
+        assert_eq!(r.status(), 200);
+    }
+}
+
+async fn report(e: &Enforcer) -> Value {
+    let mut v = manage(e, Method::GET, "/v4/abs/metrics?api=shop", None).await;
+    // The window's dates depend on when the report is asked; the rest must be equal.
+    v.as_object_mut().unwrap().remove("earlier_date");
+    v.as_object_mut().unwrap().remove("later_date");
+    v
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn traffic_over_three_nodes_reports_as_on_one() {
+    let b = Backend::start("shop").await;
+    let single = Enforcer::start(
+        &Setup::inline()
+            .set("enable_xff", "true")
+            .set("store", "none")
+            .api("shop", api("/shop", "*", &[b.addr])),
+    );
+    traffic(&[&single], 60).await;
+    let expected = report(&single).await;
+    assert_eq!(expected["req_resp_summary"]["total_requests"], 60);
+
+    let redis = Redis::start();
+    let nodes: Vec<Enforcer> = (0..3)
+        .map(|_| Enforcer::start(&node(&redis, b.addr)))
+        .collect();
+    let refs: Vec<&Enforcer> = nodes.iter().collect();
+    traffic(&refs, 60).await;
+    for n in &nodes {
+        let last = until(Duration::from_secs(10), || report(n), |r| *r == expected).await;
+        assert_eq!(
+            last, expected,
+            "a node's cluster report differs from the single node's"
+        );
+    }
+}
+
+/// Polls `get` until `done` holds or `limit` passes; the last value either way.
+async fn until<T, F, Fut>(limit: Duration, mut get: F, done: impl Fn(&T) -> bool) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = T>,
+{
+    let deadline = Instant::now() + limit;
+    loop {
+        let v = get().await;
+        if done(&v) || Instant::now() >= deadline {
+            return v;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_spike_threshold_holds_across_nodes() {
+    let redis = Redis::start();
+    let b = Backend::start("shop").await;
+    let def = json!({"protocol": "http", "url": "/shop", "hostname": "*",
+        "servers": [{"host": "127.0.0.1", "port": b.addr.port(), "server_spike_threshold": "10/minute"}]});
+    let nodes: Vec<Enforcer> = (0..3)
+        .map(|_| Enforcer::start(&node(&redis, b.addr).api("shop", def.clone())))
+        .collect();
+    let minute =
+        |t: std::time::SystemTime| t.duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() / 60;
+    let started = std::time::SystemTime::now();
+    let mut ok = 0;
+    for i in 0..30 {
+        let s = status_of(&nodes[i % 3], "/shop/x", "198.51.100.1").await;
+        if s == 200 {
+            ok += 1;
+        }
+    }
+    // Windows are whole minutes: a burst across a minute boundary may get two windows.
+    let windows = minute(std::time::SystemTime::now()) - minute(started) + 1;
+    eprintln!("{ok} of 30 requests over 3 nodes allowed by a 10/minute threshold");
+    assert!(
+        ok >= 10 && ok <= 10 * windows as usize,
+        "{ok} allowed in {windows} window(s); each node alone would allow 10"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_restarting_mid_load_loses_and_double_counts_nothing() {
+    let mut redis = Redis::start();
+    let port = redis.port;
+    let b = Backend::start("shop").await;
+    let nodes: Vec<Arc<Enforcer>> = (0..2)
+        .map(|_| Arc::new(Enforcer::start(&node(&redis, b.addr))))
+        .collect();
+    let sent = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut load = Vec::new();
+    for n in &nodes {
+        let (n, sent, stop) = (n.clone(), sent.clone(), stop.clone());
+        load.push(tokio::spawn(async move {
+            let c = client();
+            while !stop.load(Ordering::Relaxed) {
+                let r = c.get(n.url("/shop/x")).send().await.unwrap();
+                assert_eq!(r.status(), 200, "a node stopped serving");
+                sent.fetch_add(1, Ordering::Relaxed);
+            }
+        }));
+    }
+    let at = |n: u64| {
+        let sent = sent.clone();
+        async move {
+            eventually(Duration::from_secs(20), || {
+                let sent = sent.clone();
+                async move { sent.load(Ordering::Relaxed) >= n }
+            })
+            .await
+        }
+    };
+    assert!(at(200).await);
+    let ip = "203.0.113.77";
+    manage(
+        &nodes[0],
+        Method::POST,
+        "/v4/ase/blacklist",
+        Some(json!({"ips": [ip]})),
+    )
+    .await;
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            status_of(&nodes[1], "/gate/x", ip).await == 403
+        })
+        .await
+    );
+    redis.stop();
+    let down_at = sent.load(Ordering::Relaxed);
+    assert!(at(down_at + 300).await, "nodes serve while Redis is down");
+    let status = manage(&nodes[0], Method::GET, "/v4/ase/cluster", None).await;
+    assert_eq!(status["redis_status"], "unreachable", "{status}");
+    // Back, empty (no persistence): every node writes its whole state again.
+    let redis_again = Redis::start_on(port);
+    let up_at = sent.load(Ordering::Relaxed);
+    assert!(at(up_at + 300).await);
+    stop.store(true, Ordering::Relaxed);
+    for l in load {
+        l.await.unwrap();
+    }
+    let total = sent.load(Ordering::Relaxed);
+    for n in &nodes {
+        let total_of = || async {
+            report(n).await["req_resp_summary"]["total_requests"]
+                .as_u64()
+                .unwrap_or(0)
+        };
+        let seen = until(Duration::from_secs(15), total_of, |t| *t == total).await;
+        assert_eq!(seen, total, "the cluster report against what clients sent");
+    }
+    // The deny list was written again too: a node that joins now starts from it.
+    let late = Enforcer::start(&node(&redis_again, b.addr));
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            status_of(&late, "/gate/x", ip).await == 403
+        })
+        .await,
+        "the deny list did not survive Redis restarting empty"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_node_rejoins_with_its_records() {
+    let redis = Redis::start();
+    let b = Backend::start("shop").await;
+    let a = Enforcer::start(&node(&redis, b.addr));
+    let setup = node(&redis, b.addr);
+    let dir = setup.write();
+    let mut bn = Enforcer::start_in(dir.path());
+    traffic(&[&a, &bn], 40).await;
+    let id = manage(&bn, Method::GET, "/v4/ase/cluster", None).await["node"].clone();
+    bn.signal("TERM");
+    let _ = bn.wait(Duration::from_secs(20));
+
+    let bn = Enforcer::start_in(dir.path());
+    let v = manage(&bn, Method::GET, "/v4/ase/cluster", None).await;
+    assert_eq!(v["node"], id, "the same node id after a restart");
+    traffic(&[&a, &bn], 20).await;
+    for n in [&a, &bn] {
+        assert!(
+            eventually(Duration::from_secs(10), || async {
+                report(n).await["req_resp_summary"]["total_requests"] == 60
+            })
+            .await,
+            "records were lost or counted twice across the restart"
+        );
+    }
+    let v = manage(&a, Method::GET, "/v4/ase/cluster", None).await;
+    let listed = v["nodes"].as_array().unwrap();
+    assert_eq!(listed.len(), 2, "{v}");
+    assert!(listed.iter().all(|n| n["status"] == "up"), "{v}");
+}
+
+/// A node that cannot reach Redis at start exits non-zero, naming the Redis server (it
+/// must not start empty: its first push would overwrite its records); a bad URL is a
+/// config error naming the key.
+#[test]
+fn a_node_without_redis_refuses_to_start() {
+    let closed = crate::support::closed_port();
+    let setup = Setup::inline().set("redis_url", &format!("redis://{closed}"));
+    let dir = setup.write();
+    let (status, stdout, stderr) =
+        crate::support::run_cli(&["run", "--config", dir.path().to_str().unwrap()]);
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(!stdout.contains("ready"));
+    assert!(stderr.contains(&format!("redis://{closed}")), "{stderr}");
+
+    let setup = Setup::inline().set("redis_url", "http://example.com");
+    let dir = setup.write();
+    let (status, _, stderr) =
+        crate::support::run_cli(&["run", "--config", dir.path().to_str().unwrap()]);
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("redis_url"), "{stderr}");
+}
