@@ -667,6 +667,31 @@ fn status(dir: &std::path::Path) -> ExitCode {
     for (k, v) in rows {
         println!("{k:<24}: {v}");
     }
+    if s["cluster"].is_object() {
+        let c = match call(dir, Method::GET, "/v4/ase/cluster", String::new()) {
+            Ok(v) => v,
+            Err(code) => return code,
+        };
+        let field = |v: &serde_json::Value, k: &str| v[k].as_str().unwrap_or("-").to_string();
+        println!(
+            "{:<24}: {} (this node {}), redis {} {}",
+            "cluster",
+            field(&c, "cluster_id"),
+            field(&c, "node"),
+            field(&c, "redis"),
+            field(&c, "redis_status")
+        );
+        for n in c["nodes"].as_array().into_iter().flatten() {
+            println!(
+                "{:<24}: {} {}, management {}, last contact {}",
+                "  node",
+                field(n, "node"),
+                field(n, "status"),
+                field(n, "management"),
+                field(n, "last_contact")
+            );
+        }
+    }
     ExitCode::SUCCESS
 }
 

@@ -367,6 +367,18 @@ async fn a_restarted_node_rejoins_with_its_records() {
     let listed = v["nodes"].as_array().unwrap();
     assert_eq!(listed.len(), 2, "{v}");
     assert!(listed.iter().all(|n| n["status"] == "up"), "{v}");
+    // `enforcer status` shows the cluster and both nodes.
+    let (code, out, err) =
+        crate::support::run_cli(&["status", "--config", dir.path().to_str().unwrap()]);
+    assert!(code.success(), "{err}");
+    assert!(out.contains("redis redis://127.0.0.1:"), "{out}");
+    assert_eq!(
+        out.lines()
+            .filter(|l| l.trim_start().starts_with("node") && l.contains(" up,"))
+            .count(),
+        2,
+        "{out}"
+    );
 }
 
 /// A node that cannot reach Redis at start exits non-zero, naming the Redis server (it
