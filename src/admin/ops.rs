@@ -155,15 +155,21 @@ pub(super) async fn api(
                 return bad_parameter("(body)", "the API definition must be UTF-8 JSON".into());
             };
             let create = method == Method::POST;
-            let (writer, api_id) = (app.clone(), id.clone());
+            let (writer, api_id, shared) = (app.clone(), id.clone(), text.clone());
             let done =
                 tokio::task::spawn_blocking(move || writer.put_api(&api_id, &text, create)).await;
+            if matches!(done, Ok(Ok(()))) && let Some(c) = &app.cluster {
+                c.publish_api(&id, Some(&shared));
+            }
             let verb = if create { "added" } else { "updated" };
             api_change(done, &id, verb)
         }
         (&Method::DELETE, Some(id)) => {
             let (writer, api_id) = (app.clone(), id.clone());
             let done = tokio::task::spawn_blocking(move || writer.delete_api(&api_id)).await;
+            if matches!(done, Ok(Ok(()))) && let Some(c) = &app.cluster {
+                c.publish_api(&id, None);
+            }
             api_change(done, &id, "deleted")
         }
         (&Method::POST | &Method::PUT | &Method::DELETE, None) => {

@@ -26,6 +26,7 @@ use std::future::Future;
 use std::path::Path;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering::Relaxed};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
@@ -79,6 +80,9 @@ impl Keys {
     }
     pub fn nodes(&self) -> String {
         format!("{}:nodes", self.prefix)
+    }
+    pub fn apis(&self) -> String {
+        format!("{}:apis", self.prefix)
     }
     pub fn events(&self) -> String {
         format!("{}:events", self.prefix)
@@ -163,6 +167,9 @@ pub struct Cluster {
     pub shown: String,
     pub health: Arc<Health>,
     pub spikes: Arc<Spikes>,
+    /// API definitions changed here through the management API and not yet in Redis
+    /// (id → JSON text, empty for a deletion); the cluster thread writes them.
+    pending_apis: Mutex<HashMap<String, String>>,
 }
 
 impl Cluster {
@@ -192,6 +199,7 @@ impl Cluster {
             shown: shown(url.expose()),
             health,
             spikes,
+            pending_apis: Mutex::new(HashMap::new()),
         }))
     }
 
@@ -220,6 +228,78 @@ impl Cluster {
         std::thread::Builder::new()
             .name("enforcer-cluster".into())
             .spawn(move || listen(weak))?;
+        Ok(())
+    }
+
+    /// Shares an API definition changed here (`None`: deleted) with the other nodes;
+    /// the cluster thread writes it, and retries while Redis is away.
+    pub fn publish_api(&self, id: &str, text: Option<&str>) {
+        self.pending_apis
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id.to_string(), text.unwrap_or_default().to_string());
+    }
+
+    /// Writes the API definitions changed here to Redis and tells the other nodes.
+    fn push_apis(&self, c: &mut Connection) -> redis::RedisResult<()> {
+        let pending: Vec<(String, String)> = self
+            .pending_apis
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        if pending.is_empty() {
+            return Ok(());
+        }
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        for (id, text) in &pending {
+            pipe.hset(self.keys.apis(), id, text).ignore();
+        }
+        pipe.publish(self.keys.events(), &self.node_id).ignore();
+        pipe.query::<()>(c)?;
+        let mut left = self.pending_apis.lock().unwrap_or_else(|p| p.into_inner());
+        for (id, text) in pending {
+            // A newer change made meanwhile stays pending.
+            if left.get(&id) == Some(&text) {
+                left.remove(&id);
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies the shared API definitions that changed since `seen` (what this node last
+    /// took from Redis): written to `config/api/` and swapped in, as the management API
+    /// would. Definitions changed here and not yet pushed win.
+    fn pull_apis(
+        &self,
+        app: &App,
+        c: &mut Connection,
+        seen: &mut HashMap<String, String>,
+    ) -> redis::RedisResult<()> {
+        let shared: HashMap<String, String> = c.hgetall(self.keys.apis())?;
+        let pending = self.pending_apis.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        for (id, text) in shared {
+            if seen.get(&id) == Some(&text) || pending.contains_key(&id) {
+                continue;
+            }
+            let file = app.config_dir.join("api").join(format!("{id}.json"));
+            let local = std::fs::read_to_string(&file).ok();
+            let applied = match (text.is_empty(), local) {
+                (true, None) => Ok(()),
+                (true, Some(_)) => app.delete_api(&id),
+                (false, Some(l)) if l == text => Ok(()),
+                (false, local) => app.put_api(&id, &text, local.is_none()),
+            };
+            match applied {
+                Ok(()) => {
+                    tracing::info!(api = %id, "API definition from the cluster applied");
+                }
+                Err(e) => tracing::warn!(api = %id, "cannot apply the cluster's API definition: {e}"),
+            }
+            seen.insert(id, text);
+        }
         Ok(())
     }
 
@@ -300,6 +380,8 @@ fn node_id(data_dir: &Path) -> Result<String, ClusterError> {
 /// changed it (or every [`RESYNC`]). Reconnects forever; stops when the app is gone.
 fn listen(app: Weak<App>) {
     let mut run_id: Option<String> = None;
+    // The API definitions this node last took from Redis.
+    let mut seen_apis: HashMap<String, String> = HashMap::new();
     loop {
         let Some(strong) = app.upgrade() else { return };
         let Some(cluster) = &strong.cluster else {
@@ -323,7 +405,11 @@ fn listen(app: Weak<App>) {
             last_seen_ms: 0,
         };
         drop(strong);
-        match session(&app, &client, &keys, &node, &health, entry, &mut run_id) {
+        let mut state = SessionState {
+            run_id: &mut run_id,
+            seen_apis: &mut seen_apis,
+        };
+        match session(&app, &client, &keys, &node, &health, entry, &mut state) {
             Ok(()) => return,
             Err(e) => {
                 health.failed(&e);
@@ -331,6 +417,25 @@ fn listen(app: Weak<App>) {
             }
         }
     }
+}
+
+/// What the cluster thread remembers across reconnections.
+struct SessionState<'a> {
+    /// Redis's `run_id` when last connected (a new one: Redis restarted).
+    run_id: &'a mut Option<String>,
+    seen_apis: &'a mut HashMap<String, String>,
+}
+
+/// Pushes this node's API changes and pulls everyone's shared state.
+fn sync(app: &App, cmd: &mut Connection, seen: &mut HashMap<String, String>) -> redis::RedisResult<()> {
+    if let Some(c) = &app.cluster {
+        c.push_apis(cmd)?;
+        c.pull_apis(app, cmd, seen)?;
+    }
+    if let Some(p) = app.persister.get() {
+        p.pull();
+    }
+    Ok(())
 }
 
 /// One connected stretch of the cluster thread; returns `Ok` when the app is gone.
@@ -341,8 +446,9 @@ fn session(
     node: &str,
     health: &Health,
     mut entry: Node,
-    run_id: &mut Option<String>,
+    state: &mut SessionState<'_>,
 ) -> redis::RedisResult<()> {
+    let run_id = &mut *state.run_id;
     let mut cmd = connect(client, IO_TIMEOUT)?;
     let mut sub = connect(client, IO_TIMEOUT)?;
     sub.set_read_timeout(Some(Duration::from_millis(250)))?;
@@ -362,9 +468,7 @@ fn session(
         }
     }
     *run_id = now_run;
-    if let Some(p) = strong.persister.get() {
-        p.pull();
-    }
+    sync(&strong, &mut cmd, state.seen_apis)?;
     drop(strong);
     let mut pubsub = sub.as_pubsub();
     pubsub.subscribe(keys.events())?;
@@ -387,19 +491,18 @@ fn session(
             beat = Instant::now();
         }
         if resync.elapsed() >= RESYNC {
-            if let Some(p) = strong.persister.get() {
-                p.pull();
-            }
+            sync(&strong, &mut cmd, state.seen_apis)?;
             resync = Instant::now();
+        } else if let Some(c) = &strong.cluster {
+            c.push_apis(&mut cmd)?;
         }
         drop(strong);
         match pubsub.get_message() {
             Ok(msg) => {
                 if msg.get_payload_bytes() != node.as_bytes()
                     && let Some(a) = app.upgrade()
-                    && let Some(p) = a.persister.get()
                 {
-                    p.pull();
+                    sync(&a, &mut cmd, state.seen_apis)?;
                 }
             }
             Err(e) if e.is_timeout() => {}

@@ -402,3 +402,59 @@ fn a_node_without_redis_refuses_to_start() {
     assert_eq!(status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("redis_url"), "{stderr}");
 }
+
+/// An API added through one node's management API is served by every node (and written
+/// to their `config/api/`), including a node that joins later; deleted on another node, it
+/// is gone everywhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_definitions_are_shared() {
+    let redis = Redis::start();
+    let b = Backend::start("orders").await;
+    let nodes: Vec<Enforcer> = (0..3)
+        .map(|_| Enforcer::start(&node(&redis, b.addr)))
+        .collect();
+    let c = client();
+    let status = |e: &Enforcer| {
+        let r = c.get(e.url("/orders/1")).send();
+        async move { r.await.unwrap().status().as_u16() }
+    };
+    assert_eq!(status(&nodes[2]).await, 503, "no such API yet");
+
+    let def = json!({"api_metadata": api("/orders", "*", &[b.addr])});
+    let r = crate::support::admin_client()
+        .post(nodes[0].admin_url("/v4/ase/api?api_id=orders"))
+        .body(def.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let added = Instant::now();
+    for n in &nodes[1..] {
+        assert!(
+            eventually(Duration::from_secs(5), || async { status(n).await == 200 }).await,
+            "a node never served the API added on node A"
+        );
+        assert!(n.config_dir().join("api/orders.json").is_file());
+    }
+    eprintln!("the API reached every node within {:?}", added.elapsed());
+
+    let late = Enforcer::start(&node(&redis, b.addr));
+    assert!(
+        eventually(Duration::from_secs(5), || async { status(&late).await == 200 }).await,
+        "a node that joined later never got the API"
+    );
+
+    let r = crate::support::admin_client()
+        .delete(nodes[1].admin_url("/v4/ase/api?api_id=orders"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    for n in [&nodes[0], &nodes[2], &late] {
+        assert!(
+            eventually(Duration::from_secs(5), || async { status(n).await == 503 }).await,
+            "the deletion never reached every node"
+        );
+        assert!(!n.config_dir().join("api/orders.json").exists());
+    }
+}
