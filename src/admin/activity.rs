@@ -128,15 +128,20 @@ pub(super) async fn client(
     let denied = deny_check(&app);
     let built = tokio::task::spawn_blocking(move || {
         let listed = denied(kind, &id);
-        report::client_activity(
-            &app.pipeline.metrics().activity,
-            kind,
-            &id,
-            period,
-            at,
-            listed,
-        )
-        .ok_or(id)
+        let (from, to) = period.window(at);
+        let mut tally = app.pipeline.metrics().activity.client(kind, &id, from, to);
+        for other in other_nodes(&app, from, to) {
+            if let Some(t) = other.client(kind, &id, from, to) {
+                match &mut tally {
+                    Some(mine) => mine.merge(t),
+                    None => tally = Some(t),
+                }
+            }
+        }
+        match tally {
+            Some(t) => Ok(report::client_activity_of(t, kind, &id, period, at, listed)),
+            None => Err(id),
+        }
     })
     .await;
     match built {
@@ -176,13 +181,57 @@ pub(super) async fn api(app: Arc<App>, method: &Method, rest: &str, q: &Query) -
         );
     }
     let built = tokio::task::spawn_blocking(move || {
-        report::api_activity(&app.pipeline.metrics().activity, &name, period, at)
+        let (from, to) = period.window(at);
+        let mut tally = app.pipeline.metrics().activity.api(&name, from, to);
+        for other in other_nodes(&app, from, to) {
+            tally.merge(other.api(&name, from, to));
+        }
+        report::api_activity_of(tally, &name, period, at)
     })
     .await;
     match built {
         Ok(r) => json(StatusCode::OK, &r),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
     }
+}
+
+/// In a cluster, the other nodes' activity records overlapping `[from, to)`, one
+/// [`Activity`](crate::metrics::activity::Activity) per node (their words are numbered per
+/// node, so nodes are summed as tallies, not as buckets). Blocking; without Redis, none.
+fn other_nodes(app: &App, from: i64, to: i64) -> Vec<crate::metrics::activity::Activity> {
+    let Some(c) = &app.cluster else {
+        return Vec::new();
+    };
+    let rows = match c.remote_rows(crate::store::persist::ACTIVITY) {
+        Ok(rows) => rows,
+        Err(e) => {
+            tracing::warn!("cluster activity report without the other nodes: {e}");
+            return Vec::new();
+        }
+    };
+    // Buckets are at most a day long: one that starts a day before `from` may overlap.
+    let earliest = from - 86_400;
+    rows.into_iter()
+        .map(|(_, buckets)| {
+            let a =
+                crate::metrics::activity::Activity::new(crate::metrics::activity::ActivityCaps {
+                    clients: u32::MAX,
+                    memory: u64::MAX,
+                });
+            for (tier, start, bytes) in buckets {
+                if start < earliest || start >= to {
+                    continue;
+                }
+                match postcard::from_bytes(&bytes) {
+                    Ok(img) => {
+                        a.restore(usize::from(tier), img);
+                    }
+                    Err(e) => tracing::warn!(start, "skipping an unreadable activity image: {e}"),
+                }
+            }
+            a
+        })
+        .collect()
 }
 
 /// `GET /v5/ase/attacks`: the attack management list.
@@ -234,7 +283,13 @@ pub(super) async fn attacks(app: Arc<App>, q: &Query) -> Response<Body> {
     };
     let denied = deny_check(&app);
     let built = tokio::task::spawn_blocking(move || {
-        report::attacks(&app.pipeline.metrics().activity, period, at, &query, denied)
+        let local = &app.pipeline.metrics().activity;
+        let (from, to) = period.window(at);
+        let mut rows = local.attacks(from, to);
+        for other in other_nodes(&app, from, to) {
+            rows.extend(other.attacks(from, to));
+        }
+        report::attacks_of(rows, local, period, at, &query, denied)
     })
     .await;
     match built {

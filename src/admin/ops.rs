@@ -158,7 +158,9 @@ pub(super) async fn api(
             let (writer, api_id, shared) = (app.clone(), id.clone(), text.clone());
             let done =
                 tokio::task::spawn_blocking(move || writer.put_api(&api_id, &text, create)).await;
-            if matches!(done, Ok(Ok(()))) && let Some(c) = &app.cluster {
+            if matches!(done, Ok(Ok(())))
+                && let Some(c) = &app.cluster
+            {
                 c.publish_api(&id, Some(&shared));
             }
             let verb = if create { "added" } else { "updated" };
@@ -167,7 +169,9 @@ pub(super) async fn api(
         (&Method::DELETE, Some(id)) => {
             let (writer, api_id) = (app.clone(), id.clone());
             let done = tokio::task::spawn_blocking(move || writer.delete_api(&api_id)).await;
-            if matches!(done, Ok(Ok(()))) && let Some(c) = &app.cluster {
+            if matches!(done, Ok(Ok(())))
+                && let Some(c) = &app.cluster
+            {
                 c.publish_api(&id, None);
             }
             api_change(done, &id, "deleted")

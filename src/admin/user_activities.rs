@@ -152,7 +152,26 @@ pub(super) async fn handle(app: Arc<App>, req: Request<Incoming>) -> Response<Bo
     let env = settings.environment_id.clone();
     // Folding up to 200 days of hours is CPU work: keep it off the connection threads.
     let built = tokio::task::spawn_blocking(move || {
-        user_activities::build(&app.pipeline.metrics().users, &query, &env, href)
+        let users = &app.pipeline.metrics().users;
+        match &app.cluster {
+            // The cluster's report: this node's hours and every other node's, summed.
+            Some(c) => {
+                let others = c
+                    .remote_rows(crate::store::persist::USERS)
+                    .unwrap_or_else(|e| {
+                        tracing::warn!("cluster userActivities without the other nodes: {e}");
+                        Vec::new()
+                    })
+                    .into_iter()
+                    .flat_map(|(_, rows)| rows)
+                    .filter_map(|(_, _, bytes)| postcard::from_bytes(&bytes).ok())
+                    .collect();
+                let (from, to) = query.hours();
+                let all = users.with_others(from, to, others);
+                user_activities::build(&all, &query, &env, href)
+            }
+            None => user_activities::build(users, &query, &env, href),
+        }
     })
     .await;
     match built {

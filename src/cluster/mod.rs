@@ -22,11 +22,11 @@
 
 pub mod store;
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::path::Path;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering::Relaxed};
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
@@ -279,7 +279,11 @@ impl Cluster {
         seen: &mut HashMap<String, String>,
     ) -> redis::RedisResult<()> {
         let shared: HashMap<String, String> = c.hgetall(self.keys.apis())?;
-        let pending = self.pending_apis.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let pending = self
+            .pending_apis
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
         for (id, text) in shared {
             if seen.get(&id) == Some(&text) || pending.contains_key(&id) {
                 continue;
@@ -296,7 +300,9 @@ impl Cluster {
                 Ok(()) => {
                     tracing::info!(api = %id, "API definition from the cluster applied");
                 }
-                Err(e) => tracing::warn!(api = %id, "cannot apply the cluster's API definition: {e}"),
+                Err(e) => {
+                    tracing::warn!(api = %id, "cannot apply the cluster's API definition: {e}")
+                }
             }
             seen.insert(id, text);
         }
@@ -316,27 +322,42 @@ impl Cluster {
         Ok(nodes)
     }
 
-    /// The other nodes' bucket images of `api` (sync; off the async threads).
-    pub fn remote_images(&self, api: &str) -> Result<Vec<(u8, Image)>, String> {
+    /// The other nodes' stored rows of `api` (an API id, or the activity and user rows):
+    /// per node, its (tier, start, bytes). Sync; call it off the async threads.
+    pub fn remote_rows(&self, api: &str) -> Result<Vec<(String, Vec<(u8, i64, Vec<u8>)>)>, String> {
         let mut c = connect(&self.client, IO_TIMEOUT).map_err(|e| e.to_string())?;
         let nodes: Vec<String> = c.hkeys(self.keys.nodes()).map_err(|e| e.to_string())?;
         let mut out = Vec::new();
-        for node in nodes.iter().filter(|n| **n != self.node_id) {
+        for node in nodes.into_iter().filter(|n| *n != self.node_id) {
             let rows: Vec<(String, Vec<u8>)> = c
-                .hgetall(self.keys.buckets(node, api))
+                .hgetall(self.keys.buckets(&node, api))
                 .map_err(|e| e.to_string())?;
-            for (field, bytes) in rows {
-                let decoded = store::parse_bucket_field(&field)
-                    .zip(postcard::from_bytes::<Image>(&bytes).ok());
-                match decoded {
-                    Some(((tier, _), image)) => out.push((tier, image)),
-                    None => {
-                        tracing::warn!(%node, api, field, "skipping an unreadable bucket image")
+            let rows = rows
+                .into_iter()
+                .filter_map(|(field, bytes)| {
+                    let (tier, start) = store::parse_bucket_field(&field)?;
+                    Some((tier, start, bytes))
+                })
+                .collect();
+            out.push((node, rows));
+        }
+        self.health.ok();
+        Ok(out)
+    }
+
+    /// The other nodes' bucket images of API `api` (sync; off the async threads).
+    pub fn remote_images(&self, api: &str) -> Result<Vec<(u8, Image)>, String> {
+        let mut out = Vec::new();
+        for (node, rows) in self.remote_rows(api)? {
+            for (tier, start, bytes) in rows {
+                match postcard::from_bytes::<Image>(&bytes) {
+                    Ok(image) => out.push((tier, image)),
+                    Err(e) => {
+                        tracing::warn!(%node, api, start, "skipping an unreadable bucket image: {e}")
                     }
                 }
             }
         }
-        self.health.ok();
         Ok(out)
     }
 }
@@ -427,7 +448,11 @@ struct SessionState<'a> {
 }
 
 /// Pushes this node's API changes and pulls everyone's shared state.
-fn sync(app: &App, cmd: &mut Connection, seen: &mut HashMap<String, String>) -> redis::RedisResult<()> {
+fn sync(
+    app: &App,
+    cmd: &mut Connection,
+    seen: &mut HashMap<String, String>,
+) -> redis::RedisResult<()> {
     if let Some(c) = &app.cluster {
         c.push_apis(cmd)?;
         c.pull_apis(app, cmd, seen)?;

@@ -1062,6 +1062,18 @@ pub struct Tally {
 }
 
 impl Tally {
+    /// Adds another tally of the same client or API (another node's, in a cluster).
+    pub fn merge(&mut self, other: Tally) {
+        for (mine, theirs) in self.panes.iter_mut().zip(other.panes) {
+            for (label, n) in theirs {
+                *mine.entry(label).or_default() += n;
+            }
+        }
+        for (mine, theirs) in self.overflow.iter_mut().zip(other.overflow) {
+            *mine += theirs;
+        }
+    }
+
     fn add(&mut self, b: &ActivityBucket, panes: &Panes) {
         panes.each(|k, n| {
             let Some((pane, v)) = split_key(k) else {

@@ -332,6 +332,52 @@ impl Users {
         })
     }
 
+    /// Adds another node's stored hour to this one (a cluster-wide report): counts add,
+    /// users are the union. False for a misaligned hour.
+    pub fn merge_image(&self, image: HourImage) -> bool {
+        if image.start.rem_euclid(HOUR) != 0 {
+            return false;
+        }
+        let Some(h) = self.hours.get(&image.start) else {
+            return self.restore(image);
+        };
+        h.successes.fetch_add(image.successes, Relaxed);
+        h.failures.fetch_add(image.failures, Relaxed);
+        h.resets.fetch_add(image.resets, Relaxed);
+        let theirs = match image.users {
+            UsersImage::Exact(list) => {
+                let mut d = Distinct::default();
+                for u in list {
+                    d.insert(u);
+                }
+                d
+            }
+            UsersImage::Estimated(est) => Distinct::Estimated(est),
+        };
+        h.users().merge(&theirs);
+        true
+    }
+
+    /// This node's hours starting in `[from, to)` plus `others` (other nodes' stored
+    /// hours), summed into a new set for one report.
+    pub fn with_others(&self, from: i64, to: i64, others: Vec<HourImage>) -> Users {
+        let all = Users::new();
+        for entry in self.hours.iter() {
+            let start = *entry.key();
+            if (from..to).contains(&start)
+                && let Some(img) = self.image(start)
+            {
+                all.restore(img);
+            }
+        }
+        for img in others {
+            if (from..to).contains(&img.start) {
+                all.merge_image(img);
+            }
+        }
+        all
+    }
+
     /// Puts a stored hour back (before traffic starts). False for a misaligned hour.
     pub fn restore(&self, image: HourImage) -> bool {
         if image.start.rem_euclid(HOUR) != 0 {

@@ -159,6 +159,18 @@ pub fn client_activity(
 ) -> Option<ClientActivity> {
     let (from, to) = period.window(at);
     let tally = a.client(kind, id, from, to)?;
+    Some(client_activity_of(tally, kind, id, period, at, deny_listed))
+}
+
+/// The report of a client's tally (one node's, or the cluster's summed).
+pub fn client_activity_of(
+    tally: Tally,
+    kind: ClientType,
+    id: &str,
+    period: Period,
+    at: i64,
+    deny_listed: bool,
+) -> ClientActivity {
     let (lists, overflow) = panes(&tally, &Pane::CLIENT);
     let requests = tally
         .pane(Pane::Methods)
@@ -166,7 +178,7 @@ pub fn client_activity(
         .map(|(_, n)| n)
         .sum::<u64>()
         + tally.overflow[Pane::Methods as usize];
-    Some(ClientActivity {
+    ClientActivity {
         client: ClientRef {
             kind: kind.as_str(),
             id: id.to_string(),
@@ -177,7 +189,7 @@ pub fn client_activity(
         requests,
         panes: ordered(&Pane::CLIENT, lists),
         overflow,
-    })
+    }
 }
 
 /// `GET /v5/ase/apis/{api}/activity`.
@@ -192,7 +204,11 @@ pub struct ApiActivity {
 
 pub fn api_activity(a: &Activity, api: &str, period: Period, at: i64) -> ApiActivity {
     let (from, to) = period.window(at);
-    let tally = a.api(api, from, to);
+    api_activity_of(a.api(api, from, to), api, period, at)
+}
+
+/// The report of an API's tally (one node's, or the cluster's summed).
+pub fn api_activity_of(tally: Tally, api: &str, period: Period, at: i64) -> ApiActivity {
     let (lists, overflow) = panes(&tally, &Pane::API);
     let requests = tally
         .pane(Pane::Devices)
@@ -261,9 +277,22 @@ pub fn attacks(
     deny_listed: impl Fn(ClientType, &str) -> bool,
 ) -> Attacks {
     let (from, to) = period.window(at);
+    attacks_of(a.attacks(from, to), a, period, at, q, deny_listed)
+}
+
+/// The attack list of `rows` (one node's, or every node's: rows of the same client are
+/// summed); `a` says which clients were marked reviewed.
+pub fn attacks_of(
+    rows: Vec<AttackRow>,
+    a: &Activity,
+    period: Period,
+    at: i64,
+    q: &AttackQuery,
+    deny_listed: impl Fn(ClientType, &str) -> bool,
+) -> Attacks {
     let mut by_client: BTreeMap<(&'static str, String), (ClientType, Vec<AttackRow>)> =
         BTreeMap::new();
-    for row in a.attacks(from, to) {
+    for row in rows {
         if q.api.as_deref().is_some_and(|api| api != row.api)
             || q.client_type.is_some_and(|t| t != row.client_type)
             || q.ioa.is_some_and(|i| row.by_type[i.index()] == 0)

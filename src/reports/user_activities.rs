@@ -79,6 +79,13 @@ pub struct Query {
 
 impl Query {
     /// The bucket starts of the report.
+    /// The hours the report reads: `[first, end of the last bucket)`.
+    pub fn hours(&self) -> (i64, i64) {
+        let len = self.sample.seconds();
+        let last = self.buckets().last().unwrap_or(self.first);
+        (self.first, last + len)
+    }
+
     pub fn buckets(&self) -> impl Iterator<Item = i64> + '_ {
         let len = self.sample.seconds();
         (0..)

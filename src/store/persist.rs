@@ -34,9 +34,9 @@ const META_CREDENTIALS: &str = "credentials";
 const META_REVIEWED: &str = "attacks_reviewed";
 /// The bucket rows of the activity records use this in place of an API id (API ids
 /// cannot contain `#`).
-const ACTIVITY: &str = "#activity";
+pub const ACTIVITY: &str = "#activity";
 /// The hourly user-activity rows (`userActivities`).
-const USERS: &str = "#users";
+pub const USERS: &str = "#users";
 
 fn kind_code(kind: ListKind) -> u8 {
     match kind {

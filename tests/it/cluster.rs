@@ -440,7 +440,10 @@ async fn api_definitions_are_shared() {
 
     let late = Enforcer::start(&node(&redis, b.addr));
     assert!(
-        eventually(Duration::from_secs(5), || async { status(&late).await == 200 }).await,
+        eventually(Duration::from_secs(5), || async {
+            status(&late).await == 200
+        })
+        .await,
         "a node that joined later never got the API"
     );
 
@@ -456,5 +459,137 @@ async fn api_definitions_are_shared() {
             "the deletion never reached every node"
         );
         assert!(!n.config_dir().join("api/orders.json").exists());
+    }
+}
+
+const ENV: &str = "3f1c2a70-5b3e-4d0a-9e51-6c2f0f0d1a11";
+const TOKEN: &str = "cluster-user-activities-token";
+
+/// Per node: a client browsing (5 requests from one address, as alice) and two failed
+/// sign-ons from the node's own address; then a decoy visitor on the middle node.
+async fn spread_traffic(nodes: &[&Enforcer]) {
+    let c = client();
+    for (i, n) in nodes.iter().enumerate() {
+        for k in 0..5 {
+            let r = c
+                .get(n.url(&format!("/shop/item{k}")))
+                .header("x-forwarded-for", "198.51.100.5")
+                .header("x-user", "alice")
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200);
+        }
+        for _ in 0..2 {
+            let r = c
+                .post(n.url("/shop/login"))
+                .header("x-forwarded-for", format!("198.51.100.{}", 10 + i))
+                .header("x-user", format!("bob{i}"))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 401);
+        }
+    }
+    let r = c
+        .get(nodes[nodes.len() / 2].url("/trap/x"))
+        .header("x-forwarded-for", "198.51.100.66")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+}
+
+/// The activity reports of a node, without what depends on the time they are asked.
+async fn activity_reports(e: &Enforcer) -> Value {
+    let admin = crate::support::admin_client();
+    let mut client_act: Value = admin
+        .get(e.admin_url("/v5/ase/clients/ip/198.51.100.5/activity?period=day"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    client_act.as_object_mut().unwrap().remove("period");
+    let mut api_act = manage(
+        e,
+        Method::GET,
+        "/v5/ase/apis/shop/activity?period=day",
+        None,
+    )
+    .await;
+    api_act.as_object_mut().unwrap().remove("period");
+    let attacks = manage(e, Method::GET, "/v5/ase/attacks?period=day", None).await;
+    let attackers: Vec<Value> = attacks["attacks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| json!([a["client_id"], a["ioa_types"]]))
+        .collect();
+    let r = client()
+        .get(e.admin_url(&format!("/v1/environments/{ENV}/userActivities")))
+        .header("authorization", format!("Bearer {TOKEN}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let users: Value = r.json().await.unwrap();
+    json!({ "client": client_act, "api": api_act, "attacks": attackers,
+            "users": users["_embedded"] })
+}
+
+/// Client activity, API activity, attack management and userActivities answer for the
+/// whole cluster from any node: the same traffic spread over three nodes gives the same
+/// panes and counts as on one node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn activity_and_user_reports_cover_the_whole_cluster() {
+    let b = Backend::start("shop").await;
+    let with_apis = |s: Setup| {
+        let mut shop = api("/shop", "*", &[b.addr]);
+        shop["login_url"] = json!("/shop/login");
+        shop["username_header"] = json!("x-user");
+        let mut trap = api("/trap", "*", &[b.addr]);
+        trap["decoy_config"] = json!({ "decoy_enabled": true, "response_code": 200,
+            "response_def": "OK", "response_message": "{}" });
+        s.set("enable_xff", "true")
+            .set("environment_id", ENV)
+            .set("user_activities_tokens", TOKEN)
+            .api("shop", shop)
+            .api("trap", trap)
+    };
+    let single = Enforcer::start(&with_apis(Setup::inline().set("store", "none")));
+    spread_traffic(&[&single, &single, &single]).await;
+    let expected = activity_reports(&single).await;
+    assert_eq!(expected["client"]["requests"], 15, "{expected:#}");
+    assert_eq!(
+        expected["attacks"].as_array().unwrap().len(),
+        1,
+        "{expected:#}"
+    );
+
+    let redis = Redis::start();
+    let nodes: Vec<Enforcer> = (0..3)
+        .map(|_| {
+            Enforcer::start(&with_apis(
+                Setup::inline()
+                    .set("redis_url", &redis.url())
+                    .set("cluster_sync_interval", "200ms"),
+            ))
+        })
+        .collect();
+    let refs: Vec<&Enforcer> = nodes.iter().collect();
+    spread_traffic(&refs).await;
+    for n in &nodes {
+        let got = until(
+            Duration::from_secs(10),
+            || activity_reports(n),
+            |r| *r == expected,
+        )
+        .await;
+        assert_eq!(
+            got, expected,
+            "a node's cluster reports differ from the single node's"
+        );
     }
 }
