@@ -293,10 +293,23 @@ impl App {
     /// Client connections open now.
     /// Commits the pending state now, for operator changes that must be durable before
     /// they are acknowledged (no-op without a store).
-    pub async fn durable(&self) -> Result<(), String> {
+    ///
+    /// In cluster mode a Redis that cannot be reached does not fail the change: it is in
+    /// effect here, the persister keeps retrying, and the other nodes get it once Redis
+    /// answers again (`Ok(false)`: not stored yet).
+    pub async fn durable(&self) -> Result<bool, String> {
         match self.persister.get() {
-            Some(p) => p.flush_now().await,
-            None => Ok(()),
+            Some(p) => match p.flush_now().await {
+                Ok(()) => Ok(true),
+                Err(e) if self.cluster.is_some() => {
+                    tracing::warn!(
+                        "the change is in effect here; it reaches the cluster once Redis answers: {e}"
+                    );
+                    Ok(false)
+                }
+                Err(e) => Err(e),
+            },
+            None => Ok(true),
         }
     }
 

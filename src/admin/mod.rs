@@ -307,7 +307,15 @@ fn not_allowed(allow: &str) -> Response<Body> {
 /// only when a restart cannot lose them).
 pub(super) async fn durably(app: &App, done: Response<Body>) -> Response<Body> {
     match app.durable().await {
-        Ok(()) => done,
+        Ok(true) => done,
+        Ok(false) => {
+            let mut done = done;
+            done.headers_mut().insert(
+                http::header::HeaderName::from_static("x-enforcer-sync"),
+                HeaderValue::from_static("pending"),
+            );
+            done
+        }
         Err(e) => error(
             StatusCode::INTERNAL_SERVER_ERROR,
             "store_failed",

@@ -20,6 +20,7 @@
 //! whole (never increments), so nothing is counted twice; when Redis comes back empty (a
 //! restart without persistence) every node writes its whole state again.
 
+pub mod source;
 pub mod store;
 
 use std::collections::HashMap;
@@ -38,6 +39,7 @@ use crate::app::App;
 use crate::config::Settings;
 use crate::enforce::flow::SharedCounter;
 use crate::metrics::Image;
+use source::Source;
 
 /// How long a sync Redis call may take (connect, read, write) off the request path.
 const IO_TIMEOUT: Duration = Duration::from_secs(2);
@@ -98,9 +100,9 @@ impl Keys {
     }
 }
 
-/// Opens a sync connection with timeouts on every operation.
-pub fn connect(client: &redis::Client, timeout: Duration) -> redis::RedisResult<Connection> {
-    let c = client.get_connection_with_timeout(timeout)?;
+/// Opens a sync connection (to the current master) with timeouts on every operation.
+pub fn connect(source: &Source, timeout: Duration) -> redis::RedisResult<Connection> {
+    let c = source.client()?.get_connection_with_timeout(timeout)?;
     c.set_read_timeout(Some(timeout))?;
     c.set_write_timeout(Some(timeout))?;
     Ok(c)
@@ -117,6 +119,9 @@ fn shown(url: &str) -> String {
         _ => url.to_string(),
     }
 }
+
+/// One node's stored rows of one API: (node id, [(tier, start, bytes)]).
+pub type NodeRows = (String, Vec<(u8, i64, Vec<u8>)>);
 
 /// One node as the registry shows it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -162,7 +167,7 @@ pub struct Cluster {
     pub node_id: String,
     pub cluster_id: String,
     pub keys: Keys,
-    pub client: redis::Client,
+    pub source: Arc<Source>,
     /// `redis_url` with any password masked.
     pub shown: String,
     pub health: Arc<Health>,
@@ -179,8 +184,7 @@ impl Cluster {
         let Some(url) = &s.redis_url else {
             return Ok(None);
         };
-        let client =
-            redis::Client::open(url.expose()).map_err(|e| ClusterError::Url(e.to_string()))?;
+        let source = Arc::new(Source::open(url.expose()).map_err(ClusterError::Url)?);
         let node_id = node_id(&s.data_dir)?;
         let keys = Keys::new(&s.cluster_id);
         let health = Arc::new(Health::default());
@@ -195,7 +199,7 @@ impl Cluster {
             node_id,
             cluster_id: s.cluster_id.clone(),
             keys,
-            client,
+            source,
             shown: shown(url.expose()),
             health,
             spikes,
@@ -206,7 +210,7 @@ impl Cluster {
     /// The persister's store for this node.
     pub fn store(&self) -> store::RedisStore {
         store::RedisStore::new(
-            self.client.clone(),
+            self.source.clone(),
             self.keys.clone(),
             &self.node_id,
             &self.shown,
@@ -221,10 +225,10 @@ impl Cluster {
             return Ok(());
         };
         let weak = Arc::downgrade(app);
-        let (client, spikes) = (cluster.client.clone(), cluster.spikes.clone());
+        let (source, spikes) = (cluster.source.clone(), cluster.spikes.clone());
         std::thread::Builder::new()
             .name("enforcer-cluster-io".into())
-            .spawn(move || spikes.run(client))?;
+            .spawn(move || spikes.run(source))?;
         std::thread::Builder::new()
             .name("enforcer-cluster".into())
             .spawn(move || listen(weak))?;
@@ -311,7 +315,7 @@ impl Cluster {
 
     /// The registry (sync; call it off the async threads).
     pub fn nodes(&self) -> Result<Vec<Node>, String> {
-        let mut c = connect(&self.client, IO_TIMEOUT).map_err(|e| e.to_string())?;
+        let mut c = connect(&self.source, IO_TIMEOUT).map_err(|e| e.to_string())?;
         let rows: Vec<(String, String)> =
             c.hgetall(self.keys.nodes()).map_err(|e| e.to_string())?;
         let mut nodes: Vec<Node> = rows
@@ -324,8 +328,8 @@ impl Cluster {
 
     /// The other nodes' stored rows of `api` (an API id, or the activity and user rows):
     /// per node, its (tier, start, bytes). Sync; call it off the async threads.
-    pub fn remote_rows(&self, api: &str) -> Result<Vec<(String, Vec<(u8, i64, Vec<u8>)>)>, String> {
-        let mut c = connect(&self.client, IO_TIMEOUT).map_err(|e| e.to_string())?;
+    pub fn remote_rows(&self, api: &str) -> Result<Vec<NodeRows>, String> {
+        let mut c = connect(&self.source, IO_TIMEOUT).map_err(|e| e.to_string())?;
         let nodes: Vec<String> = c.hkeys(self.keys.nodes()).map_err(|e| e.to_string())?;
         let mut out = Vec::new();
         for node in nodes.into_iter().filter(|n| *n != self.node_id) {
@@ -408,8 +412,8 @@ fn listen(app: Weak<App>) {
         let Some(cluster) = &strong.cluster else {
             return;
         };
-        let (client, keys, node, health) = (
-            cluster.client.clone(),
+        let (source, keys, node, health) = (
+            cluster.source.clone(),
             cluster.keys.clone(),
             cluster.node_id.clone(),
             cluster.health.clone(),
@@ -430,7 +434,7 @@ fn listen(app: Weak<App>) {
             run_id: &mut run_id,
             seen_apis: &mut seen_apis,
         };
-        match session(&app, &client, &keys, &node, &health, entry, &mut state) {
+        match session(&app, &source, &keys, &node, &health, entry, &mut state) {
             Ok(()) => return,
             Err(e) => {
                 health.failed(&e);
@@ -466,7 +470,7 @@ fn sync(
 /// One connected stretch of the cluster thread; returns `Ok` when the app is gone.
 fn session(
     app: &Weak<App>,
-    client: &redis::Client,
+    source: &Source,
     keys: &Keys,
     node: &str,
     health: &Health,
@@ -474,8 +478,8 @@ fn session(
     state: &mut SessionState<'_>,
 ) -> redis::RedisResult<()> {
     let run_id = &mut *state.run_id;
-    let mut cmd = connect(client, IO_TIMEOUT)?;
-    let mut sub = connect(client, IO_TIMEOUT)?;
+    let mut cmd = connect(source, IO_TIMEOUT)?;
+    let mut sub = connect(source, IO_TIMEOUT)?;
     sub.set_read_timeout(Some(Duration::from_millis(250)))?;
     // A Redis that restarted empty has lost this node's state: write all of it again.
     let info: String = redis::cmd("INFO").arg("server").query(&mut cmd)?;
@@ -550,7 +554,7 @@ pub struct Spikes {
 
 impl Spikes {
     /// The keeper thread: connects, and reconnects after a failure.
-    fn run(self: Arc<Spikes>, client: redis::Client) {
+    fn run(self: Arc<Spikes>, source: Arc<Source>) {
         let rt = match tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -564,6 +568,16 @@ impl Spikes {
         rt.block_on(async move {
             loop {
                 if self.conn.load().is_none() || self.broken.swap(false, Relaxed) {
+                    // A Sentinel lookup is a short blocking call; this thread does nothing else.
+                    let client = match source.client() {
+                        Ok(c) => c,
+                        Err(e) => {
+                            self.conn.store(None);
+                            self.health.failed(&e);
+                            tokio::time::sleep(Duration::from_millis(500)).await;
+                            continue;
+                        }
+                    };
                     match tokio::time::timeout(
                         IO_TIMEOUT,
                         client.get_multiplexed_async_connection(),

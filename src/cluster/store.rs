@@ -17,16 +17,18 @@
 //! retries a failed commit with everything that changed since the last good one.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use redis::{Commands, Connection};
 
 use super::Keys;
+use super::source::Source;
 use crate::store::{Batch, BucketKey, Loaded, Store, StoreError};
 
 /// The persister's Redis store.
 pub struct RedisStore {
-    client: redis::Client,
+    source: Arc<Source>,
     conn: Option<Connection>,
     keys: Keys,
     node: String,
@@ -36,14 +38,14 @@ pub struct RedisStore {
 
 impl RedisStore {
     pub fn new(
-        client: redis::Client,
+        source: Arc<Source>,
         keys: Keys,
         node: &str,
         shown: &str,
         timeout: Duration,
     ) -> RedisStore {
         RedisStore {
-            client,
+            source,
             conn: None,
             keys,
             node: node.to_string(),
@@ -62,7 +64,7 @@ impl RedisStore {
     /// The connection, opened (again) when there is none.
     fn conn(&mut self) -> Result<&mut Connection, StoreError> {
         if self.conn.is_none() {
-            let c = super::connect(&self.client, self.timeout).map_err(|e| self.error(e))?;
+            let c = super::connect(&self.source, self.timeout).map_err(|e| self.error(e))?;
             self.conn = Some(c);
         }
         let shown = self.shown.clone();

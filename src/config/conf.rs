@@ -505,8 +505,14 @@ impl Settings {
             "redis_url" => {
                 self.redis_url = match value.trim() {
                     "" => None,
-                    v if v.starts_with("redis://") => Some(Secret::new(v.to_string())),
-                    _ => return Err("expected redis://[user:password@]host:port[/db]".into()),
+                    v if v.starts_with("redis://") || v.starts_with("redis-sentinel://") => {
+                        Some(Secret::new(v.to_string()))
+                    }
+                    _ => {
+                        return Err("expected redis://[user:password@]host:port[/db] or \
+                             redis-sentinel://[user:password@]host:port,host:port/master[/db]"
+                            .into());
+                    }
                 }
             }
             "cluster_id" => {

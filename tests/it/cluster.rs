@@ -44,12 +44,7 @@ impl Redis {
     }
 
     fn start() -> Redis {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        Redis::start_on(port)
+        Redis::start_on(crate::support::free_port())
     }
 
     fn url(&self) -> String {
@@ -591,5 +586,136 @@ async fn activity_and_user_reports_cover_the_whole_cluster() {
             got, expected,
             "a node's cluster reports differ from the single node's"
         );
+    }
+}
+
+/// A Redis process for the Sentinel test: any extra arguments, killed on drop.
+fn redis_process(args: &[&str]) -> Redis {
+    let port: u16 = args
+        .windows(2)
+        .find(|w| w[0] == "--port")
+        .map(|w| w[1].parse().unwrap())
+        .unwrap();
+    let child = Command::new("redis-server")
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("redis-server");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "redis on {port} did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Redis { child, port }
+}
+
+/// High availability through Sentinel: the nodes find the master through a Sentinel
+/// (`redis-sentinel://`), the master dies, the Sentinel promotes the replica, and the
+/// nodes follow it: lists keep propagating and the report stays exact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_follow_a_sentinel_failover() {
+    let (m, r, s) = (
+        crate::support::free_port(),
+        crate::support::free_port(),
+        crate::support::free_port(),
+    );
+    let (ms, rs, ss) = (m.to_string(), r.to_string(), s.to_string());
+    let base = ["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"];
+    let mut master = redis_process(&[&["--port", &ms][..], &base[..]].concat());
+    let replica_of = format!("127.0.0.1 {m}");
+    let _replica = redis_process(
+        &[
+            &["--port", &rs, "--replicaof"][..],
+            &[replica_of.as_str()][..],
+            &base[..],
+        ]
+        .concat(),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("sentinel.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "port {s}\nbind 127.0.0.1\nsentinel monitor mymaster 127.0.0.1 {m} 1\n\
+             sentinel down-after-milliseconds mymaster 400\n\
+             sentinel failover-timeout mymaster 2000\n"
+        ),
+    )
+    .unwrap();
+    let _sentinel = redis_process(&[conf.to_str().unwrap(), "--sentinel", "--port", &ss]);
+
+    let b = Backend::start("shop").await;
+    let url = format!("redis-sentinel://127.0.0.1:{s}/mymaster");
+    let start = || {
+        let mut shop = api("/shop", "*", &[b.addr]);
+        shop["enable_blocking"] = json!(true);
+        let mut gate = api("/gate", "*", &[b.addr]);
+        gate["enable_blocking"] = json!(true);
+        Enforcer::start(
+            &Setup::inline()
+                .set("redis_url", &url)
+                .set("cluster_sync_interval", "200ms")
+                .set("enable_xff", "true")
+                .api("shop", shop)
+                .api("gate", gate),
+        )
+    };
+    let (a, bn) = (start(), start());
+    let blocks = |e: &Enforcer, ip: &'static str| {
+        let url = e.url("/gate/x");
+        async move {
+            client()
+                .get(url)
+                .header("x-forwarded-for", ip)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                == 403
+        }
+    };
+    manage(
+        &a,
+        Method::POST,
+        "/v4/ase/blacklist",
+        Some(json!({"ips": ["203.0.113.1"]})),
+    )
+    .await;
+    assert!(eventually(Duration::from_secs(5), || blocks(&bn, "203.0.113.1")).await);
+    traffic(&[&a, &bn], 30).await;
+    // Let the replica catch up, then lose the master.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    master.stop();
+    traffic(&[&a, &bn], 30).await;
+    let promoted = eventually(Duration::from_secs(20), || async {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", r)).unwrap();
+        use std::io::{Read, Write};
+        s.write_all(b"ROLE\r\n").unwrap();
+        let mut buf = [0u8; 64];
+        let n = s.read(&mut buf).unwrap_or(0);
+        String::from_utf8_lossy(&buf[..n]).contains("master")
+    })
+    .await;
+    assert!(promoted, "the Sentinel never promoted the replica");
+    manage(
+        &bn,
+        Method::POST,
+        "/v4/ase/blacklist",
+        Some(json!({"ips": ["203.0.113.2"]})),
+    )
+    .await;
+    assert!(
+        eventually(Duration::from_secs(20), || blocks(&a, "203.0.113.2")).await,
+        "a list change after the failover never reached the other node"
+    );
+    for n in [&a, &bn] {
+        let total_of = || async {
+            report(n).await["req_resp_summary"]["total_requests"]
+                .as_u64()
+                .unwrap_or(0)
+        };
+        let seen = until(Duration::from_secs(20), total_of, |t| *t == 60).await;
+        assert_eq!(seen, 60, "the report across the failover");
     }
 }

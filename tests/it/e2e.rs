@@ -27,14 +27,6 @@ impl Drop for Killed {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// `enforcer demo` on a copy of the shipped config with every port picked by the kernel.
 /// Returns the process, the management address and the config copy (kept alive).
 fn start_demo() -> (Killed, SocketAddr, tempfile::TempDir) {
@@ -95,7 +87,7 @@ fn start_demo() -> (Killed, SocketAddr, tempfile::TempDir) {
 
 /// chromedriver on a free port and a headless Chromium session through it.
 async fn browser() -> (Killed, Client) {
-    let port = free_port();
+    let port = crate::support::free_port();
     let driver = Killed(
         Command::new("chromedriver")
             .arg(format!("--port={port}"))

@@ -313,6 +313,15 @@ pub async fn manage(
     r.json().await.unwrap()
 }
 
+/// A loopback port nothing listens on right now (for a server the test starts itself).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 /// A reqwest client that trusts the dev CA, resolves `localhost` to 127.0.0.1 and
 /// negotiates h2 or HTTP/1.1 by ALPN.
 pub fn client() -> reqwest::Client {
