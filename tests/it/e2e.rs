@@ -149,52 +149,76 @@ async fn ready(c: &Client, page: &str) {
         .for_element(Locator::Css(&sel))
         .await
         .unwrap_or_else(|e| panic!("page {page} never became ready: {e}"));
-    let error = c.find(Locator::Css("#error")).await.unwrap();
-    if error.is_displayed().await.unwrap() {
-        let text = error.text().await.unwrap();
-        assert!(text.trim().is_empty(), "{page}: error banner: {text}");
+    let banner = retrying(c, "#error", |e| async move {
+        Ok(if e.is_displayed().await? {
+            e.text().await?
+        } else {
+            String::new()
+        })
+    })
+    .await;
+    assert!(banner.trim().is_empty(), "{page}: error banner: {banner}");
+}
+
+/// Finds `sel` and runs `act` on it, again if the page re-rendered the element in between
+/// (the pages refresh themselves every few seconds, so an element can go stale).
+async fn retrying<T, F, Fut>(c: &Client, sel: &str, act: F) -> T
+where
+    F: Fn(fantoccini::elements::Element) -> Fut,
+    Fut: std::future::Future<Output = Result<T, fantoccini::error::CmdError>>,
+{
+    let mut last = String::new();
+    for _ in 0..20 {
+        let found = c
+            .wait()
+            .at_most(Duration::from_secs(10))
+            .for_element(Locator::Css(sel))
+            .await;
+        match found {
+            Ok(e) => match act(e).await {
+                Ok(v) => return v,
+                Err(e) => last = e.to_string(),
+            },
+            Err(e) => last = e.to_string(),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    panic!("{sel}: {last}");
 }
 
 async fn click(c: &Client, sel: &str) {
-    c.wait()
-        .at_most(Duration::from_secs(10))
-        .for_element(Locator::Css(sel))
-        .await
-        .unwrap_or_else(|e| panic!("no {sel}: {e}"))
-        .click()
-        .await
-        .unwrap_or_else(|e| panic!("cannot click {sel}: {e}"));
+    retrying(c, sel, |e| async move { e.click().await }).await
 }
 
 /// Fills and submits the login form.
 async fn log_in(c: &Client, user: &str, password: &str) {
     for (sel, value) in [("#username", user), ("#password", password)] {
-        c.find(Locator::Css(sel))
-            .await
-            .unwrap()
-            .send_keys(value)
-            .await
-            .unwrap();
+        retrying(c, sel, |e| async move { e.send_keys(value).await }).await;
     }
     click(c, "#login").await;
 }
 
 async fn text(c: &Client, sel: &str) -> String {
-    c.find(Locator::Css(sel))
-        .await
-        .unwrap_or_else(|e| panic!("no {sel}: {e}"))
-        .text()
-        .await
-        .unwrap()
+    retrying(c, sel, |e| async move { e.text().await }).await
 }
 
+/// The texts of every element matching `sel`, read again if the page re-rendered them.
 async fn texts(c: &Client, sel: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    for e in c.find_all(Locator::Css(sel)).await.unwrap() {
-        out.push(e.text().await.unwrap().trim().to_string());
+    for _ in 0..20 {
+        let mut out = Vec::new();
+        let mut stale = false;
+        for e in c.find_all(Locator::Css(sel)).await.unwrap() {
+            match e.text().await {
+                Ok(t) => out.push(t.trim().to_string()),
+                Err(_) => stale = true,
+            }
+        }
+        if !stale {
+            return out;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    out
+    panic!("{sel}: the elements kept going stale");
 }
 
 async fn api(mgmt: SocketAddr, method: Method, path: &str, body: Option<Value>) -> Value {
@@ -238,13 +262,15 @@ async fn dashboard_in_headless_chromium() {
         .await
         .unwrap();
     log_in(&c, "admin", "wrong").await;
-    let err = c
-        .wait()
-        .at_most(Duration::from_secs(10))
-        .for_element(Locator::Css("#login-error"))
-        .await
-        .unwrap();
-    assert!(err.text().await.unwrap().contains("Wrong"));
+    // The form comes back with ?failed=1 and says why.
+    let failed = eventually(Duration::from_secs(10), || async {
+        c.current_url()
+            .await
+            .is_ok_and(|u| u.query() == Some("failed=1"))
+    })
+    .await;
+    assert!(failed, "a wrong password did not come back to the form");
+    assert!(text(&c, "#login-error").await.contains("Wrong"));
     shots.take(&c, "login-failed").await;
     log_in(&c, "admin", "admin").await;
 
@@ -334,14 +360,11 @@ async fn dashboard_in_headless_chromium() {
     for period in ["day", "week", "month", "6months"] {
         click(&c, &format!("[data-period='{period}']")).await;
         ready(&c, "client").await;
-        let active = c
-            .find(Locator::Css(&format!("[data-period='{period}']")))
-            .await
-            .unwrap()
-            .attr("class")
-            .await
-            .unwrap()
-            .unwrap_or_default();
+        let active = retrying(&c, &format!("[data-period='{period}']"), |e| async move {
+            e.attr("class").await
+        })
+        .await
+        .unwrap_or_default();
         assert!(
             active.contains("active"),
             "{period} is not the active period"
