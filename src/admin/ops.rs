@@ -89,6 +89,12 @@ fn state(app: &App) -> State {
             h.errors.load(Relaxed),
         )
     });
+    s.cluster = app.cluster.as_ref().map(|c| {
+        (
+            c.health.connected.load(Relaxed),
+            c.health.errors.load(Relaxed),
+        )
+    });
     s
 }
 

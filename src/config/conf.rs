@@ -198,6 +198,9 @@ pub struct Settings {
     /// The longest a request waits on Redis (cluster-wide spike counting) before the node
     /// decides with its local state.
     pub cluster_request_budget: Duration,
+    /// Cluster mode: count `client_spike_threshold` across the cluster too (ASE counts it
+    /// per node).
+    pub cluster_client_spikes: bool,
 }
 
 impl Settings {
@@ -263,6 +266,7 @@ impl Settings {
             cluster_id: "ase_cluster".into(),
             cluster_sync_interval: Duration::from_secs(1),
             cluster_request_budget: Duration::from_millis(5),
+            cluster_client_spikes: false,
             metrics_require_auth: false,
             management_tls: false,
             management_ca_cert_path: None,
@@ -535,6 +539,7 @@ impl Settings {
                 }
                 self.cluster_sync_interval = d;
             }
+            "cluster_client_spikes" => self.cluster_client_spikes = parse_bool(value)?,
             "cluster_request_budget" => {
                 let d: Duration = parse_positive(value)?;
                 if d > Duration::from_secs(1) {

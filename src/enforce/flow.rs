@@ -101,6 +101,7 @@ struct ClientSpike {
     keyed: Keyed,
     shared: Direct,
     max_clients: usize,
+    rate: Rate,
 }
 
 struct ServerLimits {
@@ -176,15 +177,14 @@ pub struct ApiFlow {
 
 impl ApiFlow {
     pub fn new(def: &ApiDef, max_clients: usize, queue_timeout: Duration) -> ApiFlow {
-        let client = def
-            .flow_control
-            .client_spike_threshold
-            .and_then(quota)
-            .map(|q| ClientSpike {
+        let client = def.flow_control.client_spike_threshold.and_then(|rate| {
+            quota(rate).map(|q| ClientSpike {
                 keyed: RateLimiter::dashmap_with_hasher(q, foldhash::fast::RandomState::default()),
                 shared: RateLimiter::direct(q),
                 max_clients,
-            });
+                rate,
+            })
+        });
         let servers = def
             .servers
             .iter()
@@ -232,6 +232,28 @@ impl ApiFlow {
                 }
             }
             _ => local(),
+        }
+    }
+
+    /// Checks the client spike threshold for `ip` across the cluster (`cluster_client_spikes`);
+    /// when the shared counter does not answer in time, the local limiter decides.
+    pub async fn check_client_shared(
+        &self,
+        api: &str,
+        ip: IpAddr,
+        shared: Option<&dyn SharedCounter>,
+    ) -> Result<(), Limited> {
+        let (Some(c), Some(counter)) = (&self.client, shared) else {
+            return self.check_client(ip);
+        };
+        let (key, left) = window_key(api, &format!("client:{ip}"), c.rate);
+        match counter.count(key, c.rate.period.as_duration()).await {
+            Some(n) if n > c.rate.count => Err(Limited {
+                kind: Kind::ClientSpike,
+                retry_after: left,
+            }),
+            Some(_) => Ok(()),
+            None => self.check_client(ip),
         }
     }
 

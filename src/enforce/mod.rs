@@ -65,6 +65,9 @@ pub struct Config {
     pub list_max_entries: usize,
     pub flow_max_clients: usize,
     pub connection_queue_timeout: Duration,
+    /// Client spike thresholds are counted across the cluster (when the request picks its
+    /// server), not here.
+    pub shared_client_spikes: bool,
 }
 
 impl Config {
@@ -78,6 +81,7 @@ impl Config {
             list_max_entries: s.list_max_entries,
             flow_max_clients: s.flow_max_clients,
             connection_queue_timeout: s.connection_queue_timeout,
+            shared_client_spikes: s.cluster_client_spikes && s.redis_url.is_some(),
         }
     }
 }
@@ -391,6 +395,7 @@ impl Enforcer {
         }
 
         if ex.mode == Mode::Inline
+            && !self.cfg.shared_client_spikes
             && let Err(limited) = api.flow.check_client(ex.client_ip)
         {
             api.flow.record(limited.kind, flow_event(api, ex, None));

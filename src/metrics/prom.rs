@@ -32,6 +32,8 @@
 //! | `enforcer_store_healthy` | gauge | (absent with `store=none`) 1 while commits succeed |
 //! | `enforcer_store_flushes_total` | counter | commits that wrote something |
 //! | `enforcer_store_flush_errors_total` | counter | commits that failed (state stays in memory, retried) |
+//! | `enforcer_cluster_redis_up` | gauge | (cluster mode only) 1 while the node reaches Redis |
+//! | `enforcer_cluster_redis_errors_total` | counter | (cluster mode only) failed exchanges with Redis |
 //! | `enforcer_build_info` | gauge | `version`, `mode` |
 
 use std::sync::OnceLock;
@@ -304,6 +306,8 @@ pub struct State {
     pub expired: Vec<(String, u64)>,
     /// `(healthy, flushes, errors)` when a store is attached.
     pub store: Option<(bool, u64, u64)>,
+    /// Cluster mode: `(connected to Redis, errors talking to it)`.
+    pub cluster: Option<(bool, u64)>,
 }
 
 impl State {
@@ -389,6 +393,20 @@ impl State {
             out.push(family(
                 "enforcer_store_flush_errors_total",
                 "Commits to the store that failed (the state stays in memory and is retried).",
+                MetricType::COUNTER,
+                vec![counter_metric(&[], counter(errors))],
+            ));
+        }
+        if let Some((up, errors)) = self.cluster {
+            out.push(family(
+                "enforcer_cluster_redis_up",
+                "Cluster mode: 1 while this node reaches Redis, 0 while it serves on local state.",
+                MetricType::GAUGE,
+                vec![gauge_metric(&[], gauge(f64::from(u8::from(up))))],
+            ));
+            out.push(family(
+                "enforcer_cluster_redis_errors_total",
+                "Cluster mode: failed exchanges with Redis (commits, pulls, heartbeats, counters).",
                 MetricType::COUNTER,
                 vec![counter_metric(&[], counter(errors))],
             ));

@@ -139,6 +139,19 @@ impl Pipeline {
     pub async fn pick_server(&self, ex: &mut Exchange) -> Result<Option<Pick>, Block> {
         let api = ex.api.clone();
         let shared = self.shared.get().map(|s| s.as_ref());
+        if self.enforcer.cfg.shared_client_spikes
+            && let Err(limited) = api
+                .flow
+                .check_client_shared(api.id(), ex.client_ip, shared)
+                .await
+        {
+            api.flow.record(limited.kind, flow_event(&api, ex, None));
+            ex.verdict = Verdict::Blocked("flow_control");
+            return Err(Block::RateLimited {
+                kind: limited.kind,
+                retry_after: limited.retry_after,
+            });
+        }
         match api.flow.pick(api.id(), api.candidates(), shared).await {
             Ok(Some(pick)) => {
                 if pick.queued {

@@ -303,10 +303,24 @@ async fn redis_restarting_mid_load_loses_and_double_counts_nothing() {
     assert!(at(down_at + 300).await, "nodes serve while Redis is down");
     let status = manage(&nodes[0], Method::GET, "/v4/ase/cluster", None).await;
     assert_eq!(status["redis_status"], "unreachable", "{status}");
+    let text = crate::support::scrape(&nodes[0]).await;
+    assert_eq!(
+        crate::support::sample(&text, "enforcer_cluster_redis_up"),
+        Some(0.0)
+    );
+    assert!(crate::support::sample(&text, "enforcer_cluster_redis_errors_total") >= Some(1.0));
     // Back, empty (no persistence): every node writes its whole state again.
     let redis_again = Redis::start_on(port);
     let up_at = sent.load(Ordering::Relaxed);
     assert!(at(up_at + 300).await);
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            let text = crate::support::scrape(&nodes[1]).await;
+            crate::support::sample(&text, "enforcer_cluster_redis_up") == Some(1.0)
+        })
+        .await,
+        "the node never reported Redis back"
+    );
     stop.store(true, Ordering::Relaxed);
     for l in load {
         l.await.unwrap();
@@ -718,4 +732,40 @@ async fn nodes_follow_a_sentinel_failover() {
         let seen = until(Duration::from_secs(20), total_of, |t| *t == 60).await;
         assert_eq!(seen, 60, "the report across the failover");
     }
+}
+
+/// With `cluster_client_spikes=true` a client spike threshold is counted across the
+/// cluster too: one client spread over three nodes gets the threshold once, not per node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_spike_threshold_holds_across_nodes_when_configured() {
+    let redis = Redis::start();
+    let b = Backend::start("shop").await;
+    let mut def = api("/shop", "*", &[b.addr]);
+    def["flow_control"] = json!({"client_spike_threshold": "10/minute"});
+    let nodes: Vec<Enforcer> = (0..3)
+        .map(|_| {
+            Enforcer::start(
+                &node(&redis, b.addr)
+                    .set("cluster_client_spikes", "true")
+                    .api("shop", def.clone()),
+            )
+        })
+        .collect();
+    let minute =
+        |t: std::time::SystemTime| t.duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() / 60;
+    let started = std::time::SystemTime::now();
+    let mut ok = 0;
+    for i in 0..30 {
+        if status_of(&nodes[i % 3], "/shop/x", "198.51.100.2").await == 200 {
+            ok += 1;
+        }
+    }
+    let windows = minute(std::time::SystemTime::now()) - minute(started) + 1;
+    // Another client is not affected.
+    assert_eq!(status_of(&nodes[0], "/shop/x", "198.51.100.3").await, 200);
+    eprintln!("{ok} of 30 requests of one client over 3 nodes allowed by 10/minute");
+    assert!(
+        ok >= 10 && ok <= 10 * windows as usize,
+        "{ok} allowed in {windows} window(s); each node alone would allow 10"
+    );
 }
