@@ -51,6 +51,18 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> DemoError + '_ {
     }
 }
 
+/// A new directory under the system temp dir with an unpredictable name, created here
+/// (never an existing one another user could have prepared).
+pub fn scratch_dir() -> std::io::Result<PathBuf> {
+    let mut raw = [0u8; 8];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut raw)
+        .map_err(|_| std::io::Error::other("no randomness"))?;
+    let name: String = raw.iter().map(|b| format!("{b:02x}")).collect();
+    let dir = std::env::temp_dir().join(format!("enforcer-demo-{name}"));
+    std::fs::create_dir(&dir)?;
+    Ok(dir)
+}
+
 /// Starts the sample backend on a free loopback port, on `rt`.
 pub fn start_backend(rt: &tokio::runtime::Runtime) -> Result<SocketAddr, std::io::Error> {
     let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
@@ -129,6 +141,8 @@ pub fn prepare(config: &Path, work: &Path, backend: SocketAddr) -> Result<PathBu
         ("mode", "inline".to_string()),
         ("enable_xff", "true".to_string()),
         ("store", "none".to_string()),
+        // The demo's made-up attackers must never reach a real cluster.
+        ("redis_url", String::new()),
         ("data_dir", work.join("data").display().to_string()),
     ];
     let mut lines = Vec::new();

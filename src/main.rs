@@ -952,7 +952,13 @@ fn demo(dir: &std::path::Path) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let work = std::env::temp_dir().join(format!("enforcer-demo-{}", std::process::id()));
+    let work = match demo::scratch_dir() {
+        Ok(w) => w,
+        Err(e) => {
+            eprintln!("enforcer demo: cannot create a scratch directory: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let config = match demo::prepare(dir, &work, backend) {
         Ok(c) => c,
         Err(e) => {
@@ -984,9 +990,14 @@ fn demo(dir: &std::path::Path) -> ExitCode {
         return ExitCode::from(1);
     };
     let code = serve(app, |app| {
+        // Only ASE's well-known default is printed; a real secret stays in ase.conf.
         let (user, password) = (
             app.settings.management_access_key.clone(),
-            app.settings.management_secret_key.expose().to_string(),
+            if app.settings.management_secret_key.expose() == "admin" {
+                "admin".to_string()
+            } else {
+                "management_secret_key from ase.conf".to_string()
+            },
         );
         let (watched, shown) = (app.clone(), base.clone());
         rt.spawn(async move {

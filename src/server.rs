@@ -361,8 +361,8 @@ fn announce(app: &App, addrs: Addresses, workers: usize) {
     let _ = out.flush();
 }
 
-/// SIGXFSZ on Linux (signal(7)); tokio names no constant for it.
-const XFSZ: i32 = 25;
+/// SIGXFSZ (tokio names no constant for it).
+const XFSZ: i32 = libc::SIGXFSZ;
 
 struct Signals {
     term: tokio::signal::unix::Signal,

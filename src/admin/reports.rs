@@ -62,7 +62,7 @@ pub(super) async fn api_metrics(app: Arc<App>, q: &Query) -> Response<Body> {
         // images the others pushed. Without Redis it covers this node, and says so in
         // the log.
         let remote = match &app.cluster {
-            Some(c) => c.remote_images(api.id()).unwrap_or_else(|e| {
+            Some(c) => c.remote_images(api.id(), from, to).unwrap_or_else(|e| {
                 tracing::warn!(
                     api = api.id(),
                     "cluster report without the other nodes: {e}"

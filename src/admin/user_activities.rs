@@ -156,6 +156,7 @@ pub(super) async fn handle(app: Arc<App>, req: Request<Incoming>) -> Response<Bo
         match &app.cluster {
             // The cluster's report: this node's hours and every other node's, summed.
             Some(c) => {
+                let (from, to) = query.hours();
                 let others = c
                     .remote_rows(crate::store::persist::USERS)
                     .unwrap_or_else(|e| {
@@ -164,9 +165,9 @@ pub(super) async fn handle(app: Arc<App>, req: Request<Incoming>) -> Response<Bo
                     })
                     .into_iter()
                     .flat_map(|(_, rows)| rows)
+                    .filter(|(_, start, _)| (from..to).contains(start))
                     .filter_map(|(_, _, bytes)| postcard::from_bytes(&bytes).ok())
                     .collect();
-                let (from, to) = query.hours();
                 let all = users.with_others(from, to, others);
                 user_activities::build(&all, &query, &env, href)
             }

@@ -47,6 +47,8 @@ const IO_TIMEOUT: Duration = Duration::from_secs(2);
 const HEARTBEAT: Duration = Duration::from_secs(1);
 /// A node silent this long shows as unhealthy.
 pub const SILENT: Duration = Duration::from_secs(5);
+/// Spike counter calls over budget in a row before the connection is dropped.
+const SLOW_CALLS: u64 = 50;
 /// How often shared state is pulled even without a message.
 const RESYNC: Duration = Duration::from_secs(5);
 
@@ -82,6 +84,11 @@ impl Keys {
     }
     pub fn nodes(&self) -> String {
         format!("{}:nodes", self.prefix)
+    }
+    /// Set when a node has written its whole state: its absence means Redis lost (some
+    /// of) what that node wrote, so it must write everything again before merging.
+    pub fn marker(&self, node: &str) -> String {
+        format!("{}:marker:{node}", self.prefix)
     }
     pub fn apis(&self) -> String {
         format!("{}:apis", self.prefix)
@@ -194,6 +201,7 @@ impl Cluster {
             budget: s.cluster_request_budget,
             health: health.clone(),
             broken: AtomicBool::new(false),
+            slow: AtomicU64::new(0),
         });
         Ok(Some(Cluster {
             node_id,
@@ -303,12 +311,13 @@ impl Cluster {
             match applied {
                 Ok(()) => {
                     tracing::info!(api = %id, "API definition from the cluster applied");
+                    seen.insert(id, text);
                 }
+                // Not marked seen: the next sync tries again.
                 Err(e) => {
                     tracing::warn!(api = %id, "cannot apply the cluster's API definition: {e}")
                 }
             }
-            seen.insert(id, text);
         }
         Ok(())
     }
@@ -349,11 +358,15 @@ impl Cluster {
         Ok(out)
     }
 
-    /// The other nodes' bucket images of API `api` (sync; off the async threads).
-    pub fn remote_images(&self, api: &str) -> Result<Vec<(u8, Image)>, String> {
+    /// The other nodes' bucket images of API `api` that start in `[from, to)` (sync; off
+    /// the async threads). Rows outside the window are never decoded.
+    pub fn remote_images(&self, api: &str, from: i64, to: i64) -> Result<Vec<(u8, Image)>, String> {
         let mut out = Vec::new();
         for (node, rows) in self.remote_rows(api)? {
             for (tier, start, bytes) in rows {
+                if !(from..to).contains(&start) {
+                    continue;
+                }
                 match postcard::from_bytes::<Image>(&bytes) {
                     Ok(image) => out.push((tier, image)),
                     Err(e) => {
@@ -497,12 +510,14 @@ fn session(
         }
     }
     *run_id = now_run;
-    sync(&strong, &mut cmd, state.seen_apis)?;
-    drop(strong);
+    // Subscribed before the first sync, so no change made in between is missed.
     let mut pubsub = sub.as_pubsub();
     pubsub.subscribe(keys.events())?;
+    sync(&strong, &mut cmd, state.seen_apis)?;
+    drop(strong);
     health.ok();
-    let (mut beat, mut resync) = (Instant::now() - HEARTBEAT, Instant::now());
+    let now = Instant::now();
+    let (mut beat, mut resync) = (now.checked_sub(HEARTBEAT).unwrap_or(now), now);
     loop {
         let Some(strong) = app.upgrade() else {
             return Ok(());
@@ -550,6 +565,9 @@ pub struct Spikes {
     health: Arc<Health>,
     /// Set by a failed call: the keeper reconnects.
     broken: AtomicBool,
+    /// Calls that ran out of budget in a row; a Redis that stopped answering without
+    /// refusing would otherwise cost every request its whole budget.
+    slow: AtomicU64,
 }
 
 impl Spikes {
@@ -615,14 +633,26 @@ impl SharedCounter for Spikes {
             let mut pipe = redis::pipe();
             pipe.atomic().incr(&key, 1u64).pexpire(&key, ttl).ignore();
             match tokio::time::timeout(self.budget, pipe.query_async::<(u64,)>(&mut c)).await {
-                Ok(Ok((n,))) => Some(n),
+                Ok(Ok((n,))) => {
+                    self.slow.store(0, Relaxed);
+                    Some(n)
+                }
                 Ok(Err(e)) => {
                     self.broken.store(true, Relaxed);
                     self.health.failed(&e);
                     None
                 }
-                // Slow, not necessarily broken: this request decides locally.
-                Err(_) => None,
+                // Slow, not necessarily broken: this request decides locally; many in a
+                // row drop the connection until the keeper has a new one.
+                Err(_) => {
+                    if self.slow.fetch_add(1, Relaxed) + 1 >= SLOW_CALLS {
+                        self.slow.store(0, Relaxed);
+                        self.conn.store(None);
+                        self.broken.store(true, Relaxed);
+                        self.health.failed(&"spike counter calls keep timing out");
+                    }
+                    None
+                }
             }
         })
     }

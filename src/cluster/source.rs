@@ -2,22 +2,31 @@
 //! set of Sentinels points at (`redis-sentinel://[user:password@]host:port,host:port/master[/db]`),
 //! looked up again on every (re)connection so a failover is followed.
 
-use std::sync::Mutex;
+use std::time::Duration;
 
-use redis::sentinel::{SentinelClient, SentinelNodeConnectionInfo, SentinelServerType};
-use redis::{Client, RedisConnectionInfo, RedisResult};
+use redis::{Client, RedisResult};
+
+/// How long one Sentinel may take to answer where the master is.
+const SENTINEL_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// The Redis a node connects to.
 pub enum Source {
     Direct(Client),
-    Sentinel(Mutex<SentinelClient>),
+    Sentinel {
+        sentinels: Vec<Client>,
+        master: String,
+        /// `user:password@` for the master (may be empty).
+        auth: String,
+        /// `/db` (may be empty).
+        db: String,
+    },
 }
 
 impl std::fmt::Debug for Source {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Source::Direct(_) => f.write_str("Source::Direct"),
-            Source::Sentinel(_) => f.write_str("Source::Sentinel"),
+            Source::Sentinel { master, .. } => write!(f, "Source::Sentinel({master})"),
         }
     }
 }
@@ -36,8 +45,8 @@ impl Source {
             );
         };
         let (auth, rest) = match rest.rsplit_once('@') {
-            Some((a, r)) => (Some(a), r),
-            None => (None, rest),
+            Some((a, r)) => (format!("{a}@"), r),
+            None => (String::new(), rest),
         };
         let (hosts, path) = rest
             .split_once('/')
@@ -47,46 +56,72 @@ impl Source {
             .next()
             .filter(|m| !m.is_empty())
             .ok_or("the master's name is empty")?;
-        let mut info = RedisConnectionInfo::default();
-        if let Some(db) = parts.next().filter(|d| !d.is_empty()) {
-            info = info.set_db(
-                db.parse::<i64>()
-                    .map_err(|_| format!("database {db:?} is not a number"))?,
-            );
-        }
-        if let Some(auth) = auth {
-            let (user, password) = auth.split_once(':').unwrap_or(("", auth));
-            if !user.is_empty() {
-                info = info.set_username(user);
+        let db = match parts.next().filter(|d| !d.is_empty()) {
+            Some(d) => {
+                d.parse::<u32>()
+                    .map_err(|_| format!("database {d:?} is not a number"))?;
+                format!("/{d}")
             }
-            info = info.set_password(password);
-        }
-        let sentinels: Vec<String> = hosts
+            None => String::new(),
+        };
+        let sentinels = hosts
             .split(',')
             .map(str::trim)
             .filter(|h| !h.is_empty())
-            .map(|h| format!("redis://{h}"))
-            .collect();
+            .map(|h| Client::open(format!("redis://{h}")).map_err(|e| e.to_string()))
+            .collect::<Result<Vec<_>, _>>()?;
         if sentinels.is_empty() {
             return Err("no Sentinel hosts before the master's name".into());
         }
-        let node = SentinelNodeConnectionInfo::default().set_redis_connection_info(info);
-        SentinelClient::build(
+        Ok(Source::Sentinel {
             sentinels,
-            master.to_string(),
-            Some(node),
-            SentinelServerType::Master,
-        )
-        .map(|s| Source::Sentinel(Mutex::new(s)))
-        .map_err(|e| e.to_string())
+            master: master.to_string(),
+            auth,
+            db,
+        })
     }
 
-    /// A client for the current master.
+    /// A client for the current master. With Sentinels, each is asked in turn (at most
+    /// [`SENTINEL_TIMEOUT`] each) until one names the master.
     pub fn client(&self) -> RedisResult<Client> {
-        match self {
-            Source::Direct(c) => Ok(c.clone()),
-            Source::Sentinel(s) => s.lock().unwrap_or_else(|p| p.into_inner()).get_client(),
+        let (sentinels, master, auth, db) = match self {
+            Source::Direct(c) => return Ok(c.clone()),
+            Source::Sentinel {
+                sentinels,
+                master,
+                auth,
+                db,
+            } => (sentinels, master, auth, db),
+        };
+        let mut last = None;
+        for s in sentinels {
+            let asked = s
+                .get_connection_with_timeout(SENTINEL_TIMEOUT)
+                .and_then(|mut c| {
+                    c.set_read_timeout(Some(SENTINEL_TIMEOUT))?;
+                    c.set_write_timeout(Some(SENTINEL_TIMEOUT))?;
+                    redis::cmd("SENTINEL")
+                        .arg("get-master-addr-by-name")
+                        .arg(master)
+                        .query::<Option<(String, u16)>>(&mut c)
+                });
+            match asked {
+                Ok(Some((host, port))) => {
+                    return Client::open(format!("redis://{auth}{host}:{port}{db}"));
+                }
+                Ok(None) => {
+                    last = Some(redis::RedisError::from((
+                        redis::ErrorKind::Io,
+                        "a Sentinel does not know the master",
+                        master.clone(),
+                    )));
+                }
+                Err(e) => last = Some(e),
+            }
         }
+        Err(last.unwrap_or_else(|| {
+            redis::RedisError::from((redis::ErrorKind::Io, "no Sentinel answered"))
+        }))
     }
 }
 
@@ -102,7 +137,7 @@ mod tests {
         ));
         assert!(matches!(
             Source::open("redis-sentinel://:pw@10.0.0.1:26379,10.0.0.2:26379/mymaster/2"),
-            Ok(Source::Sentinel(_))
+            Ok(Source::Sentinel { .. })
         ));
         for bad in [
             "http://x",

@@ -10,6 +10,7 @@
 //! | `…:meta` | hash | sideband tokens, management credentials, reviewed attacks: shared |
 //! | `…:bapis:<node>` | set | the API ids (and `#activity`, `#users`) a node has buckets for |
 //! | `…:b:<node>:<api>` | hash | `<tier>:<start>` → that node's bucket image (postcard) |
+//! | `…:marker:<node>` | string | set when the node wrote its whole state; gone means lost |
 //! | `…:events` | channel | a node's id, published after it changed lists or meta |
 //!
 //! A node writes whole bucket images, never increments: writing the same image twice
@@ -137,14 +138,37 @@ impl Store for RedisStore {
     }
 
     fn load_shared(&mut self) -> Result<Option<Loaded>, StoreError> {
-        self.with(|c, keys, _| RedisStore::shared(c, keys))
-            .map(Some)
+        let (marked, shared) = self.with(|c, keys, node| {
+            let marked: bool = c.exists(keys.marker(node))?;
+            Ok((marked, RedisStore::shared(c, keys)?))
+        })?;
+        if !marked {
+            // Merging an emptied store would delete every node's lists: write them again.
+            return Err(StoreError::Lost {
+                file: PathBuf::from(&self.shown),
+            });
+        }
+        Ok(Some(shared))
     }
 
     fn commit(&mut self, batch: Batch) -> Result<(), StoreError> {
         self.with(|c, keys, node| {
+            let replaced: Vec<String> = if batch.replace_buckets {
+                c.smembers(keys.bucket_apis(node))?
+            } else {
+                Vec::new()
+            };
             let mut pipe = redis::pipe();
             pipe.atomic();
+            for api in &replaced {
+                pipe.del(keys.buckets(node, api)).ignore();
+            }
+            if batch.replace_buckets {
+                pipe.del(keys.bucket_apis(node)).ignore();
+            }
+            if batch.replace_buckets {
+                pipe.set(keys.marker(node), 1).ignore();
+            }
             for (k, v) in &batch.put_buckets {
                 pipe.hset(keys.buckets(node, &k.api), bucket_field(k), v)
                     .ignore();

@@ -605,7 +605,16 @@ impl Lists {
                 for (id, e) in remote_set.changes_since(base) {
                     match e {
                         Some(e) => {
-                            if local.get(&id) != Some(&e) {
+                            let current = local.get(&id);
+                            // As in `add`: an automatic entry never overrides a manual one,
+                            // and the list keeps its cap.
+                            let demotes = e.source != Source::Manual
+                                && current.is_some_and(|c| c.source == Source::Manual);
+                            let full = current.is_none() && local.len() >= self.max_entries;
+                            if full {
+                                tracing::warn!(list = ?kind, "a shared entry is over list_max_entries here: not applied");
+                            }
+                            if current != Some(&e) && !demotes && !full {
                                 local.insert(id, e);
                                 n += 1;
                             }
@@ -690,6 +699,28 @@ mod tests {
         let now = lists.load(ListKind::Deny);
         assert!(!now.contains(&ip("1.1.1.1")));
         assert!(now.contains(&ip("2.2.2.2")) && now.contains(&ip("3.3.3.3")));
+    }
+
+    #[test]
+    fn a_shared_automatic_entry_never_replaces_a_manual_one_nor_breaks_the_cap() {
+        let ip = |s: &str| Identifier::Ip(s.parse().unwrap());
+        let lists = Lists::new(2);
+        lists
+            .add(
+                ListKind::Deny,
+                vec![(ip("1.1.1.1"), entry(Source::Manual, None))],
+            )
+            .unwrap();
+        let base = ListSet::default();
+        let remote = vec![
+            (ip("1.1.1.1"), entry(Source::Detection, Some(100))),
+            (ip("2.2.2.2"), entry(Source::Detection, None)),
+            (ip("3.3.3.3"), entry(Source::Detection, None)),
+        ];
+        lists.merge_remote(ListKind::Deny, &base, remote);
+        let now = lists.load(ListKind::Deny);
+        assert_eq!(now.get(&ip("1.1.1.1")).unwrap().source, Source::Manual);
+        assert_eq!(now.len(), 2, "list_max_entries holds");
     }
 
     #[test]

@@ -116,6 +116,36 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
     }
 }
 
+/// Removes the dashboard's session cookie: cookies are not bound to a port, so a browser
+/// logged in to the management port on this host would send it to the APIs behind the
+/// proxy too, and no backend should see it.
+pub fn strip_dashboard_session(headers: &mut HeaderMap) {
+    const NAME: &[u8] = b"enforcer_session=";
+    let has = |v: &HeaderValue| v.as_bytes().windows(NAME.len()).any(|w| w == NAME);
+    if !headers.get_all(http::header::COOKIE).iter().any(has) {
+        return;
+    }
+    let kept: Vec<HeaderValue> = headers
+        .get_all(http::header::COOKIE)
+        .iter()
+        .filter_map(|v| {
+            let text = v.to_str().ok()?;
+            let rest: Vec<&str> = text
+                .split(';')
+                .map(str::trim)
+                .filter(|c| !c.starts_with("enforcer_session="))
+                .collect();
+            (!rest.is_empty())
+                .then(|| HeaderValue::from_str(&rest.join("; ")).ok())
+                .flatten()
+        })
+        .collect();
+    headers.remove(http::header::COOKIE);
+    for v in kept {
+        headers.append(http::header::COOKIE, v);
+    }
+}
+
 /// What the rewrite needs to know about the client side of the exchange.
 pub struct ClientSide<'a> {
     pub peer_ip: IpAddr,
@@ -153,6 +183,7 @@ pub fn upstream_request(
 
     let headers = &mut parts.headers;
     strip_hop_by_hop(headers, client.upgrade);
+    strip_dashboard_session(headers);
     // enforcer's own server side already answered any `Expect: 100-continue`.
     headers.remove(EXPECT);
     if !headers.contains_key(HOST)
@@ -418,6 +449,20 @@ mod tests {
         strip_hop_by_hop(&mut h, false);
         let names: Vec<_> = h.keys().map(|k| k.as_str()).collect();
         assert_eq!(names, ["x-end-to-end"]);
+    }
+
+    #[test]
+    fn the_dashboard_session_never_reaches_a_backend() {
+        let mut h = HeaderMap::new();
+        h.append("cookie", "a=1; enforcer_session=abc; b=2".parse().unwrap());
+        h.append("cookie", "enforcer_session=def".parse().unwrap());
+        strip_dashboard_session(&mut h);
+        let all: Vec<_> = h.get_all("cookie").iter().collect();
+        assert_eq!(all, ["a=1; b=2"]);
+        let mut h = HeaderMap::new();
+        h.append("cookie", "JSESSIONID=x".parse().unwrap());
+        strip_dashboard_session(&mut h);
+        assert_eq!(h.get("cookie").unwrap(), "JSESSIONID=x");
     }
 
     #[test]

@@ -46,6 +46,9 @@ pub struct Batch {
     pub put_entries: Vec<(EntryKey, Vec<u8>)>,
     pub delete_entries: Vec<EntryKey>,
     pub put_meta: Vec<(String, Vec<u8>)>,
+    /// This process's buckets in the store are replaced by `put_buckets` (a shared store
+    /// that lost or may hold stale rows of ours: every one not put again goes).
+    pub replace_buckets: bool,
 }
 
 impl Batch {
@@ -99,4 +102,8 @@ pub enum StoreError {
     Locked { file: PathBuf },
     #[error("{f}: {reason}", f = .file.display())]
     Io { file: PathBuf, reason: String },
+    /// A shared store no longer holds what was committed to it (restarted empty, keys
+    /// evicted or deleted): the whole state must be written again, nothing merged.
+    #[error("{f}: the store lost its shared state", f = .file.display())]
+    Lost { file: PathBuf },
 }

@@ -170,15 +170,7 @@ impl Tracker {
             .extend(self.stale_entries.iter().cloned());
 
         let mut meta = self.meta.clone();
-        let blobs = [
-            (META_TOKENS, app.sideband.tokens.image()),
-            (META_CREDENTIALS, app.credentials.image()),
-            (
-                META_REVIEWED,
-                app.pipeline.metrics().activity.reviewed_image(),
-            ),
-        ];
-        for (name, bytes) in blobs {
+        for (name, bytes) in meta_blobs(app) {
             if self.meta.get(name) != Some(&bytes) {
                 batch.put_meta.push((name.to_string(), bytes.clone()));
                 meta.insert(name.to_string(), bytes);
@@ -255,6 +247,7 @@ pub fn start(
         store,
         tracker,
         health: health.clone(),
+        replace: false,
     };
     std::thread::Builder::new()
         .name("enforcer-persist".into())
@@ -365,6 +358,18 @@ fn restore(app: &App, loaded: Loaded) -> (Tracker, Restored) {
     (tracker, restored)
 }
 
+/// The blobs kept beside the records: sideband tokens, credentials, reviewed attacks.
+fn meta_blobs(app: &App) -> [(&'static str, Vec<u8>); 3] {
+    [
+        (META_TOKENS, app.sideband.tokens.image()),
+        (META_CREDENTIALS, app.credentials.image()),
+        (
+            META_REVIEWED,
+            app.pipeline.metrics().activity.reviewed_image(),
+        ),
+    ]
+}
+
 /// Puts back one stored blob (tokens, credentials, reviewed attacks).
 fn apply_meta(app: &App, name: &str, bytes: &[u8]) {
     let applied = match name {
@@ -383,6 +388,8 @@ struct Worker {
     store: Box<dyn Store>,
     tracker: Tracker,
     health: Arc<Health>,
+    /// A full rewrite is owed to the store (after [`Worker::resend`]) until one commits.
+    replace: bool,
 }
 
 impl Worker {
@@ -396,10 +403,7 @@ impl Worker {
                     next = std::time::Instant::now() + interval;
                 }
                 Ok(Command::Pull) => self.pull(),
-                Ok(Command::Resend) => {
-                    self.tracker = Tracker::default();
-                    let _ = self.flush();
-                }
+                Ok(Command::Resend) => self.resend(),
                 Ok(Command::Flush(reply)) => {
                     let _ = reply.send(self.flush());
                 }
@@ -422,6 +426,11 @@ impl Worker {
         let remote = match self.store.load_shared() {
             Ok(Some(r)) => r,
             Ok(None) => return,
+            Err(StoreError::Lost { .. }) => {
+                tracing::warn!("the shared store lost its state; writing this node's again");
+                self.resend();
+                return;
+            }
             Err(e) => {
                 tracing::debug!("cannot read the shared state: {e}");
                 return;
@@ -445,20 +454,68 @@ impl Worker {
                 tracing::info!(list = ?KINDS[i], changed, "list changes from the cluster applied");
             }
         }
+        let local = meta_blobs(&self.app);
         for (name, bytes) in remote.meta {
-            if self.tracker.meta.get(&name) != Some(&bytes) {
-                apply_meta(&self.app, &name, &bytes);
-                self.tracker.meta.insert(name, bytes);
+            let base = self.tracker.meta.get(&name);
+            if base == Some(&bytes) {
+                continue;
+            }
+            let mine = local.iter().find(|(n, _)| *n == name).map(|(_, b)| b);
+            if mine.is_some() && mine != base {
+                // Changed here too and not pushed yet: ours goes out on the next flush.
+                tracing::warn!(name, "kept this node's change over another node's");
+                continue;
+            }
+            apply_meta(&self.app, &name, &bytes);
+            if name == META_CREDENTIALS {
+                // The secret changed on another node: browsers logged in here log in again.
+                self.app.sessions.clear();
+            }
+            self.tracker.meta.insert(name, bytes);
+        }
+    }
+
+    /// The store lost (or may hold a stale copy of) what this node committed: write all
+    /// of it again, replacing this node's rows. List entries removed here since the last
+    /// commit are removed there too; shared blobs the store still has are not overwritten
+    /// (the next pull brings theirs in), those it lost are written.
+    fn resend(&mut self) {
+        let remote_meta: Vec<String> = match self.store.load_shared() {
+            Ok(Some(r)) => r.meta.into_iter().map(|(n, _)| n).collect(),
+            _ => Vec::new(),
+        };
+        let old_lists = std::mem::take(&mut self.tracker.lists);
+        let lists = &self.app.pipeline.enforcer.lists;
+        let mut stale = std::mem::take(&mut self.tracker.stale_entries);
+        for (i, kind) in KINDS.into_iter().enumerate() {
+            let now = lists.load(kind);
+            for (id, _) in old_lists[i].entries() {
+                if !now.contains(&id) {
+                    stale.push((kind_code(kind), id.storage_key()));
+                }
             }
         }
+        let kept: HashMap<String, Vec<u8>> = meta_blobs(&self.app)
+            .into_iter()
+            .filter(|(n, _)| remote_meta.iter().any(|r| r == n))
+            .map(|(n, b)| (n.to_string(), b))
+            .collect();
+        self.tracker = Tracker {
+            meta: kept,
+            stale_entries: stale,
+            ..Tracker::default()
+        };
+        self.replace = true;
+        let _ = self.flush();
     }
 
     fn flush(&mut self) -> Result<(), String> {
         let mut next = self.tracker.diff(&self.app);
-        if next.batch.is_empty() {
+        if next.batch.is_empty() && !self.replace {
             self.tracker.committed(next);
             return Ok(());
         }
+        next.batch.replace_buckets = self.replace;
         let b = &next.batch;
         let rows = b.put_buckets.len()
             + b.delete_buckets.len()
@@ -468,6 +525,7 @@ impl Worker {
         let batch = std::mem::take(&mut next.batch);
         match self.store.commit(batch) {
             Ok(()) => {
+                self.replace = false;
                 self.tracker.committed(next);
                 let h = &self.health;
                 h.flushes.fetch_add(1, Relaxed);

@@ -63,6 +63,17 @@ impl Drop for Redis {
     }
 }
 
+/// Sends one inline command to Redis on `port`; its raw answer.
+fn redis_cmd(port: u16, command: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    s.write_all(format!("{command}\r\n").as_bytes()).unwrap();
+    let mut buf = [0u8; 512];
+    let n = s.read(&mut buf).unwrap_or(0);
+    String::from_utf8_lossy(&buf[..n]).into_owned()
+}
+
 /// A node's setup: cluster mode on `redis`, quick syncs, the client IP from XFF, and two
 /// APIs that block deny-listed clients: `shop` for traffic, `gate` for probing the lists
 /// without adding to `shop`'s report.
@@ -138,6 +149,60 @@ async fn a_deny_list_change_on_one_node_reaches_the_others() {
             "the removal never reached every node"
         );
     }
+
+    // Redis loses the lists (an operator's DEL, eviction): the nodes keep theirs and write
+    // them back instead of taking the empty copy as "everything was deleted".
+    manage(
+        a,
+        Method::POST,
+        "/v4/ase/blacklist",
+        Some(json!({"ips": ["203.0.113.10"]})),
+    )
+    .await;
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            status_of(c, "/gate/x", "203.0.113.10").await == 403
+        })
+        .await
+    );
+    let markers = redis_cmd(redis.port, "KEYS enforcer:{ase_cluster}:marker:*");
+    let markers: Vec<&str> = markers
+        .lines()
+        .filter(|l| l.starts_with("enforcer:"))
+        .collect();
+    assert_eq!(markers.len(), 3, "one marker per node");
+    redis_cmd(
+        redis.port,
+        &format!("DEL enforcer:{{ase_cluster}}:lists {}", markers.join(" ")),
+    );
+    // Another node's change makes everyone pull at once.
+    manage(
+        bn,
+        Method::POST,
+        "/v4/ase/blacklist",
+        Some(json!({"ips": ["203.0.113.11"]})),
+    )
+    .await;
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            status_of(a, "/gate/x", "203.0.113.11").await == 403
+        })
+        .await
+    );
+    for n in [a, bn, c] {
+        assert_eq!(
+            status_of(n, "/gate/x", "203.0.113.10").await,
+            403,
+            "an entry was lost"
+        );
+    }
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            redis_cmd(redis.port, "HLEN enforcer:{ase_cluster}:lists").contains(":2")
+        })
+        .await,
+        "the lists were not written back"
+    );
 
     // The registry shows the three nodes, each up.
     let v = manage(a, Method::GET, "/v4/ase/cluster", None).await;
