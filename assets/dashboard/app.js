@@ -15,10 +15,6 @@ const LOGIN_URL = '/dashboard/login.html';
 const REFRESH_MS = 5000;
 const HOUR_MS = 3600e3;
 const DAY_MS = 24 * HOUR_MS;
-// A request is recorded under the time it arrived, but only once it has completed: a time
-// bucket that ended less than this long ago may still grow, so only older ones are cached.
-const SETTLE_MS = 2 * 60e3;
-const CACHE_LIMIT = 5000;
 
 const PERIODS = [['day', 'Day'], ['week', 'Week'], ['month', 'Month'], ['6months', '6 months']];
 const PERIOD_DAYS = { day: 1, week: 7, month: 30, '6months': 182 };
@@ -80,10 +76,12 @@ const dateTimeFormat = new Intl.DateTimeFormat(undefined, { dateStyle: 'medium',
 const timeFormat = new Intl.DateTimeFormat(undefined, { hour: '2-digit', minute: '2-digit' });
 const dayFormat = new Intl.DateTimeFormat(undefined, { month: 'short', day: 'numeric' });
 const dayHourFormat = new Intl.DateTimeFormat(undefined, { month: 'short', day: 'numeric', hour: '2-digit' });
+const utcDayFormat = new Intl.DateTimeFormat(undefined, { month: 'short', day: 'numeric', timeZone: 'UTC' });
 
 const fmt = (n) => numberFormat.format(n || 0);
 const fmtCompact = (n) => compactFormat.format(n || 0);
 const pct = (part, whole) => (whole ? `${Math.round((part / whole) * 1000) / 10}%` : '—');
+const sum = (values) => values.reduce((a, b) => a + b, 0);
 const sumCounts = (items) => (items || []).reduce((n, item) => n + item.count, 0);
 const enc = encodeURIComponent;
 const display = (value) => (value === '' ? '(empty)' : value);
@@ -512,7 +510,7 @@ function yScale(v) {
 function bucketLabel(bucket, buckets) {
   const size = bucket.end - bucket.start;
   const span = buckets[buckets.length - 1].end - buckets[0].start;
-  if (size >= DAY_MS) return dayFormat.format(bucket.start);
+  if (size >= DAY_MS) return (bucket.utc ? utcDayFormat : dayFormat).format(bucket.start);
   return span <= DAY_MS + HOUR_MS ? timeFormat.format(bucket.start) : dayHourFormat.format(bucket.start);
 }
 
@@ -607,91 +605,38 @@ function columnChart(items, { width, cls = 'c-req', height = 210, label = 'Chart
 
 // ---- data helpers ----------------------------------------------------------------------
 
-// Time buckets over a period, on the browser's clock boundaries, the last one holding now:
-// day 24 × 1 h, week 28 × 6 h, month 30 × 1 day, 6 months 26 × 1 week.
-function bucketsFor(period, now = Date.now()) {
-  const [count, unit, size] = { day: [24, 'hour', 1], week: [28, 'hour', 6], month: [30, 'day', 1], '6months': [26, 'day', 7] }[period];
-  let end = new Date(now);
-  if (unit === 'hour') {
-    end.setMinutes(0, 0, 0);
-    end.setHours((Math.floor(end.getHours() / size) + 1) * size);
-  } else {
-    end.setHours(0, 0, 0, 0);
-    end.setDate(end.getDate() + 1);
-  }
+// Requests and IoAs over time from the `series` of activity reports of one period, summed
+// over the reports (the overview adds up its APIs): a point per hour, or for month and
+// 6 months per UTC day, the server's day buckets (it keeps hours for the last 8 days only).
+// A bucket is drawn when it starts inside the period; those without traffic are absent
+// from a series and count 0. No buckets (the chart's empty state) when an answer has no
+// series (an older server). Without reports (no APIs), the period ends now.
+function activityChart(reports, period, now = Date.now()) {
+  if (reports.some((r) => !Array.isArray(r.series))) return { buckets: [], requests: [], ioas: [] };
+  const step = period === 'month' || period === '6months' ? DAY_MS : HOUR_MS;
+  const from = reports.length ? Math.min(...reports.map((r) => Date.parse(r.period.start))) : now - PERIOD_DAYS[period] * DAY_MS;
+  const to = reports.length ? Math.max(...reports.map((r) => Date.parse(r.period.end))) : now;
+  const first = Math.ceil(from / step) * step;
   const buckets = [];
-  for (let i = 0; i < count; i++) {
-    const start = new Date(end);
-    if (unit === 'hour') start.setTime(end.getTime() - size * HOUR_MS);
-    else start.setDate(start.getDate() - size); // calendar days: right across DST changes
-    buckets.unshift({ start, end });
-    end = start;
-  }
-  return buckets;
-}
-
-function countInBuckets(times, buckets) {
-  const counts = buckets.map(() => 0);
-  for (const time of times) {
-    const t = Date.parse(time);
-    const i = buckets.findIndex((b) => t >= b.start && t < b.end);
-    if (i >= 0) counts[i]++;
-  }
-  return counts;
-}
-
-const requestCache = new Map(); // `${api}|${from}|${to}` -> total_requests, settled buckets only
-
-// Requests per bucket, summed over APIs, from one api_metrics window per API and bucket
-// (no report has a time series). Settled buckets never change, so they are fetched once.
-async function requestSeries(apis, buckets) {
-  const now = Date.now();
-  const totals = buckets.map(() => 0);
-  const tasks = [];
-  for (const api of apis) {
-    buckets.forEach((bucket, i) => {
-      if (bucket.start > now) return;
-      tasks.push(async () => {
-        // Await first: `totals[i] += await ...` would read totals[i] before the wait and
-        // lose what other APIs added to the bucket meanwhile.
-        const count = await bucketRequests(api, bucket, now);
-        totals[i] += count;
-      });
-    });
-  }
-  await inPool(tasks, 4);
-  return totals;
-}
-
-async function bucketRequests(api, bucket, now) {
-  const from = bucket.start.toISOString();
-  const to = bucket.end.toISOString();
-  const key = `${api}|${from}|${to}`;
-  if (requestCache.has(key)) return requestCache.get(key);
-  const report = await getJson(`/v4/abs/metrics?api=${enc(api)}&earlier_date=${enc(from)}&later_date=${enc(to)}`);
-  const total = report.req_resp_summary.total_requests;
-  if (bucket.end <= now - SETTLE_MS) {
-    if (requestCache.size >= CACHE_LIMIT) requestCache.delete(requestCache.keys().next().value);
-    requestCache.set(key, total);
-  }
-  return total;
-}
-
-// Runs async tasks, at most `width` at a time; the first failure stops the rest.
-async function inPool(tasks, width) {
-  let next = 0;
-  const worker = async () => {
-    while (next < tasks.length) {
-      try {
-        await tasks[next++]();
-      } catch (err) {
-        next = tasks.length;
-        throw err;
-      }
+  for (let t = first; t <= to; t += step) buckets.push({ start: new Date(t), end: new Date(t + step), utc: step === DAY_MS });
+  const requests = buckets.map(() => 0);
+  const ioas = buckets.map(() => 0);
+  for (const report of reports) {
+    for (const point of report.series) {
+      const i = Math.floor((Date.parse(point.start) - first) / step);
+      if (!(i >= 0 && i < buckets.length)) continue;
+      requests[i] += point.requests || 0;
+      ioas[i] += point.ioas || 0;
     }
-  };
-  await Promise.all(Array.from({ length: Math.min(width, tasks.length) }, worker));
+  }
+  return { buckets, requests, ioas };
 }
+
+// The lines of a "Requests and IoAs" chart.
+const requestLines = (chart) => [
+  { label: 'Requests', cls: 'c-req', values: chart.requests, area: true, total: sum(chart.requests) },
+  { label: 'IoAs', cls: 'c-ioa', values: chart.ioas, axis: 'right', total: sum(chart.ioas) },
+];
 
 // Samples of one metric from Prometheus text: [{ labels, value }].
 function promSamples(text, name) {
@@ -743,32 +688,25 @@ function overviewPage() {
 
   async function load() {
     const now = Date.now();
-    const buckets = bucketsFor('day', now);
     const [apis, attacks, deny, status, prom] = await Promise.all([
       getJson('/v4/ase/api'), getJson('/v4/abs/attack'), getJson('/v4/ase/blacklist'),
       getJson('/v4/ase/status'), call('GET', '/metrics', undefined, 'text'),
     ]);
-    const names = apis.apis.map((a) => a.api_id);
-    const [activities, requests] = await Promise.all([
-      Promise.all(names.map((name) => getJson(`/v5/ase/apis/${enc(name)}/activity?period=day`))),
-      requestSeries(names, buckets),
-    ]);
+    const activities = await Promise.all(apis.apis.map((a) => getJson(`/v5/ase/apis/${enc(a.api_id)}/activity?period=day`)));
+    const chart = activityChart(activities, 'day', now);
     const recent = attacks.attacks.filter((a) => Date.parse(a.detected_at) >= now - DAY_MS);
-    const ioas = countInBuckets(attacks.attacks.map((a) => a.detected_at), buckets);
-    return { buckets, requests, ioas, recent, activities, deny, status, decisions: promSamples(prom, 'enforcer_decisions_total') };
+    return { chart, recent, activities, deny, status, decisions: promSamples(prom, 'enforcer_decisions_total') };
   }
 
   function render(d) {
-    const total = d.activities.reduce((n, a) => n + a.requests, 0);
+    const series = requestLines(d.chart);
+    // The chart's total, so card and chart agree; without series (an older server) the reports'.
+    const total = d.chart.buckets.length ? series[0].total : sum(d.activities.map((a) => a.requests));
     const wouldBlock = promSum(d.decisions, 'decision', 'would_block');
     const s = d.status;
     const store = s.persistence.store === 'none' ? 'none' : s.persistence.healthy ? 'healthy' : 'failing';
     const topApis = d.activities.map((a) => ({ value: a.api, count: a.requests })).sort((a, b) => b.count - a.count).slice(0, 8);
     const denyByType = CLIENT_TYPES.map(([type, label]) => ({ value: label, count: (d.deny[LIST_KEYS[type]] || []).length }));
-    const series = [
-      { label: 'Requests', cls: 'c-req', values: d.requests, area: true, total: d.requests.reduce((a, b) => a + b, 0) },
-      { label: 'IoAs', cls: 'c-ioa', values: d.ioas, axis: 'right', total: d.ioas.reduce((a, b) => a + b, 0) },
-    ];
     body.replaceChildren(
       h('div', { class: 'status-strip' },
         h('span', {}, 'Mode ', h('b', {}, s.mode)), h('span', {}, 'Firewall ', h('b', {}, s.firewall)),
@@ -781,7 +719,7 @@ function overviewPage() {
         card('IoAs, 24 h', fmt(d.recent.length), 'indicators of attack', d.recent.length ? 'danger' : '', 'ioas'),
         card('Blocklist', fmt(s.attack_list.deny), `allow list ${fmt(s.attack_list.allow)}`, '', 'deny')),
       panel('Requests and IoAs', 'last 24 hours, per hour', legend(series),
-        chartBox((width) => lineChart(d.buckets, series, { width, label: 'Requests and IoAs per hour' }))),
+        chartBox((width) => lineChart(d.chart.buckets, series, { width, label: 'Requests and IoAs per hour' }))),
       h('div', { class: 'grid grid-2' },
         panel('Top APIs by requests', 'last 24 hours',
           chartBox((width) => columnChart(topApis, { width, label: 'Requests per API', emptyText: 'No requests in the last 24 hours' }))),
@@ -874,25 +812,18 @@ function apiPage(route) {
 
   async function load() {
     const now = Date.now();
-    const buckets = bucketsFor(period, now);
     const from = new Date(now - PERIOD_DAYS[period] * DAY_MS).toISOString();
     const to = new Date(now).toISOString();
-    const [activity, metrics, attacks, requests] = await Promise.all([
+    const [activity, metrics] = await Promise.all([
       getJson(`/v5/ase/apis/${enc(name)}/activity?period=${period}`),
       getJson(`/v4/abs/metrics?api=${enc(name)}&earlier_date=${enc(from)}&later_date=${enc(to)}`),
-      getJson(`/v4/abs/attack?api=${enc(name)}`),
-      requestSeries([name], buckets),
     ]);
-    const ioas = countInBuckets(attacks.attacks.map((a) => a.detected_at), buckets);
-    return { activity, summary: metrics.req_resp_summary, buckets, requests, ioas };
+    return { activity, summary: metrics.req_resp_summary, chart: activityChart([activity], period, now) };
   }
 
   function render(d) {
     const s = d.summary;
-    const series = [
-      { label: 'Requests', cls: 'c-req', values: d.requests, area: true, total: d.requests.reduce((a, b) => a + b, 0) },
-      { label: 'IoAs', cls: 'c-ioa', values: d.ioas, axis: 'right', total: d.ioas.reduce((a, b) => a + b, 0) },
-    ];
+    const series = requestLines(d.chart);
     body.replaceChildren(
       h('div', { class: 'cards' },
         card('Requests', fmt(s.total_requests), s.api_url, '', 'requests'),
@@ -901,7 +832,7 @@ function apiPage(route) {
         card('Most popular method', s.most_popular_method || '—', null, '', 'method'),
         card('Most popular device', s.most_popular_device || '—', null, '', 'device')),
       panel('Requests and IoAs', fmtRange(d.activity.period.start, d.activity.period.end), legend(series),
-        chartBox((width) => lineChart(d.buckets, series, { width, label: `Requests and IoAs of ${name}` }))),
+        chartBox((width) => lineChart(d.chart.buckets, series, { width, label: `Requests and IoAs of ${name}` }))),
       h('div', { class: 'grid grid-2' },
         panel('Most popular IPs', 'top 3', s.most_popular_ips.length
           ? h('ul', { class: 'ip-list' }, s.most_popular_ips.map((ip) => h('li', {}, h('a', { class: 'mono', href: clientHash('ip', ip) }, ip))))
@@ -1318,7 +1249,7 @@ function usersPage(route) {
       { label: 'Password resets', cls: 'c-reset', values: pick((r) => r.passwordResets) },
       { label: 'Active users', cls: 'c-users', values: pick((r) => r.totalActiveUsers) },
     ];
-    const total = (i) => series[i].values.reduce((a, b) => a + b, 0);
+    const total = (i) => sum(series[i].values);
     const unit = { HOUR: 'hour', DAY: 'day', WEEK: 'week' }[sample];
     body.replaceChildren(
       h('div', { class: 'cards' },

@@ -182,11 +182,14 @@ pub(super) async fn api(app: Arc<App>, method: &Method, rest: &str, q: &Query) -
     }
     let built = tokio::task::spawn_blocking(move || {
         let (from, to) = period.window(at);
-        let mut tally = app.pipeline.metrics().activity.api(&name, from, to);
+        let local = &app.pipeline.metrics().activity;
+        let mut tally = local.api(&name, from, to);
+        let mut points = local.api_series(&name, from, to);
         for other in other_nodes(&app, from, to) {
             tally.merge(other.api(&name, from, to));
+            points.extend(other.api_series(&name, from, to));
         }
-        report::api_activity_of(tally, &name, period, at)
+        report::api_activity_of(tally, points, &name, period, at)
     })
     .await;
     match built {

@@ -903,6 +903,25 @@ impl Activity {
     }
 
     /// An API's panes over `[from, to)`.
+    /// An API's requests and IoAs per stored bucket starting in `[from, to)`: (bucket
+    /// start, requests, IoAs), in no order. Buckets without the API are left out.
+    pub fn api_series(&self, api: &str, from: i64, to: i64) -> Vec<(i64, u64, u64)> {
+        let mut out = Vec::new();
+        self.each_in(from, to, |b| {
+            let Some(id) = b.dict.find(WordRef::Text(api)) else {
+                return;
+            };
+            if let Some(panes) = b.apis.get(&id) {
+                let mut t = Tally::default();
+                t.add(b, &panes);
+                let sum =
+                    |p: Pane| t.panes[p as usize].values().sum::<u64>() + t.overflow[p as usize];
+                out.push((b.start, sum(Pane::Devices), sum(Pane::Ioas)));
+            }
+        });
+        out
+    }
+
     pub fn api(&self, api: &str, from: i64, to: i64) -> Tally {
         let mut tally = Tally::default();
         self.each_in(from, to, |b| {

@@ -200,15 +200,55 @@ pub struct ApiActivity {
     pub requests: u64,
     pub panes: Panes,
     pub overflow: BTreeMap<&'static str, u64>,
+    /// Requests and IoAs per stored bucket (hours, then days), oldest first.
+    pub series: Vec<SeriesPoint>,
+}
+
+/// One bucket of an API's activity over time.
+#[derive(Debug, Serialize, PartialEq, Eq)]
+pub struct SeriesPoint {
+    pub start: String,
+    pub requests: u64,
+    pub ioas: u64,
 }
 
 pub fn api_activity(a: &Activity, api: &str, period: Period, at: i64) -> ApiActivity {
     let (from, to) = period.window(at);
-    api_activity_of(a.api(api, from, to), api, period, at)
+    api_activity_of(
+        a.api(api, from, to),
+        a.api_series(api, from, to),
+        api,
+        period,
+        at,
+    )
 }
 
-/// The report of an API's tally (one node's, or the cluster's summed).
-pub fn api_activity_of(tally: Tally, api: &str, period: Period, at: i64) -> ApiActivity {
+/// Points of one or more nodes (same starts add up), oldest first.
+fn series(points: Vec<(i64, u64, u64)>) -> Vec<SeriesPoint> {
+    let mut by_start: BTreeMap<i64, (u64, u64)> = BTreeMap::new();
+    for (start, requests, ioas) in points {
+        let e = by_start.entry(start).or_default();
+        e.0 += requests;
+        e.1 += ioas;
+    }
+    by_start
+        .into_iter()
+        .map(|(start, (requests, ioas))| SeriesPoint {
+            start: ts(start),
+            requests,
+            ioas,
+        })
+        .collect()
+}
+
+/// The report of an API's tally and series points (one node's, or the cluster's summed).
+pub fn api_activity_of(
+    tally: Tally,
+    points: Vec<(i64, u64, u64)>,
+    api: &str,
+    period: Period,
+    at: i64,
+) -> ApiActivity {
     let (lists, overflow) = panes(&tally, &Pane::API);
     let requests = tally
         .pane(Pane::Devices)
@@ -222,6 +262,7 @@ pub fn api_activity_of(tally: Tally, api: &str, period: Period, at: i64) -> ApiA
         requests,
         panes: ordered(&Pane::API, lists),
         overflow,
+        series: series(points),
     }
 }
 

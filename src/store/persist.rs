@@ -427,9 +427,13 @@ impl Worker {
             Ok(Some(r)) => r,
             Ok(None) => return,
             Err(StoreError::Lost { .. }) => {
-                tracing::warn!("the shared store lost its state; writing this node's again");
+                tracing::warn!("the shared store lost this node's state; writing it again");
                 self.resend();
-                return;
+                // Then merge what the other nodes have, as the pull was asked to.
+                match self.store.load_shared() {
+                    Ok(Some(r)) => r,
+                    _ => return,
+                }
             }
             Err(e) => {
                 tracing::debug!("cannot read the shared state: {e}");

@@ -180,6 +180,17 @@ async fn activity_reports_from_scripted_traffic() {
             "endpoints": pane(&[("/shop/echo", 7), ("/shop/get404", 2), ("/shop/debug/x", 1)]),
         })
     );
+    // Over time: hourly points (one or two, if the traffic straddled an hour) adding up to
+    // the same requests and IoAs, oldest first.
+    let series = shop["series"].as_array().unwrap();
+    assert!(!series.is_empty() && series.len() <= 2, "{shop}");
+    let total = |k: &str| series.iter().map(|p| p[k].as_u64().unwrap()).sum::<u64>();
+    assert_eq!((total("requests"), total("ioas")), (10, 1), "{shop}");
+    let starts: Vec<&str> = series
+        .iter()
+        .map(|p| p["start"].as_str().unwrap())
+        .collect();
+    assert!(starts.windows(2).all(|w| w[0] < w[1]) && starts[0].ends_with(":00:00Z"));
 
     // Attack management.
     let (_, attacks) = activity(&e, "/v5/ase/attacks?period=day").await;

@@ -13,16 +13,22 @@ use serde_json::{Value, json};
 use crate::support::backend::Backend;
 use crate::support::{Enforcer, Setup, api, client, eventually, manage};
 
-/// A redis-server on a free port, without persistence (a restart comes back empty).
+/// A redis-server on a free port, without persistence (a restart comes back empty), in a
+/// working directory of its own: Redis reads a `dump.rdb` it finds there at start, and a
+/// replica writes one, so a shared directory would leak data between tests.
 struct Redis {
     child: Child,
     port: u16,
+    _dir: tempfile::TempDir,
 }
 
 impl Redis {
     fn start_on(port: u16) -> Redis {
+        let dir = tempfile::tempdir().unwrap();
         let child = Command::new("redis-server")
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .arg("--dir")
+            .arg(dir.path())
             .args(["--save", "", "--appendonly", "no", "--protected-mode", "no"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -40,7 +46,11 @@ impl Redis {
             assert!(Instant::now() < deadline, "redis-server did not start");
             std::thread::sleep(Duration::from_millis(20));
         }
-        Redis { child, port }
+        Redis {
+            child,
+            port,
+            _dir: dir,
+        }
     }
 
     fn start() -> Redis {
@@ -675,8 +685,11 @@ fn redis_process(args: &[&str]) -> Redis {
         .find(|w| w[0] == "--port")
         .map(|w| w[1].parse().unwrap())
         .unwrap();
+    let dir = tempfile::tempdir().unwrap();
     let child = Command::new("redis-server")
         .args(args)
+        .arg("--dir")
+        .arg(dir.path())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -686,7 +699,11 @@ fn redis_process(args: &[&str]) -> Redis {
         assert!(Instant::now() < deadline, "redis on {port} did not start");
         std::thread::sleep(Duration::from_millis(20));
     }
-    Redis { child, port }
+    Redis {
+        child,
+        port,
+        _dir: dir,
+    }
 }
 
 /// High availability through Sentinel: the nodes find the master through a Sentinel

@@ -17,14 +17,25 @@ use serde_json::{Value, json};
 
 use crate::support::{admin_client, bin, eventually};
 
-/// A child process killed when the test ends, however it ends.
+/// A child process killed when the test ends, however it ends. Started as the leader of
+/// its own process group (see [`grouped`]), the whole group goes: chromedriver's Chromium
+/// would otherwise outlive a failed test.
 struct Killed(Child);
 
 impl Drop for Killed {
     fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", self.0.id())])
+            .status();
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
+}
+
+/// `cmd` as the leader of a new process group.
+fn grouped(cmd: &mut Command) -> &mut Command {
+    use std::os::unix::process::CommandExt;
+    cmd.process_group(0)
 }
 
 /// `enforcer demo` on a copy of the shipped config with every port picked by the kernel.
@@ -89,7 +100,7 @@ fn start_demo() -> (Killed, SocketAddr, tempfile::TempDir) {
 async fn browser() -> (Killed, Client) {
     let port = crate::support::free_port();
     let driver = Killed(
-        Command::new("chromedriver")
+        grouped(&mut Command::new("chromedriver"))
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
