@@ -182,6 +182,8 @@ pub struct Cluster {
     /// API definitions changed here through the management API and not yet in Redis
     /// (id → JSON text, empty for a deletion); the cluster thread writes them.
     pending_apis: Mutex<HashMap<String, String>>,
+    /// Where a newly made node id is to be kept (`None`: it was read from there).
+    unsaved_id: Option<std::path::PathBuf>,
 }
 
 impl Cluster {
@@ -192,7 +194,7 @@ impl Cluster {
             return Ok(None);
         };
         let source = Arc::new(Source::open(url.expose()).map_err(ClusterError::Url)?);
-        let node_id = node_id(&s.data_dir)?;
+        let (node_id, fresh) = node_id(&s.data_dir)?;
         let keys = Keys::new(&s.cluster_id);
         let health = Arc::new(Health::default());
         let spikes = Arc::new(Spikes {
@@ -212,7 +214,23 @@ impl Cluster {
             health,
             spikes,
             pending_apis: Mutex::new(HashMap::new()),
+            unsaved_id: fresh.then(|| s.data_dir.join("node_id")),
         }))
+    }
+
+    /// Writes a newly made node id to `data_dir/node_id`, so a restart is the same node.
+    pub fn keep_id(&self) -> Result<(), ClusterError> {
+        let Some(path) = &self.unsaved_id else {
+            return Ok(());
+        };
+        let err = |source| ClusterError::NodeId {
+            path: path.clone(),
+            source,
+        };
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(err)?;
+        }
+        std::fs::write(path, format!("{}\n", self.node_id)).map_err(err)
     }
 
     /// The persister's store for this node.
@@ -381,7 +399,10 @@ impl Cluster {
 
 /// The node id: kept in `data_dir/node_id` so a restarted node is the same node (its
 /// images in Redis are its own, not a second copy).
-fn node_id(data_dir: &Path) -> Result<String, ClusterError> {
+///
+/// Only read here (`enforcer check` must not write into the data directory); a new id is
+/// written by [`Cluster::keep_id`] when the node starts serving.
+fn node_id(data_dir: &Path) -> Result<(String, bool), ClusterError> {
     let path = data_dir.join("node_id");
     let err = |source| ClusterError::NodeId {
         path: path.clone(),
@@ -390,7 +411,7 @@ fn node_id(data_dir: &Path) -> Result<String, ClusterError> {
     if let Ok(id) = std::fs::read_to_string(&path) {
         let id = id.trim();
         if !id.is_empty() && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
-            return Ok(id.to_string());
+            return Ok((id.to_string(), false));
         }
     }
     let mut raw = [0u8; 6];
@@ -409,9 +430,7 @@ fn node_id(data_dir: &Path) -> Result<String, ClusterError> {
     } else {
         format!("{host}-{suffix}")
     };
-    std::fs::create_dir_all(data_dir).map_err(err)?;
-    std::fs::write(&path, format!("{id}\n")).map_err(err)?;
-    Ok(id)
+    Ok((id, true))
 }
 
 /// The cluster thread: heartbeats, and pulls shared state when another node says it
@@ -673,10 +692,21 @@ mod tests {
     }
 
     #[test]
-    fn the_node_id_survives_a_restart() {
+    fn the_node_id_survives_a_restart_once_kept() {
         let dir = tempfile::tempdir().unwrap();
-        let a = node_id(dir.path()).unwrap();
-        assert_eq!(node_id(dir.path()).unwrap(), a);
-        assert!(a.len() >= 12);
+        let s = Settings {
+            redis_url: Some(crate::config::value::Secret::new("redis://127.0.0.1:1")),
+            data_dir: dir.path().join("data"),
+            ..Settings::defaults(dir.path())
+        };
+        let a = Cluster::from_settings(&s).unwrap().unwrap();
+        assert!(
+            !s.data_dir.join("node_id").exists(),
+            "reading the config writes nothing"
+        );
+        a.keep_id().unwrap();
+        let b = Cluster::from_settings(&s).unwrap().unwrap();
+        assert_eq!(a.node_id, b.node_id);
+        assert!(a.node_id.len() >= 12);
     }
 }

@@ -214,7 +214,13 @@ pub fn attach(app: &Arc<App>) -> Result<Option<Restored>, StoreError> {
         reason: format!("cannot create data_dir: {e}"),
     })?;
     let (store, interval): (Box<dyn Store>, Duration) = match &app.cluster {
-        Some(cluster) => (Box::new(cluster.store()), s.cluster_sync_interval),
+        Some(cluster) => {
+            cluster.keep_id().map_err(|e| StoreError::Io {
+                file: s.data_dir.join("node_id"),
+                reason: e.to_string(),
+            })?;
+            (Box::new(cluster.store()), s.cluster_sync_interval)
+        }
         None => (
             Box::new(Embedded::open(&s.data_dir)?),
             s.store_flush_interval,
