@@ -914,9 +914,7 @@ impl Activity {
             if let Some(panes) = b.apis.get(&id) {
                 let mut t = Tally::default();
                 t.add(b, &panes);
-                let sum =
-                    |p: Pane| t.panes[p as usize].values().sum::<u64>() + t.overflow[p as usize];
-                out.push((b.start, sum(Pane::Devices), sum(Pane::Ioas)));
+                out.push((b.start, t.total(Pane::Devices), t.total(Pane::Ioas)));
             }
         });
         out
@@ -1081,6 +1079,12 @@ pub struct Tally {
 }
 
 impl Tally {
+    /// Everything counted in `pane`, overflow included (the pane the exchange always
+    /// has a value in gives the request count).
+    pub fn total(&self, pane: Pane) -> u64 {
+        self.panes[pane as usize].values().sum::<u64>() + self.overflow[pane as usize]
+    }
+
     /// Adds another tally of the same client or API (another node's, in a cluster).
     pub fn merge(&mut self, other: Tally) {
         for (mine, theirs) in self.panes.iter_mut().zip(other.panes) {

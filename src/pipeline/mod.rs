@@ -139,20 +139,19 @@ impl Pipeline {
     pub async fn pick_server(&self, ex: &mut Exchange) -> Result<Option<Pick>, Block> {
         let api = ex.api.clone();
         let shared = self.shared.get().map(|s| s.as_ref());
-        if self.enforcer.cfg.shared_client_spikes
-            && let Err(limited) = api
+        let picked = if self.enforcer.cfg.shared_client_spikes {
+            match api
                 .flow
                 .check_client_shared(api.id(), ex.client_ip, shared)
                 .await
-        {
-            api.flow.record(limited.kind, flow_event(&api, ex, None));
-            ex.verdict = Verdict::Blocked("flow_control");
-            return Err(Block::RateLimited {
-                kind: limited.kind,
-                retry_after: limited.retry_after,
-            });
-        }
-        match api.flow.pick(api.id(), api.candidates(), shared).await {
+            {
+                Ok(()) => api.flow.pick(api.id(), api.candidates(), shared).await,
+                Err(limited) => Err(limited),
+            }
+        } else {
+            api.flow.pick(api.id(), api.candidates(), shared).await
+        };
+        match picked {
             Ok(Some(pick)) => {
                 if pick.queued {
                     api.flow.record(

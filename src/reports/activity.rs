@@ -172,12 +172,7 @@ pub fn client_activity_of(
     deny_listed: bool,
 ) -> ClientActivity {
     let (lists, overflow) = panes(&tally, &Pane::CLIENT);
-    let requests = tally
-        .pane(Pane::Methods)
-        .iter()
-        .map(|(_, n)| n)
-        .sum::<u64>()
-        + tally.overflow[Pane::Methods as usize];
+    let requests = tally.total(Pane::Methods);
     ClientActivity {
         client: ClientRef {
             kind: kind.as_str(),
@@ -250,12 +245,7 @@ pub fn api_activity_of(
     at: i64,
 ) -> ApiActivity {
     let (lists, overflow) = panes(&tally, &Pane::API);
-    let requests = tally
-        .pane(Pane::Devices)
-        .iter()
-        .map(|(_, n)| n)
-        .sum::<u64>()
-        + tally.overflow[Pane::Devices as usize];
+    let requests = tally.total(Pane::Devices);
     ApiActivity {
         api: api.to_string(),
         period: PeriodOut::new(period, at),

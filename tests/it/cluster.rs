@@ -112,6 +112,17 @@ async fn status_of(e: &Enforcer, path: &str, ip: &str) -> u16 {
         .as_u16()
 }
 
+/// Deny-lists `ip` through node `e`'s management API.
+async fn deny(e: &Enforcer, ip: &str) {
+    let body = json!({ "ips": [ip] });
+    manage(e, Method::POST, "/v4/ase/blacklist", Some(body)).await;
+}
+
+/// Whether node `e` comes to answer `ip` with `status` on `path` within `limit`.
+async fn answers(e: &Enforcer, path: &str, ip: &str, status: u16, limit: Duration) -> bool {
+    eventually(limit, || async { status_of(e, path, ip).await == status }).await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deny_list_change_on_one_node_reaches_the_others() {
     let redis = Redis::start();
@@ -123,19 +134,10 @@ async fn a_deny_list_change_on_one_node_reaches_the_others() {
     let ip = "203.0.113.9";
     assert_eq!(status_of(c, "/shop/x", ip).await, 200);
 
-    manage(
-        a,
-        Method::POST,
-        "/v4/ase/blacklist",
-        Some(json!({"ips": [ip]})),
-    )
-    .await;
+    deny(a, ip).await;
     let added = Instant::now();
     assert!(
-        eventually(Duration::from_secs(5), || async {
-            status_of(c, "/shop/x", ip).await == 403
-        })
-        .await,
+        answers(c, "/shop/x", ip, 403, Duration::from_secs(5)).await,
         "node C never blocked the address node A deny-listed"
     );
     let took = added.elapsed();
@@ -152,29 +154,15 @@ async fn a_deny_list_change_on_one_node_reaches_the_others() {
     assert_eq!(r.status(), 200);
     for n in [c, a] {
         assert!(
-            eventually(Duration::from_secs(5), || async {
-                status_of(n, "/shop/x", ip).await == 200
-            })
-            .await,
+            answers(n, "/shop/x", ip, 200, Duration::from_secs(5)).await,
             "the removal never reached every node"
         );
     }
 
     // Redis loses the lists (an operator's DEL, eviction): the nodes keep theirs and write
     // them back instead of taking the empty copy as "everything was deleted".
-    manage(
-        a,
-        Method::POST,
-        "/v4/ase/blacklist",
-        Some(json!({"ips": ["203.0.113.10"]})),
-    )
-    .await;
-    assert!(
-        eventually(Duration::from_secs(5), || async {
-            status_of(c, "/gate/x", "203.0.113.10").await == 403
-        })
-        .await
-    );
+    deny(a, "203.0.113.10").await;
+    assert!(answers(c, "/gate/x", "203.0.113.10", 403, Duration::from_secs(5)).await);
     let markers = redis_cmd(redis.port, "KEYS enforcer:{ase_cluster}:marker:*");
     let markers: Vec<&str> = markers
         .lines()
@@ -186,19 +174,8 @@ async fn a_deny_list_change_on_one_node_reaches_the_others() {
         &format!("DEL enforcer:{{ase_cluster}}:lists {}", markers.join(" ")),
     );
     // Another node's change makes everyone pull at once.
-    manage(
-        bn,
-        Method::POST,
-        "/v4/ase/blacklist",
-        Some(json!({"ips": ["203.0.113.11"]})),
-    )
-    .await;
-    assert!(
-        eventually(Duration::from_secs(10), || async {
-            status_of(a, "/gate/x", "203.0.113.11").await == 403
-        })
-        .await
-    );
+    deny(bn, "203.0.113.11").await;
+    assert!(answers(a, "/gate/x", "203.0.113.11", 403, Duration::from_secs(10)).await);
     for n in [a, bn, c] {
         assert_eq!(
             status_of(n, "/gate/x", "203.0.113.10").await,
@@ -367,12 +344,7 @@ async fn redis_restarting_mid_load_loses_and_double_counts_nothing() {
         Some(json!({"ips": [ip]})),
     )
     .await;
-    assert!(
-        eventually(Duration::from_secs(5), || async {
-            status_of(&nodes[1], "/gate/x", ip).await == 403
-        })
-        .await
-    );
+    assert!(answers(&nodes[1], "/gate/x", ip, 403, Duration::from_secs(5)).await);
     redis.stop();
     let down_at = sent.load(Ordering::Relaxed);
     assert!(at(down_at + 300).await, "nodes serve while Redis is down");
@@ -413,10 +385,7 @@ async fn redis_restarting_mid_load_loses_and_double_counts_nothing() {
     // The deny list was written again too: a node that joins now starts from it.
     let late = Enforcer::start(&node(&redis_again, b.addr));
     assert!(
-        eventually(Duration::from_secs(5), || async {
-            status_of(&late, "/gate/x", ip).await == 403
-        })
-        .await,
+        answers(&late, "/gate/x", ip, 403, Duration::from_secs(5)).await,
         "the deny list did not survive Redis restarting empty"
     );
 }
@@ -586,15 +555,13 @@ async fn spread_traffic(nodes: &[&Enforcer]) {
 
 /// The activity reports of a node, without what depends on the time they are asked.
 async fn activity_reports(e: &Enforcer) -> Value {
-    let admin = crate::support::admin_client();
-    let mut client_act: Value = admin
-        .get(e.admin_url("/v5/ase/clients/ip/198.51.100.5/activity?period=day"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let mut client_act = manage(
+        e,
+        Method::GET,
+        "/v5/ase/clients/ip/198.51.100.5/activity?period=day",
+        None,
+    )
+    .await;
     client_act.as_object_mut().unwrap().remove("period");
     let mut api_act = manage(
         e,
@@ -758,27 +725,8 @@ async fn nodes_follow_a_sentinel_failover() {
         )
     };
     let (a, bn) = (start(), start());
-    let blocks = |e: &Enforcer, ip: &'static str| {
-        let url = e.url("/gate/x");
-        async move {
-            client()
-                .get(url)
-                .header("x-forwarded-for", ip)
-                .send()
-                .await
-                .unwrap()
-                .status()
-                == 403
-        }
-    };
-    manage(
-        &a,
-        Method::POST,
-        "/v4/ase/blacklist",
-        Some(json!({"ips": ["203.0.113.1"]})),
-    )
-    .await;
-    assert!(eventually(Duration::from_secs(5), || blocks(&bn, "203.0.113.1")).await);
+    deny(&a, "203.0.113.1").await;
+    assert!(answers(&bn, "/gate/x", "203.0.113.1", 403, Duration::from_secs(5)).await);
     traffic(&[&a, &bn], 30).await;
     // Let the replica catch up, then lose the master.
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -794,15 +742,9 @@ async fn nodes_follow_a_sentinel_failover() {
     })
     .await;
     assert!(promoted, "the Sentinel never promoted the replica");
-    manage(
-        &bn,
-        Method::POST,
-        "/v4/ase/blacklist",
-        Some(json!({"ips": ["203.0.113.2"]})),
-    )
-    .await;
+    deny(&bn, "203.0.113.2").await;
     assert!(
-        eventually(Duration::from_secs(20), || blocks(&a, "203.0.113.2")).await,
+        answers(&a, "/gate/x", "203.0.113.2", 403, Duration::from_secs(20)).await,
         "a list change after the failover never reached the other node"
     );
     for n in [&a, &bn] {

@@ -215,11 +215,8 @@ mod h2raw {
     }
 }
 
-/// HTTP/2 rapid reset (CVE-2023-44487): a client that opens streams and cancels them at
-/// once, thousands of times, is sent GOAWAY and cut off long before it has made the
-/// backend do that much work; others are served meanwhile.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn h2_rapid_reset_is_cut_off() {
+/// A good API `/w` with a client checking every answer, and an API `/a` to attack.
+async fn under_attack() -> (Backend, Backend, Enforcer, Watcher) {
     let good = Backend::start("good").await;
     let target = Backend::start("target").await;
     let e = Enforcer::start(
@@ -228,6 +225,15 @@ async fn h2_rapid_reset_is_cut_off() {
             .api("a", api("/a", "*", &[target.addr])),
     );
     let watcher = Watcher::echo(e.url("/w/echo"));
+    (good, target, e, watcher)
+}
+
+/// HTTP/2 rapid reset (CVE-2023-44487): a client that opens streams and cancels them at
+/// once, thousands of times, is sent GOAWAY and cut off long before it has made the
+/// backend do that much work; others are served meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h2_rapid_reset_is_cut_off() {
+    let (_good, target, e, watcher) = under_attack().await;
     let addr = e.http;
     const STREAMS: u32 = 20_000;
     let (sent, frames) = tokio::task::spawn_blocking(move || {
@@ -277,14 +283,7 @@ async fn h2_rapid_reset_is_cut_off() {
 /// bounded by the per-stream send buffer, and others are served meanwhile.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn h2_zero_window_cannot_make_the_proxy_buffer() {
-    let good = Backend::start("good").await;
-    let target = Backend::start("target").await;
-    let e = Enforcer::start(
-        &Setup::inline()
-            .api("w", api("/w", "*", &[good.addr]))
-            .api("a", api("/a", "*", &[target.addr])),
-    );
-    let watcher = Watcher::echo(e.url("/w/echo"));
+    let (_good, target, e, watcher) = under_attack().await;
     let before = e.peak_rss();
     const STREAMS: u32 = 100;
     let mut s = h2raw::connect(e.http, &[(4, 0)]);
