@@ -793,3 +793,64 @@ async fn a_client_spike_threshold_holds_across_nodes_when_configured() {
         "{ok} allowed in {windows} window(s); each node alone would allow 10"
     );
 }
+
+/// Sideband tokens and a changed management secret made on one node hold on the others.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_and_credentials_are_shared() {
+    let redis = Redis::start();
+    let b = Backend::start("shop").await;
+    let (a, c) = (
+        Enforcer::start(&node(&redis, b.addr)),
+        Enforcer::start(&node(&redis, b.addr)),
+    );
+    let token = manage(&a, Method::POST, "/v5/ase/sideband/token", None).await["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let listed = |e: &Enforcer| {
+        let (url, token) = (e.admin_url("/v5/ase/sideband/token"), token.clone());
+        async move {
+            let v: Value = crate::support::admin_client()
+                .get(url)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            v.to_string().contains(&token)
+        }
+    };
+    assert!(
+        eventually(Duration::from_secs(5), || listed(&c)).await,
+        "the token created on A is not valid on C"
+    );
+
+    let secret = "a cluster-wide secret";
+    manage(
+        &a,
+        Method::PUT,
+        "/v5/ase/credentials",
+        Some(json!({ "secret_key": secret })),
+    )
+    .await;
+    let accepts = |key: &'static str| {
+        let url = c.admin_url("/v4/ase/status");
+        async move {
+            client()
+                .get(url)
+                .header("x-ase-access-key", "admin")
+                .header("x-ase-secret-key", key)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                == 200
+        }
+    };
+    assert!(
+        eventually(Duration::from_secs(5), || accepts(secret)).await,
+        "node C never took the secret changed on A"
+    );
+    assert!(!accepts("admin").await, "the old secret still works on C");
+}
