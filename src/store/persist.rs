@@ -81,6 +81,10 @@ struct Tracker {
     buckets: HashMap<BucketKey, u64>,
     lists: [Arc<ListSet>; 2],
     meta: HashMap<String, Vec<u8>>,
+    /// Blobs the store did not have at start, as they were then (defaults): not worth
+    /// writing while unchanged, and in a shared store they must not overwrite another
+    /// node's real ones.
+    pristine: HashMap<String, Vec<u8>>,
     /// Stored rows that did not come back into memory (expired, unreadable).
     stale_entries: Vec<EntryKey>,
 }
@@ -94,6 +98,11 @@ struct Flush {
 }
 
 impl Tracker {
+    /// What this process last agreed with the store on for blob `name`.
+    fn meta_base(&self, name: &str) -> Option<&Vec<u8>> {
+        self.meta.get(name).or_else(|| self.pristine.get(name))
+    }
+
     fn diff(&self, app: &App) -> Flush {
         let mut batch = Batch::default();
         let mut buckets = HashMap::with_capacity(self.buckets.len());
@@ -171,7 +180,7 @@ impl Tracker {
 
         let mut meta = self.meta.clone();
         for (name, bytes) in meta_blobs(app) {
-            if self.meta.get(name) != Some(&bytes) {
+            if self.meta_base(name) != Some(&bytes) {
                 batch.put_meta.push((name.to_string(), bytes.clone()));
                 meta.insert(name.to_string(), bytes);
             }
@@ -241,7 +250,12 @@ pub fn start(
     interval: Duration,
 ) -> Result<(Persister, Restored), StoreError> {
     let loaded = store.load()?;
-    let (tracker, restored) = restore(app, loaded);
+    let (mut tracker, restored) = restore(app, loaded);
+    for (name, bytes) in meta_blobs(app) {
+        if !tracker.meta.contains_key(name) {
+            tracker.pristine.insert(name.to_string(), bytes);
+        }
+    }
     let health = Arc::new(Health {
         store: store.describe(),
         healthy: AtomicBool::new(true),
@@ -466,7 +480,7 @@ impl Worker {
         }
         let local = meta_blobs(&self.app);
         for (name, bytes) in remote.meta {
-            let base = self.tracker.meta.get(&name);
+            let base = self.tracker.meta_base(&name);
             if base == Some(&bytes) {
                 continue;
             }
@@ -513,6 +527,7 @@ impl Worker {
         self.tracker = Tracker {
             meta: kept,
             stale_entries: stale,
+            pristine: std::mem::take(&mut self.tracker.pristine),
             ..Tracker::default()
         };
         self.replace = true;
