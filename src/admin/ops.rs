@@ -93,6 +93,7 @@ fn state(app: &App) -> State {
         (
             c.health.connected.load(Relaxed),
             c.health.errors.load(Relaxed),
+            c.spikes.local_decisions.load(Relaxed),
         )
     });
     s

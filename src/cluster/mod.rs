@@ -204,6 +204,7 @@ impl Cluster {
             health: health.clone(),
             broken: AtomicBool::new(false),
             slow: AtomicU64::new(0),
+            local_decisions: AtomicU64::new(0),
         });
         Ok(Some(Cluster {
             node_id,
@@ -252,9 +253,13 @@ impl Cluster {
         };
         let weak = Arc::downgrade(app);
         let (source, spikes) = (cluster.source.clone(), cluster.spikes.clone());
+        let (tried, first_try) = std::sync::mpsc::channel();
         std::thread::Builder::new()
             .name("enforcer-cluster-io".into())
-            .spawn(move || spikes.run(source))?;
+            .spawn(move || spikes.run(source, tried))?;
+        // Serve only once the counters have their connection (or failed to get it), so the
+        // first requests are counted across the cluster rather than by the node alone.
+        let _ = first_try.recv_timeout(IO_TIMEOUT + Duration::from_secs(1));
         std::thread::Builder::new()
             .name("enforcer-cluster".into())
             .spawn(move || listen(weak))?;
@@ -587,11 +592,15 @@ pub struct Spikes {
     /// Calls that ran out of budget in a row; a Redis that stopped answering without
     /// refusing would otherwise cost every request its whole budget.
     slow: AtomicU64,
+    /// Counts that Redis did not answer within `cluster_request_budget` (or at all), so
+    /// the node's own limiter decided: each one may let the cluster exceed a threshold.
+    pub local_decisions: AtomicU64,
 }
 
 impl Spikes {
-    /// The keeper thread: connects, and reconnects after a failure.
-    fn run(self: Arc<Spikes>, source: Arc<Source>) {
+    /// The keeper thread: connects, and reconnects after a failure. `tried` hears once
+    /// the first attempt is over.
+    fn run(self: Arc<Spikes>, source: Arc<Source>, tried: std::sync::mpsc::Sender<()>) {
         let rt = match tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -611,6 +620,7 @@ impl Spikes {
                         Err(e) => {
                             self.conn.store(None);
                             self.health.failed(&e);
+                            let _ = tried.send(());
                             tokio::time::sleep(Duration::from_millis(500)).await;
                             continue;
                         }
@@ -632,6 +642,7 @@ impl Spikes {
                         }
                     }
                 }
+                let _ = tried.send(());
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }
         });
@@ -645,35 +656,45 @@ impl SharedCounter for Spikes {
         window: Duration,
     ) -> Pin<Box<dyn Future<Output = Option<u64>> + Send + 'a>> {
         Box::pin(async move {
-            let conn = self.conn.load_full()?;
-            let mut c = (*conn).clone();
-            let key = self.keys.spike(&key);
-            let ttl = i64::try_from(window.as_millis() * 2).unwrap_or(i64::MAX);
-            let mut pipe = redis::pipe();
-            pipe.atomic().incr(&key, 1u64).pexpire(&key, ttl).ignore();
-            match tokio::time::timeout(self.budget, pipe.query_async::<(u64,)>(&mut c)).await {
-                Ok(Ok((n,))) => {
-                    self.slow.store(0, Relaxed);
-                    Some(n)
-                }
-                Ok(Err(e)) => {
-                    self.broken.store(true, Relaxed);
-                    self.health.failed(&e);
-                    None
-                }
-                // Slow, not necessarily broken: this request decides locally; many in a
-                // row drop the connection until the keeper has a new one.
-                Err(_) => {
-                    if self.slow.fetch_add(1, Relaxed) + 1 >= SLOW_CALLS {
-                        self.slow.store(0, Relaxed);
-                        self.conn.store(None);
-                        self.broken.store(true, Relaxed);
-                        self.health.failed(&"spike counter calls keep timing out");
-                    }
-                    None
-                }
+            let counted = self.shared_count(key, window).await;
+            if counted.is_none() {
+                self.local_decisions.fetch_add(1, Relaxed);
             }
+            counted
         })
+    }
+}
+
+impl Spikes {
+    async fn shared_count(&self, key: String, window: Duration) -> Option<u64> {
+        let conn = self.conn.load_full()?;
+        let mut c = (*conn).clone();
+        let key = self.keys.spike(&key);
+        let ttl = i64::try_from(window.as_millis() * 2).unwrap_or(i64::MAX);
+        let mut pipe = redis::pipe();
+        pipe.atomic().incr(&key, 1u64).pexpire(&key, ttl).ignore();
+        match tokio::time::timeout(self.budget, pipe.query_async::<(u64,)>(&mut c)).await {
+            Ok(Ok((n,))) => {
+                self.slow.store(0, Relaxed);
+                Some(n)
+            }
+            Ok(Err(e)) => {
+                self.broken.store(true, Relaxed);
+                self.health.failed(&e);
+                None
+            }
+            // Slow, not necessarily broken: this request decides locally; many in a
+            // row drop the connection until the keeper has a new one.
+            Err(_) => {
+                if self.slow.fetch_add(1, Relaxed) + 1 >= SLOW_CALLS {
+                    self.slow.store(0, Relaxed);
+                    self.conn.store(None);
+                    self.broken.store(true, Relaxed);
+                    self.health.failed(&"spike counter calls keep timing out");
+                }
+                None
+            }
+        }
     }
 }
 

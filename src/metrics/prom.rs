@@ -34,6 +34,7 @@
 //! | `enforcer_store_flush_errors_total` | counter | commits that failed (state stays in memory, retried) |
 //! | `enforcer_cluster_redis_up` | gauge | (cluster mode only) 1 while the node reaches Redis |
 //! | `enforcer_cluster_redis_errors_total` | counter | (cluster mode only) failed exchanges with Redis |
+//! | `enforcer_cluster_spike_local_decisions_total` | counter | (cluster mode only) spike checks Redis did not answer within `cluster_request_budget`, decided by the node's own limiter |
 //! | `enforcer_build_info` | gauge | `version`, `mode` |
 
 use std::sync::OnceLock;
@@ -306,8 +307,9 @@ pub struct State {
     pub expired: Vec<(String, u64)>,
     /// `(healthy, flushes, errors)` when a store is attached.
     pub store: Option<(bool, u64, u64)>,
-    /// Cluster mode: `(connected to Redis, errors talking to it)`.
-    pub cluster: Option<(bool, u64)>,
+    /// Cluster mode: `(connected to Redis, errors talking to it, spike counts decided
+    /// locally because Redis did not answer in time)`.
+    pub cluster: Option<(bool, u64, u64)>,
 }
 
 impl State {
@@ -397,7 +399,7 @@ impl State {
                 vec![counter_metric(&[], counter(errors))],
             ));
         }
-        if let Some((up, errors)) = self.cluster {
+        if let Some((up, errors, local)) = self.cluster {
             out.push(family(
                 "enforcer_cluster_redis_up",
                 "Cluster mode: 1 while this node reaches Redis, 0 while it serves on local state.",
@@ -409,6 +411,12 @@ impl State {
                 "Cluster mode: failed exchanges with Redis (commits, pulls, heartbeats, counters).",
                 MetricType::COUNTER,
                 vec![counter_metric(&[], counter(errors))],
+            ));
+            out.push(family(
+                "enforcer_cluster_spike_local_decisions_total",
+                "Cluster mode: spike threshold checks Redis did not answer within cluster_request_budget, decided by this node's own limiter (each may let the cluster pass more than the threshold).",
+                MetricType::COUNTER,
+                vec![counter_metric(&[], counter(local))],
             ));
         }
         let (successes, failures, resets) = self.user_events;

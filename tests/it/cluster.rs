@@ -11,7 +11,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::support::backend::Backend;
-use crate::support::{Enforcer, Setup, api, client, eventually, manage};
+use crate::support::{Enforcer, Setup, api, client, eventually, manage, sample, scrape};
 
 /// A redis-server on a free port, without persistence (a restart comes back empty), in a
 /// working directory of its own: Redis reads a `dump.rdb` it finds there at start, and a
@@ -282,7 +282,7 @@ async fn a_server_spike_threshold_holds_across_nodes() {
     let def = json!({"protocol": "http", "url": "/shop", "hostname": "*",
         "servers": [{"host": "127.0.0.1", "port": b.addr.port(), "server_spike_threshold": "10/minute"}]});
     let nodes: Vec<Enforcer> = (0..3)
-        .map(|_| Enforcer::start(&node(&redis, b.addr).api("shop", def.clone())))
+        .map(|_| Enforcer::start(&counting_node(&redis, b.addr).api("shop", def.clone())))
         .collect();
     let minute =
         |t: std::time::SystemTime| t.duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() / 60;
@@ -297,10 +297,64 @@ async fn a_server_spike_threshold_holds_across_nodes() {
     // Windows are whole minutes: a burst across a minute boundary may get two windows.
     let windows = minute(std::time::SystemTime::now()) - minute(started) + 1;
     eprintln!("{ok} of 30 requests over 3 nodes allowed by a 10/minute threshold");
+    assert_counted_in_redis(&nodes).await;
     assert!(
         ok >= 10 && ok <= 10 * windows as usize,
         "{ok} allowed in {windows} window(s); each node alone would allow 10"
     );
+}
+
+/// A Redis too slow for `cluster_request_budget` (here: stopped) does not hold requests up:
+/// the node's own limiter decides, and every such decision is counted, so an operator sees
+/// when the shared threshold may have been exceeded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_redis_leaves_spike_checks_to_the_node_and_says_so() {
+    let redis = Redis::start();
+    let b = Backend::start("shop").await;
+    let def = json!({"protocol": "http", "url": "/shop", "hostname": "*",
+        "servers": [{"host": "127.0.0.1", "port": b.addr.port(), "server_spike_threshold": "2/minute"}]});
+    let e = Enforcer::start(
+        &node(&redis, b.addr)
+            .set("cluster_request_budget", "5ms")
+            .api("shop", def),
+    );
+    // Counted in Redis while it answers.
+    assert_eq!(status_of(&e, "/shop/x", "198.51.100.4").await, 200);
+    let pid = redis.child.id().to_string();
+    let signal = |sig: &str| {
+        let ok = Command::new("kill").args([sig, &pid]).status().unwrap().success();
+        assert!(ok, "kill {sig} redis-server");
+    };
+    signal("-STOP");
+    let statuses = [
+        status_of(&e, "/shop/x", "198.51.100.4").await,
+        status_of(&e, "/shop/x", "198.51.100.4").await,
+        status_of(&e, "/shop/x", "198.51.100.4").await,
+    ];
+    let local = sample(&scrape(&e).await, "enforcer_cluster_spike_local_decisions_total");
+    signal("-CONT");
+    // The local limiter (2/minute, untouched until now) passes two, then refuses.
+    assert_eq!(statuses, [200, 200, 429]);
+    assert_eq!(local, Some(3.0), "each check Redis did not answer is counted");
+}
+
+/// A node whose spike counts always wait for Redis: the tests of the shared thresholds
+/// must not depend on Redis answering within the default 5 ms on a busy machine (the
+/// local fallback, which would decide then, is counted and tested on its own).
+fn counting_node(redis: &Redis, backend: SocketAddr) -> Setup {
+    node(redis, backend).set("cluster_request_budget", "1s")
+}
+
+/// Every spike check was decided by the shared counter, none by a node's own limiter.
+async fn assert_counted_in_redis(nodes: &[Enforcer]) {
+    for (i, n) in nodes.iter().enumerate() {
+        let text = scrape(n).await;
+        assert_eq!(
+            sample(&text, "enforcer_cluster_spike_local_decisions_total"),
+            Some(0.0),
+            "node {i} decided spike checks locally"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -769,7 +823,7 @@ async fn a_client_spike_threshold_holds_across_nodes_when_configured() {
     let nodes: Vec<Enforcer> = (0..3)
         .map(|_| {
             Enforcer::start(
-                &node(&redis, b.addr)
+                &counting_node(&redis, b.addr)
                     .set("cluster_client_spikes", "true")
                     .api("shop", def.clone()),
             )
@@ -788,6 +842,7 @@ async fn a_client_spike_threshold_holds_across_nodes_when_configured() {
     // Another client is not affected.
     assert_eq!(status_of(&nodes[0], "/shop/x", "198.51.100.3").await, 200);
     eprintln!("{ok} of 30 requests of one client over 3 nodes allowed by 10/minute");
+    assert_counted_in_redis(&nodes).await;
     assert!(
         ok >= 10 && ok <= 10 * windows as usize,
         "{ok} allowed in {windows} window(s); each node alone would allow 10"
