@@ -192,7 +192,7 @@ impl App {
         let apis = config.apis.len();
         self.pipeline.replace_apis(config.apis);
         self.apis_changed.send_modify(|v| *v += 1);
-        tracing::info!("reload: {apis} APIs in service");
+        tracing::info!(apis, "reload: the new API definitions are in service");
         Ok(Reloaded {
             apis,
             settings_changed,

@@ -139,6 +139,8 @@ pub fn prepare(config: &Path, work: &Path, backend: SocketAddr) -> Result<PathBu
     let conf = std::fs::read_to_string(&conf_path).map_err(io(&conf_path))?;
     let overrides = [
         ("mode", "inline".to_string()),
+        // A demo is for this machine: its data ports listen on loopback only.
+        ("bind_address", "127.0.0.1".to_string()),
         ("enable_xff", "true".to_string()),
         ("store", "none".to_string()),
         // The demo's made-up attackers must never reach a real cluster.
@@ -431,6 +433,8 @@ mod tests {
         let out = prepare(&shipped, dir.path(), backend).unwrap();
         let config = crate::config::Config::load(&out).unwrap();
         assert!(config.settings.enable_xff);
+        assert!(config.settings.bind_address.is_loopback());
+        assert!(config.settings.management_bind_address.is_loopback());
         assert!(
             config
                 .apis

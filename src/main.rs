@@ -21,46 +21,25 @@ use enforcer::config::Config;
     about = "API Security Enforcer: ASE-compatible inline proxy and sideband decision service"
 )]
 struct Cli {
-    /// Management API access key for commands that talk to a running instance
-    /// (default: management_access_key in ase.conf).
-    #[arg(
-        long,
-        global = true,
-        env = "ENFORCER_ACCESS_KEY",
-        hide_env_values = true
-    )]
-    access_key: Option<String>,
-    /// Management API secret key (default: management_secret_key in ase.conf).
-    #[arg(
-        long,
-        global = true,
-        env = "ENFORCER_SECRET_KEY",
-        hide_env_values = true
-    )]
-    secret_key: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
 
-/// Credentials given on the command line or in the environment.
-static CREDENTIALS: std::sync::OnceLock<(Option<String>, Option<String>)> =
-    std::sync::OnceLock::new();
-
-/// The client for the instance running on config `dir`.
-fn client(dir: &std::path::Path) -> Result<Client, enforcer::admin::client::ClientError> {
-    let (access, secret) = CREDENTIALS.get().cloned().unwrap_or_default();
-    Ok(Client::for_config(dir)?.with_credentials(access, secret))
+/// The client for the instance running on config `dir`, with the credentials given.
+fn client(dir: &ConfigDir) -> Result<Client, enforcer::admin::client::ClientError> {
+    Ok(Client::for_config(&dir.config)?
+        .with_credentials(dir.access_key.clone(), dir.secret_key.clone()))
 }
 
 #[derive(Subcommand)]
 enum Command {
     /// Run enforcer in the mode ase.conf sets (inline or sideband).
-    Run(ConfigDir),
+    Run(LocalDir),
     /// Run inline mode on a copy of the config with a built-in sample backend and
     /// generated traffic (shoppers and attackers); prints the dashboard's address.
-    Demo(ConfigDir),
+    Demo(LocalDir),
     /// Validate the config directory and exit: 0 when it is valid, 1 otherwise.
-    Check(ConfigDir),
+    Check(LocalDir),
     /// Show the running instance's status.
     Status(ConfigDir),
     /// API definitions of the running instance: applied live and saved in config/api.
@@ -249,11 +228,13 @@ enum Report {
         /// The API name (its file name in config/api without .json).
         #[arg(long)]
         api: String,
-        /// Start of the window: 2018-02-13, 2018-02-13T18:00 or ISO 8601 with offset.
-        /// Default: 24 hours before --to.
+        /// Start of the window: 2018-02-13 (from midnight), 2018-02-13T18:00 or ISO 8601
+        /// with an offset. Default: 24 hours before --to.
         #[arg(long)]
         from: Option<String>,
-        /// End of the window (exclusive). Default: now.
+        /// End of the window. A date alone includes that whole day (--to 2018-02-13 ends at
+        /// midnight after it); a time (2018-02-13T18:00, or ISO 8601) is exclusive.
+        /// Default: now.
         #[arg(long)]
         to: Option<String>,
         #[command(flatten)]
@@ -307,7 +288,8 @@ struct PeriodArgs {
     /// day, week, month or 6months, ending now (or at --at).
     #[arg(long, default_value = "day")]
     period: String,
-    /// End of the period (a date or unix seconds). Default: now.
+    /// End of the period: a date alone includes that whole day; a time or unix seconds
+    /// is exact. Default: now.
     #[arg(long)]
     at: Option<String>,
 }
@@ -317,27 +299,56 @@ impl PeriodArgs {
         let mut q = form_urlencoded::Serializer::new(String::new());
         q.append_pair("period", &self.period);
         if let Some(at) = &self.at {
-            q.append_pair("at", at);
+            q.append_pair("at", &through_day(at));
         }
         q
     }
 }
 
+/// An end given as a date alone means "through that day": the next midnight. Anything
+/// else (a time, an offset, unix seconds) is passed on as written.
+fn through_day(end: &str) -> String {
+    let text = end.trim();
+    // jiff reads the date part of a date-time as a date too: only `YYYY-MM-DD` is a day.
+    match text.parse::<jiff::civil::Date>() {
+        Ok(day) if text.len() == "2018-02-13".len() => {
+            day.tomorrow().map_or(end.to_string(), |d| d.to_string())
+        }
+        _ => end.to_string(),
+    }
+}
+
+/// A command on a config directory that starts nothing of its own.
 #[derive(Args)]
-struct ConfigDir {
+struct LocalDir {
     /// Directory holding ase.conf and api/*.json.
     #[arg(long, short = 'c', default_value = "config", value_name = "DIR")]
     config: PathBuf,
 }
 
+/// The running instance a command talks to (found from its config directory), and the
+/// management credentials to use.
+#[derive(Args)]
+struct ConfigDir {
+    /// Directory holding ase.conf and api/*.json of the running instance.
+    #[arg(long, short = 'c', default_value = "config", value_name = "DIR")]
+    config: PathBuf,
+    /// Management API access key (default: management_access_key in ase.conf).
+    #[arg(long, env = "ENFORCER_ACCESS_KEY", hide_env_values = true)]
+    access_key: Option<String>,
+    /// Management API secret key (default: management_secret_key in ase.conf, or the
+    /// one set by update-password).
+    #[arg(long, env = "ENFORCER_SECRET_KEY", hide_env_values = true)]
+    secret_key: Option<String>,
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let _ = CREDENTIALS.set((cli.access_key, cli.secret_key));
     match cli.command {
         Command::Run(dir) => run(&dir.config),
         Command::Demo(dir) => demo(&dir.config),
         Command::Check(dir) => check(&dir.config),
-        Command::Status(dir) => status(&dir.config),
+        Command::Status(dir) => status(&dir),
         Command::Api(cmd) => api(cmd),
         Command::UpdatePassword {
             new_secret_key,
@@ -355,7 +366,7 @@ fn main() -> ExitCode {
                 }
             };
             let body = serde_json::json!({ "secret_key": new }).to_string();
-            match call(&dir.config, Method::PUT, "/v5/ase/credentials", body) {
+            match call(&dir, Method::PUT, "/v5/ase/credentials", body) {
                 Ok(_) => {
                     println!(
                         "secret key updated: pass it with --secret-key or ENFORCER_SECRET_KEY from now on"
@@ -365,18 +376,16 @@ fn main() -> ExitCode {
                 Err(code) => code,
             }
         }
-        Command::Reload(dir) => {
-            match call(&dir.config, Method::POST, "/v4/ase/reload", String::new()) {
-                Ok(v) => {
-                    println!(
-                        "reloaded: {}",
-                        v["status_message"].as_str().unwrap_or_default()
-                    );
-                    ExitCode::SUCCESS
-                }
-                Err(code) => code,
+        Command::Reload(dir) => match call(&dir, Method::POST, "/v4/ase/reload", String::new()) {
+            Ok(v) => {
+                println!(
+                    "reloaded: {}",
+                    v["status_message"].as_str().unwrap_or_default()
+                );
+                ExitCode::SUCCESS
             }
-        }
+            Err(code) => code,
+        },
         Command::Report(Report::ApiMetrics { api, from, to, dir }) => {
             let mut query = form_urlencoded::Serializer::new(String::new());
             query.append_pair("api", &api);
@@ -384,9 +393,9 @@ fn main() -> ExitCode {
                 query.append_pair("earlier_date", from);
             }
             if let Some(to) = &to {
-                query.append_pair("later_date", to);
+                query.append_pair("later_date", &through_day(to));
             }
-            ask(&dir.config, &format!("/v4/abs/metrics?{}", query.finish()))
+            ask(&dir, &format!("/v4/abs/metrics?{}", query.finish()))
         }
         Command::Report(Report::ClientActivity {
             kind,
@@ -400,7 +409,7 @@ fn main() -> ExitCode {
                 percent_encoding::utf8_percent_encode(&id, percent_encoding::NON_ALPHANUMERIC),
                 period.query().finish()
             );
-            ask(&dir.config, &path)
+            ask(&dir, &path)
         }
         Command::Report(Report::ApiActivity { api, period, dir }) => {
             let path = format!(
@@ -408,7 +417,7 @@ fn main() -> ExitCode {
                 percent_encoding::utf8_percent_encode(&api, percent_encoding::NON_ALPHANUMERIC),
                 period.query().finish()
             );
-            ask(&dir.config, &path)
+            ask(&dir, &path)
         }
         Command::Report(Report::Attacks {
             ioa,
@@ -425,7 +434,7 @@ fn main() -> ExitCode {
                     q.append_pair(k, &v);
                 }
             }
-            ask(&dir.config, &format!("/v5/ase/attacks?{}", q.finish()))
+            ask(&dir, &format!("/v5/ase/attacks?{}", q.finish()))
         }
         Command::Sideband(cmd) => sideband(cmd),
         Command::Blacklist(cmd) => list(ListName::Deny, cmd),
@@ -466,7 +475,7 @@ fn list(name: ListName, cmd: ListCommand) -> ExitCode {
             if let (Some(ttl), Some(obj)) = (ttl, body.as_object_mut()) {
                 obj.insert("ttl".into(), ttl.into());
             }
-            match call(&dir.config, Method::POST, &path, body.to_string()) {
+            match call(&dir, Method::POST, &path, body.to_string()) {
                 Ok(v) if v["added"] == 0 => println!("{shown} is already in {}", name.word()),
                 Ok(_) => println!("{shown} added to {}", name.word()),
                 Err(code) => return code,
@@ -478,7 +487,7 @@ fn list(name: ListName, cmd: ListCommand) -> ExitCode {
                 Ok(pair) => pair,
                 Err(code) => return code,
             };
-            match call(&dir.config, Method::DELETE, &path, body.to_string()) {
+            match call(&dir, Method::DELETE, &path, body.to_string()) {
                 Ok(v) if v["removed"] == 0 => {
                     eprintln!("enforcer: {shown} is not in {}", name.word());
                     return ExitCode::from(1);
@@ -491,7 +500,7 @@ fn list(name: ListName, cmd: ListCommand) -> ExitCode {
         ListCommand::Clear { source, dir } => {
             let query = source.map_or(String::new(), |s| format!("&source={}", source_of(s)));
             match call(
-                &dir.config,
+                &dir,
                 Method::DELETE,
                 &format!("{path}?all=true{query}"),
                 String::new(),
@@ -509,7 +518,7 @@ fn list(name: ListName, cmd: ListCommand) -> ExitCode {
                 ViewArg::Pattern => Some(SourceArg::Pattern),
                 ViewArg::Detection => Some(SourceArg::Detection),
             };
-            let view = match call(&dir.config, Method::GET, &path, String::new()) {
+            let view = match call(&dir, Method::GET, &path, String::new()) {
                 Ok(v) => v,
                 Err(code) => return code,
             };
@@ -627,7 +636,7 @@ fn format_view(name: ListName, view: &serde_json::Value, only: Option<&str>) -> 
 }
 
 /// `enforcer status`, in the layout of ASE's `cli.sh status`.
-fn status(dir: &std::path::Path) -> ExitCode {
+fn status(dir: &ConfigDir) -> ExitCode {
     let s = match call(dir, Method::GET, "/v4/ase/status", String::new()) {
         Ok(v) => v,
         Err(code) => return code,
@@ -715,7 +724,7 @@ fn api(cmd: ApiCommand) -> ExitCode {
                 return ExitCode::from(1);
             }
         };
-        match call(&dir.config, method, &path(&id), text) {
+        match call(dir, method, &path(&id), text) {
             Ok(v) => {
                 println!("{}", v["status_message"].as_str().unwrap_or_default());
                 ExitCode::SUCCESS
@@ -727,7 +736,7 @@ fn api(cmd: ApiCommand) -> ExitCode {
         ApiCommand::Add { file, id, dir } => put(&file, id, &dir, Method::POST),
         ApiCommand::Update { file, id, dir } => put(&file, id, &dir, Method::PUT),
         ApiCommand::Delete { id, dir } => {
-            match call(&dir.config, Method::DELETE, &path(&id), String::new()) {
+            match call(&dir, Method::DELETE, &path(&id), String::new()) {
                 Ok(v) => {
                     println!("{}", v["status_message"].as_str().unwrap_or_default());
                     ExitCode::SUCCESS
@@ -735,17 +744,14 @@ fn api(cmd: ApiCommand) -> ExitCode {
                 Err(code) => code,
             }
         }
-        ApiCommand::Show { id, dir } => {
-            match call(&dir.config, Method::GET, &path(&id), String::new()) {
-                Ok(v) => {
-                    println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
-                    ExitCode::SUCCESS
-                }
-                Err(code) => code,
+        ApiCommand::Show { id, dir } => match call(&dir, Method::GET, &path(&id), String::new()) {
+            Ok(v) => {
+                println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+                ExitCode::SUCCESS
             }
-        }
-        ApiCommand::List(dir) => match call(&dir.config, Method::GET, "/v4/ase/api", String::new())
-        {
+            Err(code) => code,
+        },
+        ApiCommand::List(dir) => match call(&dir, Method::GET, "/v4/ase/api", String::new()) {
             Ok(v) => {
                 println!(
                     "{:<24} {:<8} {:<24} {:<24} servers",
@@ -805,7 +811,7 @@ fn sideband(cmd: Sideband) -> ExitCode {
     let body = body
         .map(|t| serde_json::json!({ "token": t }).to_string())
         .unwrap_or_default();
-    let answer = match call(&dir.config, method, &path, body) {
+    let answer = match call(dir, method, &path, body) {
         Ok(v) => v,
         Err(code) => return code,
     };
@@ -838,7 +844,7 @@ fn sideband(cmd: Sideband) -> ExitCode {
 /// Sends one request to the instance running on config `dir`; the JSON answer on success,
 /// or the exit code after printing why not.
 fn call(
-    dir: &std::path::Path,
+    dir: &ConfigDir,
     method: Method,
     path: &str,
     body: String,
@@ -873,7 +879,7 @@ fn message(body: &[u8]) -> String {
 }
 
 /// GETs `path` from the instance running on config `dir` and prints the answer.
-fn ask(dir: &std::path::Path, path: &str) -> ExitCode {
+fn ask(dir: &ConfigDir, path: &str) -> ExitCode {
     let answer = client(dir).and_then(|c| c.get(path));
     match answer {
         Ok((status, body)) if status.is_success() => {
@@ -910,14 +916,23 @@ fn check(dir: &std::path::Path) -> ExitCode {
                 eprintln!("{kind}: {w}");
             }
             println!(
-                "{}: valid ({} mode, {} APIs)",
+                "{}: valid ({} mode, {})",
                 dir.display(),
                 app.settings.mode.as_str(),
-                app.pipeline.apis().all().len()
+                count(app.pipeline.apis().all().len(), "API")
             );
             ExitCode::SUCCESS
         }
         Err(code) => code,
+    }
+}
+
+/// `1 API`, `2 APIs`.
+fn count(n: usize, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
     }
 }
 
@@ -1106,4 +1121,18 @@ fn init_logging(level: u8) {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::through_day;
+
+    #[test]
+    fn a_date_alone_runs_through_that_day() {
+        assert_eq!(through_day("2026-11-30"), "2026-12-01");
+        assert_eq!(through_day("2026-12-31"), "2027-01-01");
+        assert_eq!(through_day("2026-11-30T18:00"), "2026-11-30T18:00");
+        assert_eq!(through_day("1764460800"), "1764460800");
+        assert_eq!(through_day("soon"), "soon");
+    }
 }

@@ -82,6 +82,7 @@ const fmt = (n) => numberFormat.format(n || 0);
 const fmtCompact = (n) => compactFormat.format(n || 0);
 const pct = (part, whole) => (whole ? `${Math.round((part / whole) * 1000) / 10}%` : '—');
 const sum = (values) => values.reduce((a, b) => a + b, 0);
+const plural = (n, noun) => `${fmt(n)} ${noun}${n === 1 ? '' : 's'}`;
 const sumCounts = (items) => (items || []).reduce((n, item) => n + item.count, 0);
 const enc = encodeURIComponent;
 const display = (value) => (value === '' ? '(empty)' : value);
@@ -632,6 +633,36 @@ function activityChart(reports, period, now = Date.now()) {
   return { buckets, requests, ioas };
 }
 
+// Requests and IoAs per minute from API activity answers with `series=minute` (every minute
+// of the last hour is present in each), summed over the reports.
+function minuteChart(reports) {
+  const byStart = new Map();
+  for (const report of reports) {
+    for (const point of report.series || []) {
+      const t = Date.parse(point.start);
+      const e = byStart.get(t) || { requests: 0, ioas: 0 };
+      e.requests += point.requests || 0;
+      e.ioas += point.ioas || 0;
+      byStart.set(t, e);
+    }
+  }
+  const starts = [...byStart.keys()].sort((a, b) => a - b);
+  return {
+    buckets: starts.map((t) => ({ start: new Date(t), end: new Date(t + 60e3) })),
+    requests: starts.map((t) => byStart.get(t).requests),
+    ioas: starts.map((t) => byStart.get(t).ioas),
+  };
+}
+
+// Whether the overview should draw the last hour per minute: a young instance, or one whose
+// traffic of the last day all lies in the last two hours (a 24-hour chart would be a flat
+// line with one spike at its end).
+function recentOnly(chart, started, now) {
+  if (now - Date.parse(started) < 2 * HOUR_MS) return true;
+  const busy = chart.buckets.filter((_, i) => chart.requests[i] > 0);
+  return busy.length > 0 && busy.every((b) => now - b.start.getTime() <= 2 * HOUR_MS);
+}
+
 // The lines of a "Requests and IoAs" chart.
 const requestLines = (chart) => [
   { label: 'Requests', cls: 'c-req', values: chart.requests, area: true, total: sum(chart.requests) },
@@ -693,15 +724,20 @@ function overviewPage() {
       getJson('/v4/ase/status'), call('GET', '/metrics', undefined, 'text'),
     ]);
     const activities = await Promise.all(apis.apis.map((a) => getJson(`/v5/ase/apis/${enc(a.api_id)}/activity?period=day`)));
-    const chart = activityChart(activities, 'day', now);
+    let chart = activityChart(activities, 'day', now);
+    const perMinute = chart.buckets.length > 0 && recentOnly(chart, status.started, now);
+    if (perMinute) {
+      chart = minuteChart(await Promise.all(apis.apis.map((a) =>
+        getJson(`/v5/ase/apis/${enc(a.api_id)}/activity?period=day&series=minute`))));
+    }
     const recent = attacks.attacks.filter((a) => Date.parse(a.detected_at) >= now - DAY_MS);
-    return { chart, recent, activities, deny, status, decisions: promSamples(prom, 'enforcer_decisions_total') };
+    return { chart, perMinute, recent, activities, deny, status, decisions: promSamples(prom, 'enforcer_decisions_total') };
   }
 
   function render(d) {
     const series = requestLines(d.chart);
     // The chart's total, so card and chart agree; without series (an older server) the reports'.
-    const total = d.chart.buckets.length ? series[0].total : sum(d.activities.map((a) => a.requests));
+    const total = d.chart.buckets.length && !d.perMinute ? series[0].total : sum(d.activities.map((a) => a.requests));
     const wouldBlock = promSum(d.decisions, 'decision', 'would_block');
     const s = d.status;
     const store = s.persistence.store === 'none' ? 'none' : s.persistence.healthy ? 'healthy' : 'failing';
@@ -713,13 +749,13 @@ function overviewPage() {
         h('span', {}, 'Connections ', h('b', {}, fmt(s.connections))), h('span', {}, 'Store ', h('b', {}, store)),
         h('span', {}, 'Started ', h('b', {}, fmtTime(s.started))), h('span', {}, 'Version ', h('b', {}, s.version))),
       h('div', { class: 'cards' },
-        card('Requests, 24 h', fmt(total), `${d.activities.length} APIs`, '', 'requests'),
+        card('Requests, 24 h', fmt(total), plural(d.activities.length, 'API'), '', 'requests'),
         card('Allowed', fmt(promSum(d.decisions, 'decision', 'allow')), 'since start', 'ok', 'allowed'),
         card('Blocked', fmt(promSum(d.decisions, 'decision', 'block')), wouldBlock ? `since start · ${fmt(wouldBlock)} would block` : 'since start', 'danger', 'blocked'),
         card('IoAs, 24 h', fmt(d.recent.length), 'indicators of attack', d.recent.length ? 'danger' : '', 'ioas'),
         card('Blocklist', fmt(s.attack_list.deny), `allow list ${fmt(s.attack_list.allow)}`, '', 'deny')),
-      panel('Requests and IoAs', 'last 24 hours, per hour', legend(series),
-        chartBox((width) => lineChart(d.chart.buckets, series, { width, label: 'Requests and IoAs per hour' }))),
+      panel('Requests and IoAs', d.perMinute ? 'last hour, per minute' : 'last 24 hours, per hour', legend(series),
+        chartBox((width) => lineChart(d.chart.buckets, series, { width, label: d.perMinute ? 'Requests and IoAs per minute' : 'Requests and IoAs per hour' }))),
       h('div', { class: 'grid grid-2' },
         panel('Top APIs by requests', 'last 24 hours',
           chartBox((width) => columnChart(topApis, { width, label: 'Requests per API', emptyText: 'No requests in the last 24 hours' }))),

@@ -180,14 +180,33 @@ pub(super) async fn api(app: Arc<App>, method: &Method, rest: &str, q: &Query) -
             format!("API {name:?} is not defined"),
         );
     }
+    let per_minute = match q.get("series") {
+        None | Some("bucket") => false,
+        Some("minute") => true,
+        Some(other) => {
+            return Bad(
+                "series",
+                format!("series: use bucket (the default) or minute, not {other:?}"),
+            )
+            .response();
+        }
+    };
     let built = tokio::task::spawn_blocking(move || {
         let (from, to) = period.window(at);
         let local = &app.pipeline.metrics().activity;
         let mut tally = local.api(&name, from, to);
-        let mut points = local.api_series(&name, from, to);
-        for other in other_nodes(&app, from, to) {
+        let others = other_nodes(&app, from, to);
+        let points = if per_minute {
+            last_hour_per_minute(&app, &name, at)
+        } else {
+            let mut points = local.api_series(&name, from, to);
+            for other in &others {
+                points.extend(other.api_series(&name, from, to));
+            }
+            points
+        };
+        for other in others {
             tally.merge(other.api(&name, from, to));
-            points.extend(other.api_series(&name, from, to));
         }
         report::api_activity_of(tally, points, &name, period, at)
     })
@@ -196,6 +215,34 @@ pub(super) async fn api(app: Arc<App>, method: &Method, rest: &str, q: &Query) -
         Ok(r) => json(StatusCode::OK, &r),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
     }
+}
+
+/// `series=minute`: this node's requests and IoAs per minute over the hour before `at`
+/// (the dashboard draws a young instance's traffic with it). Requests come from the API's
+/// minute buckets, IoAs from the log of recent IoAs; every minute of the hour is present.
+fn last_hour_per_minute(app: &App, api: &str, at: i64) -> Vec<(i64, u64, u64)> {
+    let to = (at.div_euclid(60) + 1) * 60;
+    let from = to - 3_600;
+    let mut points: std::collections::BTreeMap<i64, (u64, u64)> =
+        (from..to).step_by(60).map(|m| (m, (0, 0))).collect();
+    if let Some(recorder) = app.pipeline.metrics().get(api) {
+        for (start, n) in recorder.minutes(from, to) {
+            if let Some(p) = points.get_mut(&start) {
+                p.0 += n;
+            }
+        }
+    }
+    for ioa in app.pipeline.enforcer.ioas.recent() {
+        if &*ioa.api == api
+            && let Some(p) = points.get_mut(&ioa.at.div_euclid(60).saturating_mul(60))
+        {
+            p.1 += 1;
+        }
+    }
+    points
+        .into_iter()
+        .map(|(start, (requests, ioas))| (start, requests, ioas))
+        .collect()
 }
 
 /// In a cluster, the other nodes' activity records overlapping `[from, to)`, one

@@ -39,7 +39,7 @@
 //! | `PUT /v5/ase/sideband/token` `{"token":"…"}` | import a token (32 lowercase letters and digits) | `{"status":"success","status_message":"Sideband token … imported."}`; 400 invalid; 409 exists |
 //! | `DELETE /v5/ase/sideband/token` `{"token":"…"}` | delete a token | `{"status":"success","status_message":"Sideband token … deleted."}`; 404 unknown |
 //! | `GET /v5/ase/clients/{type}/{id}/activity?period=day\|week\|month\|6months[&at=T]` | client activity: APIs accessed and the eight panes | 200; 400 bad type/period; 404 client never seen |
-//! | `GET /v5/ase/apis/{api}/activity?period=...` | API activity: seven panes | 200; 404 unknown API |
+//! | `GET /v5/ase/apis/{api}/activity?period=...[&series=minute]` | API activity: seven panes and a series (per stored bucket; `series=minute`: this node's last hour per minute) | 200; 400 bad period/series; 404 unknown API |
 //! | `GET /v5/ase/attacks?period=&type=&client_type=&api=&search=&reviewed=&sort=time\|count` | attack management: clients with IoAs | 200 `{"period","count","attacks":[...]}` |
 //! | `POST /v5/ase/attacks/review` `{"client_type","client_id","reviewed":true}` | mark (or unmark) reviewed; persisted | 200; 404 no IoAs for that client |
 //! | `PUT /v5/ase/credentials` `{"secret_key":"…"}` | change the management secret key (stored hashed; overrides `ase.conf`) | 200 `{"status":"success",...}`; 400 too short or long |

@@ -221,11 +221,11 @@ pub(super) async fn reload(app: Arc<App>) -> Response<Body> {
             &json_value!({
                 "status": "success",
                 "apis": r.apis,
-                "status_message": if r.settings_changed {
-                    format!("{} APIs in service; ase.conf changed: restart to apply it", r.apis)
-                } else {
-                    format!("{} APIs in service", r.apis)
-                },
+                "status_message": format!(
+                    "{} in service{}",
+                    if r.apis == 1 { "1 API".to_string() } else { format!("{} APIs", r.apis) },
+                    if r.settings_changed { "; ase.conf changed: restart to apply it" } else { "" }
+                ),
             }),
         ),
         Ok(Err(e)) => error(

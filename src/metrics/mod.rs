@@ -297,6 +297,17 @@ impl ApiRecorder {
         snap
     }
 
+    /// Requests per minute bucket starting in `[from, to)`: (bucket start, requests), in
+    /// no order. Minute buckets are kept for the last 25 hours; older ones have rolled up.
+    pub fn minutes(&self, from: i64, to: i64) -> Vec<(i64, u64)> {
+        let _reading = self.rollup.read().unwrap_or_else(|e| e.into_inner());
+        self.tiers[0]
+            .iter()
+            .filter(|b| (from..to).contains(&b.start))
+            .map(|b| (b.start, b.requests.load(Relaxed)))
+            .collect()
+    }
+
     /// Visits every bucket (tier index, bucket) under the roll-up lock, so no bucket is
     /// seen twice or missed while compaction moves one.
     pub fn each_bucket(&self, mut f: impl FnMut(usize, &Bucket)) {

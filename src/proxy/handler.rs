@@ -167,6 +167,9 @@ fn from_upstream(
         return Response::from_parts(parts, ProxyBody::local(""));
     }
     strip_hop_by_hop(resp.headers_mut(), false);
+    // The client's connection speaks HTTP/1.1 (or h2) whatever the backend spoke: an
+    // HTTP/1.0 backend's version must not reach the client's status line.
+    *resp.version_mut() = Version::HTTP_11;
     let (parts, body) = resp.into_parts();
     Response::from_parts(parts, ProxyBody::upstream(body, done))
 }

@@ -191,6 +191,26 @@ async fn activity_reports_from_scripted_traffic() {
         .map(|p| p["start"].as_str().unwrap())
         .collect();
     assert!(starts.windows(2).all(|w| w[0] < w[1]) && starts[0].ends_with(":00:00Z"));
+    // Per minute (the dashboard's view of a young instance): every minute of the last hour,
+    // adding up to the same requests and IoAs; the panes are the period's as before.
+    let (s, minutes) = activity(&e, "/v5/ase/apis/shop/activity?period=day&series=minute").await;
+    assert_eq!(s, 200, "{minutes}");
+    assert_eq!(minutes["panes"], shop["panes"]);
+    let series = minutes["series"].as_array().unwrap();
+    assert_eq!(series.len(), 60, "{minutes}");
+    let total = |k: &str| series.iter().map(|p| p[k].as_u64().unwrap()).sum::<u64>();
+    assert_eq!((total("requests"), total("ioas")), (10, 1), "{minutes}");
+    assert!(
+        series
+            .iter()
+            .all(|p| p["start"].as_str().unwrap().ends_with(":00Z"))
+    );
+    assert_eq!(
+        activity(&e, "/v5/ase/apis/shop/activity?series=second")
+            .await
+            .0,
+        400
+    );
 
     // Attack management.
     let (_, attacks) = activity(&e, "/v5/ase/attacks?period=day").await;

@@ -322,7 +322,11 @@ async fn a_slow_redis_leaves_spike_checks_to_the_node_and_says_so() {
     assert_eq!(status_of(&e, "/shop/x", "198.51.100.4").await, 200);
     let pid = redis.child.id().to_string();
     let signal = |sig: &str| {
-        let ok = Command::new("kill").args([sig, &pid]).status().unwrap().success();
+        let ok = Command::new("kill")
+            .args([sig, &pid])
+            .status()
+            .unwrap()
+            .success();
         assert!(ok, "kill {sig} redis-server");
     };
     signal("-STOP");
@@ -331,11 +335,18 @@ async fn a_slow_redis_leaves_spike_checks_to_the_node_and_says_so() {
         status_of(&e, "/shop/x", "198.51.100.4").await,
         status_of(&e, "/shop/x", "198.51.100.4").await,
     ];
-    let local = sample(&scrape(&e).await, "enforcer_cluster_spike_local_decisions_total");
+    let local = sample(
+        &scrape(&e).await,
+        "enforcer_cluster_spike_local_decisions_total",
+    );
     signal("-CONT");
     // The local limiter (2/minute, untouched until now) passes two, then refuses.
     assert_eq!(statuses, [200, 200, 429]);
-    assert_eq!(local, Some(3.0), "each check Redis did not answer is counted");
+    assert_eq!(
+        local,
+        Some(3.0),
+        "each check Redis did not answer is counted"
+    );
 }
 
 /// A node whose spike counts always wait for Redis: the tests of the shared thresholds

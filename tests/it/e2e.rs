@@ -298,6 +298,12 @@ async fn dashboard_in_headless_chromium() {
             .unwrap()
             .is_empty()
     );
+    // A young instance: the chart is the last hour per minute, not a 24-hour flat line.
+    let notes = texts(&c, ".panel-head .muted").await;
+    assert!(
+        notes.iter().any(|n| n == "last hour, per minute"),
+        "overview panels: {notes:?}"
+    );
     shots.take(&c, "overview").await;
 
     // APIs, then one API with each period.

@@ -394,7 +394,7 @@ async fn a_full_disk_keeps_records_in_memory_and_catches_up() {
         p["last_error"].as_str().unwrap_or("").contains("large"),
         "{p}"
     );
-    assert!(e.stderr().contains("cannot write the store"));
+    assert!(e.wait_for_log("cannot write the store", Duration::from_secs(10)));
 
     // Space comes back: the next flush writes everything that waited.
     limit_file_size(e.pid(), None);
@@ -406,7 +406,7 @@ async fn a_full_disk_keeps_records_in_memory_and_catches_up() {
         "the store never recovered: {}",
         persistence(&e).await
     );
-    assert!(e.stderr().contains("store writes work again"));
+    assert!(e.wait_for_log("store writes work again", Duration::from_secs(10)));
     e.signal("KILL");
     let _ = e.wait(Duration::from_secs(10));
     let e2 = Enforcer::start_in(dir.path());

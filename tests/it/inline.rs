@@ -310,7 +310,7 @@ async fn health_checks_eject_and_restore_a_server() {
     })
     .await;
     assert!(ejected, "server a was never taken out of rotation");
-    assert!(e.stderr().contains("taken out of rotation"));
+    assert!(e.wait_for_log("taken out of rotation", Duration::from_secs(10)));
 
     a.set_healthy(true);
     let restored = eventually(Duration::from_secs(15), || async {
@@ -357,7 +357,7 @@ async fn bad_gateway_and_gateway_timeout() {
         200
     );
     assert!(
-        e.stderr().contains("Connection refused"),
+        e.wait_for_log("Connection refused", Duration::from_secs(10)),
         "the 502 is logged with its cause"
     );
 }
@@ -499,7 +499,65 @@ fn bad_config_exits_before_binding_and_names_file_and_key() {
     let shipped = concat!(env!("CARGO_MANIFEST_DIR"), "/config");
     let (status, stdout, stderr) = run_cli(&["check", "--config", shipped]);
     assert!(status.success(), "{stderr}");
-    assert!(stdout.contains("valid (inline mode"), "{stdout}");
+    assert!(stdout.contains("valid (inline mode, 1 API)"), "{stdout}");
+}
+
+/// Commands that start nothing of their own list no management credentials in their help;
+/// commands that talk to a running instance do.
+#[test]
+fn credentials_are_options_of_the_commands_that_use_them() {
+    for cmd in ["run", "demo", "check"] {
+        let (status, stdout, _) = run_cli(&[cmd, "--help"]);
+        assert!(status.success());
+        assert!(!stdout.contains("--access-key"), "{cmd} --help:\n{stdout}");
+        assert!(!stdout.contains("--secret-key"), "{cmd} --help:\n{stdout}");
+    }
+    for args in [
+        &["status", "--help"][..],
+        &["report", "api-metrics", "--help"],
+        &["blacklist", "add", "--help"],
+    ] {
+        let (status, stdout, _) = run_cli(args);
+        assert!(status.success());
+        assert!(stdout.contains("--access-key"), "{args:?}:\n{stdout}");
+        assert!(stdout.contains("--secret-key"), "{args:?}:\n{stdout}");
+    }
+    // `--to` says what a date alone means.
+    let (_, stdout, _) = run_cli(&["report", "api-metrics", "--help"]);
+    assert!(stdout.contains("includes that whole day"), "{stdout}");
+}
+
+/// An HTTP/1.0 backend's answer reaches an HTTP/1.1 client as HTTP/1.1 (the status line
+/// is the proxy's own hop), with its body intact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http10_backend_answers_an_http11_client_in_http11() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let backend = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        for stream in listener.incoming() {
+            let Ok(mut s) = stream else { return };
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") && s.read(&mut byte).is_ok_and(|n| n == 1) {
+                head.push(byte[0]);
+            }
+            let _ = s.write_all(b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\nold backend");
+        }
+    });
+    let e = Enforcer::start(&Setup::inline().api("old", api("/old", "*", &[backend])));
+    let addr = e.http;
+    let answer = tokio::task::spawn_blocking(move || {
+        raw_exchange(
+            addr,
+            b"GET /old/x HTTP/1.1\r\nHost: a.example\r\nConnection: close\r\n\r\n",
+            Duration::from_secs(10),
+        )
+    })
+    .await
+    .unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
+    assert!(answer.contains("old backend"), "{answer}");
 }
 
 /// A busy port is a clear start-up error naming the key.
@@ -563,7 +621,12 @@ async fn tls_to_backends_with_a_configured_ca() {
     let e = Enforcer::start(&Setup::inline().api("secure", def));
     let r = client().get(e.url("/secure/echo")).send().await.unwrap();
     assert_eq!(r.status(), 502);
-    assert!(e.stderr().contains("UnknownIssuer"), "{}", e.stderr());
+    // The log line is written before the answer, but read from the pipe by another thread.
+    assert!(
+        e.wait_for_log("UnknownIssuer", Duration::from_secs(10)),
+        "{}",
+        e.stderr()
+    );
 }
 
 /// A pooled connection the backend closed under a request is retried once for an idempotent
@@ -587,7 +650,7 @@ async fn stale_pooled_connection_is_retried_for_idempotent_requests() {
         3,
         "each stale connection was replaced once"
     );
-    assert!(e.stderr().contains("retrying on a fresh connection"));
+    assert!(e.wait_for_log("retrying on a fresh connection", Duration::from_secs(10)));
     let r = c
         .post(e.url("/a/x"))
         .body("not replayable")

@@ -359,7 +359,7 @@ async fn credentials_are_required() {
         200
     );
     assert!(
-        locked.stderr().contains("default secret key"),
+        locked.wait_for_log("default secret key", Duration::from_secs(10)),
         "the default secret is warned about"
     );
 }
@@ -573,6 +573,59 @@ async fn api_crud_changes_routing_live() {
     let (status, _, stderr) = cli(&["api", "delete", "d"]);
     assert_eq!(status.code(), Some(1));
     assert!(stderr.contains("404 Not Found"), "{stderr}");
+
+    // The README's example: the shipped config/examples/orders.json adds `orders`, on a
+    // loopback backend, saved into the config directory's api/.
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/config/examples/orders.json");
+    let (status, stdout, stderr) = cli(&["api", "add", example]);
+    assert!(status.success(), "{stderr}");
+    assert_eq!(stdout.trim(), "API orders added");
+    let saved: Value = serde_json::from_str(
+        &std::fs::read_to_string(e.config_dir().join("api/orders.json")).unwrap(),
+    )
+    .unwrap();
+    let servers = saved["api_metadata"]["servers"].as_array().unwrap();
+    assert!(
+        servers.iter().all(|s| s["host"]
+            .as_str()
+            .unwrap()
+            .parse::<std::net::IpAddr>()
+            .unwrap()
+            .is_loopback()),
+        "{servers:?}"
+    );
+    let (_, listed, _) = cli(&["api", "list"]);
+    assert!(listed.lines().any(|l| l.starts_with("orders ")), "{listed}");
+}
+
+/// An API added through the CLI in the shipped config directory is not a stray file in the
+/// repository: `config/api/` is ignored by git except for the shipped `shop.json`.
+#[test]
+fn apis_added_to_the_shipped_config_are_not_repository_files() {
+    let repo = env!("CARGO_MANIFEST_DIR");
+    let ignored = |path: &str| {
+        std::process::Command::new("git")
+            .args(["check-ignore", "-q", path])
+            .current_dir(repo)
+            .status()
+            .expect("git")
+            .code()
+    };
+    assert_eq!(
+        ignored("config/api/orders.json"),
+        Some(0),
+        "orders.json is not ignored"
+    );
+    assert_eq!(
+        ignored("config/api/shop.json"),
+        Some(1),
+        "shop.json is ignored"
+    );
+    assert_eq!(
+        ignored("config/examples/orders.json"),
+        Some(1),
+        "the example is ignored"
+    );
 }
 
 /// Reloads (SIGHUP and `enforcer reload`) while clients keep sending: every request is

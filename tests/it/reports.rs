@@ -10,6 +10,14 @@ use crate::support::{Backend, Enforcer, Setup, admin_client, api, client, run_cl
 
 const API: &str = "atm_app_public";
 
+/// Today's date in UTC, `2026-11-30`.
+fn utc_today() -> String {
+    jiff::Timestamp::now()
+        .to_zoned(jiff::tz::TimeZone::UTC)
+        .date()
+        .to_string()
+}
+
 /// The seed's traffic for session `session11`: (method, path suffix, count).
 const SESSION11: [(&str, &str, usize); 8] = [
     ("POST", "post400", 218),
@@ -164,7 +172,9 @@ async fn seed_traffic_gives_the_seed_report() {
         .unwrap();
     assert_eq!(attacks, json!({ "attacks": [] }));
 
-    // The CLI asks the running instance (found through the config directory) for the same.
+    // The CLI asks the running instance (found through the config directory) for the same;
+    // its `--to` with a date alone includes that day, so 2099-12-31 ends where
+    // `later_date=2100-01-01` does.
     let dir = e.config_dir().to_str().unwrap().to_string();
     let (status, stdout, stderr) = run_cli(&[
         "report",
@@ -174,7 +184,7 @@ async fn seed_traffic_gives_the_seed_report() {
         "--from",
         "2000-01-01",
         "--to",
-        "2100-01-01",
+        "2099-12-31",
         "--config",
         &dir,
     ]);
@@ -237,6 +247,35 @@ async fn report_errors_and_default_window() {
     assert_eq!(r["req_resp_summary"]["total_requests"], 0);
     assert_eq!(r["earlier_date"], "Tue Feb 13 18:00:00:000 2018");
     assert_eq!(r["later_date"], "Sun Feb 18 18:00:00:000 2018");
+
+    // The CLI's `--to` with a date alone includes that day: `--from <day> --to <day>`
+    // holds a request made on that day (the default timezone is UTC). The request was made
+    // between `before` and `after`, so `[before 00:00, after + 1 day)` holds it even if
+    // midnight passed in between.
+    let (before, after) = (utc_today(), {
+        let r = c.get(e.url("/shop/get200")).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        utc_today()
+    });
+    let cfg = e.config_dir().to_str().unwrap().to_string();
+    let (status, out, stderr) = run_cli(&[
+        "report",
+        "api-metrics",
+        "--api",
+        "shop",
+        "--from",
+        &before,
+        "--to",
+        &after,
+        "--config",
+        &cfg,
+    ]);
+    assert!(status.success(), "{stderr}");
+    let printed: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        printed["req_resp_summary"]["total_requests"], 2,
+        "{printed}"
+    );
 
     let (status, _, stderr) = run_cli(&[
         "report",

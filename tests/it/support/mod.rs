@@ -113,6 +113,8 @@ pub struct Enforcer {
     pub https: SocketAddr,
     pub management: SocketAddr,
     stderr: Arc<Mutex<String>>,
+    /// The thread copying stderr into `stderr`; joined once the process has exited.
+    reader: Option<std::thread::JoinHandle<()>>,
     dir: PathBuf,
     _dir: Option<tempfile::TempDir>,
 }
@@ -140,7 +142,7 @@ impl Enforcer {
         let stderr = Arc::new(Mutex::new(String::new()));
         let mut err_pipe = child.stderr.take().unwrap();
         let sink = stderr.clone();
-        std::thread::spawn(move || {
+        let reader = std::thread::spawn(move || {
             let mut buf = [0u8; 4096];
             while let Ok(n) = err_pipe.read(&mut buf) {
                 if n == 0 {
@@ -185,6 +187,7 @@ impl Enforcer {
             dir: dir.to_path_buf(),
             child,
             stderr,
+            reader: Some(reader),
             _dir: None,
         }
     }
@@ -245,6 +248,10 @@ impl Enforcer {
         let deadline = Instant::now() + limit;
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
+                // Everything it wrote is in `stderr()` once the reader has seen the end.
+                if let Some(reader) = self.reader.take() {
+                    let _ = reader.join();
+                }
                 return status;
             }
             assert!(
