@@ -15,9 +15,10 @@
 //! Accept (over `max_connections` the socket is closed at once) → `TCP_NODELAY` → TLS
 //! handshake within `tls_handshake_timeout` (ALPN picks h2 or HTTP/1.1), or on the plain
 //! port a look at the first bytes for the HTTP/2 preface (h2c prior knowledge) → hyper
-//! serves the connection. HTTP/1.1 heads must arrive within `header_read_timeout` (this
-//! also bounds the wait for the next request on a keep-alive connection); any connection
-//! with no traffic for `idle_timeout` is closed gracefully.
+//! serves the connection. Once the first byte of an HTTP/1.1 request has arrived, its whole
+//! head must arrive within `header_read_timeout` (slowloris); a keep-alive connection
+//! waiting for its next request is not timed by that, only by `idle_timeout`: any
+//! connection with no traffic for `idle_timeout` is closed gracefully.
 //!
 //! # Shutdown
 //! SIGHUP re-reads the config directory and swaps the API definitions (see
@@ -34,7 +35,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -460,8 +461,10 @@ async fn worker(
 ) {
     let s = &app.settings;
     let mut h1 = http1::Builder::new();
+    // hyper's own header timer also runs while a keep-alive connection waits for its next
+    // request; `watch_conn` times heads from their first byte instead.
     h1.timer(TokioTimer::new())
-        .header_read_timeout(s.header_read_timeout)
+        .header_read_timeout(None)
         .max_headers(s.max_headers)
         .max_header_size(s.max_header_size)
         .keep_alive(true);
@@ -534,11 +537,7 @@ async fn accept_loop(w: Arc<Worker>, listener: TcpListener, tls: bool, drain: mp
                 tls,
                 live,
             })),
-            Plane::Sideband => Handler::Sideband(Arc::new(Caller {
-                app: w.app.clone(),
-                peer,
-                live,
-            })),
+            Plane::Sideband => Handler::Sideband(Arc::new(Caller::new(w.app.clone(), peer, live))),
         };
         tokio::spawn(serve(w.clone(), stream, peer, tls, handler));
     }
@@ -620,33 +619,94 @@ async fn sniff(stream: &mut TcpStream) -> io::Result<(Proto, Bytes)> {
     }
 }
 
-async fn drive<I>(w: &Worker, io: ConnIo<I>, proto: Proto, handler: Handler, activity: &Activity)
-where
+async fn drive<I>(
+    w: &Worker,
+    io: ConnIo<I>,
+    proto: Proto,
+    handler: Handler,
+    activity: &Arc<Activity>,
+) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let tracker = activity.clone();
     let svc = service_fn(move |req| {
         let handler = handler.clone();
+        // The head is complete: the header timer stops until the answer has been sent.
+        let in_flight = InFlight::start(tracker.clone());
         async move {
-            Ok::<_, Infallible>(match handler {
+            let resp = match handler {
                 Handler::Inline(conn) => proxy::handle(conn, req).await,
                 Handler::Sideband(caller) => {
                     sideband::handle(caller, req).await.map(ProxyBody::local)
                 }
-            })
+            };
+            Ok::<_, Infallible>(resp.map(|body| Tracked {
+                inner: body,
+                _in_flight: in_flight,
+            }))
         }
     });
     let io = TokioIo::new(io);
     let mut stop = w.stop.clone();
-    let idle = w.app.settings.idle_timeout;
+    let s = &w.app.settings;
+    let (idle, head) = (s.idle_timeout, s.header_read_timeout);
     match proto {
         Proto::H1 => {
             let c = w.h1.serve_connection(io, svc).with_upgrades();
-            watch_conn(c, &mut stop, activity, idle).await
+            watch_conn(c, &mut stop, activity, idle, Some(head)).await
         }
         Proto::H2 => {
             let c = w.h2.serve_connection(io, svc);
-            watch_conn(c, &mut stop, activity, idle).await
+            watch_conn(c, &mut stop, activity, idle, None).await
         }
+    }
+}
+
+/// A request being answered on a connection: from its complete head until its response
+/// body has been sent (or dropped). While one is, bytes that arrive are its body, not the
+/// start of the next head.
+struct InFlight(Arc<Activity>);
+
+impl InFlight {
+    fn start(activity: Arc<Activity>) -> InFlight {
+        activity.in_flight.fetch_add(1, Ordering::AcqRel);
+        activity.head_since_ms.store(NO_HEAD, Ordering::Release);
+        InFlight(activity)
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A response body that keeps its request [`InFlight`] until it is done.
+    struct Tracked<B> {
+        #[pin]
+        inner: B,
+        _in_flight: InFlight,
+    }
+}
+
+impl<B: hyper::body::Body> hyper::body::Body for Tracked<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+        self.project().inner.poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
     }
 }
 
@@ -697,6 +757,7 @@ async fn watch_conn<C: Graceful>(
     stop: &mut watch::Receiver<bool>,
     activity: &Activity,
     idle: Duration,
+    head: Option<Duration>,
 ) {
     tokio::pin!(conn);
     let mut closing = false;
@@ -724,6 +785,10 @@ async fn watch_conn<C: Graceful>(
                 tracing::debug!("idle connection did not close in time: dropped");
                 return;
             }
+            _ = activity.head_overdue(head.unwrap_or(Duration::MAX)), if head.is_some() => {
+                tracing::debug!("request head not complete within header_read_timeout: connection closed");
+                return;
+            }
         }
     }
 }
@@ -738,10 +803,17 @@ async fn sleep_until_some(deadline: Option<Instant>) {
     }
 }
 
-/// When a connection last moved a byte.
+/// `head_since_ms` when no request head is being read.
+const NO_HEAD: u64 = u64::MAX;
+
+/// When a connection last moved a byte, and whether a request head is being read.
 struct Activity {
     epoch: Instant,
     last_ms: AtomicU64,
+    /// When the first byte of a request head that is not complete yet arrived.
+    head_since_ms: AtomicU64,
+    /// Requests between their complete head and the end of their answer.
+    in_flight: AtomicU32,
 }
 
 impl Activity {
@@ -749,12 +821,46 @@ impl Activity {
         Activity {
             epoch: Instant::now(),
             last_ms: AtomicU64::new(0),
+            head_since_ms: AtomicU64::new(NO_HEAD),
+            in_flight: AtomicU32::new(0),
         }
     }
 
     fn touch(&self) {
         self.last_ms
             .store(self.epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
+    }
+
+    /// Bytes arrived: with no request in flight they start a head, which starts its timer.
+    fn received(&self) {
+        let now = self.epoch.elapsed().as_millis() as u64;
+        self.last_ms.store(now, Ordering::Relaxed);
+        if self.in_flight.load(Ordering::Acquire) == 0 {
+            let _ = self.head_since_ms.compare_exchange(
+                NO_HEAD,
+                now,
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            );
+        }
+    }
+
+    /// Resolves once a request head has been arriving for `limit` without completing.
+    async fn head_overdue(&self, limit: Duration) {
+        loop {
+            let since = self.head_since_ms.load(Ordering::Acquire);
+            let wait = if since == NO_HEAD {
+                // Nothing to time now; look again within the limit.
+                limit
+            } else {
+                let deadline = self.epoch + Duration::from_millis(since) + limit;
+                if Instant::now() >= deadline {
+                    return;
+                }
+                deadline - Instant::now()
+            };
+            tokio::time::sleep(wait).await;
+        }
     }
 
     /// Resolves once no byte has moved for `idle`.
@@ -780,6 +886,10 @@ struct ConnIo<I> {
 
 impl<I> ConnIo<I> {
     fn new(inner: I, prefix: Bytes, activity: Arc<Activity>) -> ConnIo<I> {
+        if !prefix.is_empty() {
+            // The sniffed bytes are the start of the first request.
+            activity.received();
+        }
         ConnIo {
             inner,
             prefix,
@@ -803,7 +913,7 @@ impl<I: AsyncRead + Unpin> AsyncRead for ConnIo<I> {
         let before = buf.filled().len();
         let res = Pin::new(&mut self.inner).poll_read(cx, buf);
         if matches!(res, Poll::Ready(Ok(()))) && buf.filled().len() > before {
-            self.activity.touch();
+            self.activity.received();
         }
         res
     }

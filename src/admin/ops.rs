@@ -76,11 +76,17 @@ fn state(app: &App) -> State {
     s.sideband_pending = pending.len();
     s.user_events = app.pipeline.metrics().users.totals();
     s.correlations = vec![
+        ("by_id", pending.stats.by_id.load(Relaxed)),
+        ("by_cookie", pending.stats.by_cookie.load(Relaxed)),
+        ("by_connection", pending.stats.by_connection.load(Relaxed)),
         ("evicted", pending.stats.evicted.load(Relaxed)),
         ("expired", pending.stats.expired.load(Relaxed)),
         ("replaced", pending.stats.replaced.load(Relaxed)),
+        ("retried", pending.stats.retried.load(Relaxed)),
         ("uncorrelated", pending.stats.uncorrelated.load(Relaxed)),
+        ("unanswered", pending.stats.unanswered.load(Relaxed)),
     ];
+    s.sideband_unknown_source_ip = app.sideband.stats.unknown_source_ip.load(Relaxed);
     s.store = app.persister.get().map(|p| {
         let h = &p.health;
         (

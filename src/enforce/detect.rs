@@ -315,19 +315,26 @@ impl ApiDetect {
             api.sums(epoch)
         };
 
-        // The IP: login attack, probing, extreme activity, exfiltration.
+        // The IP: login attack, probing, extreme activity, exfiltration. An unknown client
+        // address (unspecified: a sideband call without a usable `source_ip`) stands for
+        // many clients and is not tracked.
+        let ip_known = !f.ip.is_unspecified();
         let ip_key = ClientKey::Ip(f.ip);
-        let ip_result = self.with_window(t, &ip_key, |w| {
-            let newly_active = !w.active || w.idle(epoch);
-            w.add(epoch, f);
-            w.active = true;
-            let failing_paths = if f.error {
-                w.failed_on(f.path_hash, epoch, t.probe_min_paths)
-            } else {
-                w.failing_paths.len()
-            };
-            (newly_active, w.sums(epoch), failing_paths)
-        });
+        let ip_result = if !ip_known {
+            None
+        } else {
+            self.with_window(t, &ip_key, |w| {
+                let newly_active = !w.active || w.idle(epoch);
+                w.add(epoch, f);
+                w.active = true;
+                let failing_paths = if f.error {
+                    w.failed_on(f.path_hash, epoch, t.probe_min_paths)
+                } else {
+                    w.failing_paths.len()
+                };
+                (newly_active, w.sums(epoch), failing_paths)
+            })
+        };
         if let Some((newly_active, ip, failing_paths)) = ip_result {
             if newly_active {
                 self.active_ips.fetch_add(1, Relaxed);
@@ -397,7 +404,7 @@ impl ApiDetect {
         }
 
         // Many clients failing on the login URL together.
-        if f.login_failure {
+        if f.login_failure && ip_known {
             let failing = {
                 let mut failing = lock(&self.login_failing);
                 failing.retain(|_, e| *e + SLOTS as u64 > epoch);
@@ -448,7 +455,11 @@ impl ApiDetect {
             let key = make(v.clone());
             let ips = self.with_window(t, &key, |w| {
                 w.add(epoch, f);
-                w.seen_from(f.ip, epoch, t.token_ips)
+                if ip_known {
+                    w.seen_from(f.ip, epoch, t.token_ips)
+                } else {
+                    w.ips.len()
+                }
             });
             if ips.is_some_and(|n| n > t.token_ips) && self.arm(&key, ioa, epoch) {
                 out.push(Detection {

@@ -519,8 +519,13 @@ impl Enforcer {
         });
     }
 
-    /// Deny-lists identifiers for `block_ttl`; true when at least one was added.
-    fn deny(&self, ids: Vec<Identifier>, source: Source, reason: &str, now: i64) -> bool {
+    /// Deny-lists identifiers for `block_ttl`; true when at least one was added. An
+    /// unknown client address stands for many clients and is never deny-listed.
+    fn deny(&self, mut ids: Vec<Identifier>, source: Source, reason: &str, now: i64) -> bool {
+        ids.retain(|id| !matches!(id, Identifier::Ip(ip) if ip.is_unspecified()));
+        if ids.is_empty() {
+            return false;
+        }
         let expires =
             now.saturating_add(i64::try_from(self.cfg.block_ttl.as_secs()).unwrap_or(i64::MAX));
         let reason: Arc<str> = Arc::from(reason);
@@ -596,9 +601,12 @@ fn subject<'a>(api: &'a Api, ex: &'a Exchange) -> Subject<'a> {
     }
 }
 
-/// Every identifier the request carries, as detection keys.
+/// Every identifier the request carries, as detection keys (its IP when it is known).
 fn client_keys(ex: &Exchange) -> Vec<ClientKey> {
-    let mut keys = vec![ClientKey::Ip(ex.client_ip)];
+    let mut keys = Vec::with_capacity(5);
+    if ex.client_ip_known() {
+        keys.push(ClientKey::Ip(ex.client_ip));
+    }
     keys.extend(ex.token.as_deref().map(|t| ClientKey::Token(Arc::from(t))));
     keys.extend(
         ex.session

@@ -26,7 +26,8 @@
 //! | `enforcer_user_sign_ons_total` | counter | `result` (success, failure): requests to an API's `login_url` (`userActivities`) |
 //! | `enforcer_password_resets_total` | counter | requests to an API's `password_reset_url` answered as a reset |
 //! | `enforcer_sideband_pending` | gauge | |
-//! | `enforcer_sideband_correlations_total` | counter | `outcome` (evicted, expired, replaced, uncorrelated) |
+//! | `enforcer_sideband_correlations_total` | counter | `outcome`: how response calls found their request (`by_id`, `by_cookie`, `by_connection`), and what happened otherwise (`uncorrelated`: a response call that matched nothing; `expired`, `evicted`: requests recorded without a response; `replaced`: an id reused for another request; `retried`: a gateway's retry, recorded once; `unanswered`: a request without an id whose connection moved on before its response call) |
+//! | `enforcer_sideband_unknown_source_ip_total` | counter | request calls whose `source_ip` was no address (decided with the client unknown) |
 //! | `enforcer_record_details_dropped_total` | counter | `api`, `dimension` |
 //! | `enforcer_records_expired_total` | counter | `api` |
 //! | `enforcer_store_healthy` | gauge | (absent with `store=none`) 1 while commits succeed |
@@ -301,6 +302,8 @@ pub struct State {
     pub user_events: (u64, u64, u64),
     /// `(outcome, count)`.
     pub correlations: Vec<(&'static str, u64)>,
+    /// Sideband request calls decided with the client address unknown.
+    pub sideband_unknown_source_ip: u64,
     /// `(api, dimension, count)`.
     pub dropped: Vec<(String, &'static str, u64)>,
     /// `(api, count)`.
@@ -443,12 +446,18 @@ impl State {
         ));
         out.push(family(
             "enforcer_sideband_correlations_total",
-            "Sideband correlation outcomes other than a matched response.",
+            "Sideband correlation: how response calls found their request, and the other outcomes.",
             MetricType::COUNTER,
             self.correlations
                 .iter()
                 .map(|(o, n)| counter_metric(&[("outcome", o)], counter(*n)))
                 .collect(),
+        ));
+        out.push(family(
+            "enforcer_sideband_unknown_source_ip_total",
+            "Sideband request calls whose source_ip was no address, decided with the client unknown.",
+            MetricType::COUNTER,
+            vec![counter_metric(&[], counter(self.sideband_unknown_source_ip))],
         ));
         out.push(family(
             "enforcer_record_details_dropped_total",

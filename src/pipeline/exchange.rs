@@ -15,6 +15,12 @@ use super::route::{Api, Server};
 use crate::config::Mode;
 use crate::enforce::identity::ApiKey;
 
+/// The client address of an exchange whose client is unknown (a sideband call whose
+/// `source_ip` is no address, without a trusted `X-Forwarded-For`). Reports show it as
+/// `0.0.0.0`; no IP-based detection, deny-listing or rate limiting applies to it, since
+/// it stands for many clients at once.
+pub const UNKNOWN_CLIENT: IpAddr = IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED);
+
 /// Which backend served the exchange, as the reports show it.
 #[derive(Debug, Clone)]
 pub enum Upstream {
@@ -140,5 +146,10 @@ impl Exchange {
     /// The request path without the query.
     pub fn path(&self) -> &str {
         self.uri.path()
+    }
+
+    /// Whether the client's address is known (see [`UNKNOWN_CLIENT`]).
+    pub fn client_ip_known(&self) -> bool {
+        self.client_ip != UNKNOWN_CLIENT
     }
 }

@@ -25,7 +25,7 @@ use arc_swap::ArcSwap;
 use http::header::{COOKIE, USER_AGENT};
 use http::{HeaderMap, StatusCode};
 
-pub use exchange::{Exchange, Upstream, Verdict};
+pub use exchange::{Exchange, UNKNOWN_CLIENT, Upstream, Verdict};
 pub use route::{Api, ApiTable, Context, RouteError, Server};
 
 use crate::config::{Config, Mode};

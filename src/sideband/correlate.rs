@@ -1,5 +1,11 @@
 //! Pending sideband exchanges: requests allowed by `/ase/request`, waiting for the
-//! gateway's `/ase/response` with the same `X-CorrelationID`.
+//! gateway's `/ase/response` with the same correlation id (`X-CorrelationID`, or the
+//! `PISESSIONID` enforcer handed out; see `handler` for the rules).
+//!
+//! A request parked under an id that is still pending replaces the older one. When both
+//! are the same request (method, URL and client), it is a gateway's retry: the older is
+//! dropped unrecorded, so the exchange is recorded once. Otherwise (an id reused for
+//! another request) the older completes and is recorded without a response.
 //!
 //! Bounded two ways, so a gateway that never sends response calls cannot exhaust memory:
 //! at most `sideband_pending_max` entries (the oldest is evicted to make room), each kept
@@ -11,7 +17,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::hash::BuildHasher;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -26,10 +32,42 @@ pub struct PendingStats {
     pub evicted: AtomicU64,
     /// Removed because no response call came within the TTL.
     pub expired: AtomicU64,
-    /// A request call reused a correlation id still pending; the older exchange completed.
+    /// A request call reused a correlation id still pending for another request; the
+    /// older exchange completed.
     pub replaced: AtomicU64,
-    /// Response calls without a correlation id, or with one that is not pending.
+    /// A request call repeated under a correlation id still pending (a gateway's retry):
+    /// decided again, recorded once.
+    pub retried: AtomicU64,
+    /// Response calls matched by `X-CorrelationID`.
+    pub by_id: AtomicU64,
+    /// Response calls matched by the `PISESSIONID` cookie.
+    pub by_cookie: AtomicU64,
+    /// Response calls matched by their connection's last request call.
+    pub by_connection: AtomicU64,
+    /// Response calls that matched no pending request (no id, an unknown or expired one).
     pub uncorrelated: AtomicU64,
+    /// Requests without a correlation id whose connection moved on (another request call,
+    /// or closed) before their response call came: completed without a status.
+    pub unanswered: AtomicU64,
+}
+
+/// How a response call found its pending request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Parked {
+    ById,
+    ByCookie,
+    ByConnection,
+}
+
+impl PendingStats {
+    pub fn matched(&self, by: Parked) {
+        match by {
+            Parked::ById => &self.by_id,
+            Parked::ByCookie => &self.by_cookie,
+            Parked::ByConnection => &self.by_connection,
+        }
+        .fetch_add(1, Relaxed);
+    }
 }
 
 struct Entry {
@@ -52,6 +90,12 @@ pub struct Pending {
     per_shard: [usize; SHARDS],
     ttl: Duration,
     hasher: foldhash::fast::RandomState,
+    /// Ids enforcer hands out: `Id-<process prefix>-<counter>`.
+    id_prefix: String,
+    next_id: AtomicU64,
+    /// A response call has come with a `PISESSIONID` cookie: this gateway correlates by
+    /// cookie, so requests without ids wait for theirs.
+    cookies: AtomicBool,
     pub stats: PendingStats,
 }
 
@@ -64,8 +108,31 @@ impl Pending {
             }),
             ttl,
             hasher: foldhash::fast::RandomState::default(),
+            id_prefix: id_prefix(),
+            next_id: AtomicU64::new(0),
+            cookies: AtomicBool::new(false),
             stats: PendingStats::default(),
         }
+    }
+
+    /// Whether a gateway has sent a `PISESSIONID` cookie back on a response call.
+    pub fn cookies_seen(&self) -> bool {
+        self.cookies.load(Relaxed)
+    }
+
+    pub fn saw_cookie(&self) {
+        if !self.cookies.swap(true, Relaxed) {
+            tracing::info!(
+                "sideband: the gateway sends PISESSIONID back; requests without X-CorrelationID now wait for their response call"
+            );
+        }
+    }
+
+    /// A new correlation id, unique within this process and unlikely to collide with
+    /// another process's.
+    pub fn new_id(&self) -> Arc<str> {
+        let n = self.next_id.fetch_add(1, Relaxed);
+        Arc::from(format!("Id-{}-{n:x}", self.id_prefix))
     }
 
     fn shard(&self, id: &str) -> (MutexGuard<'_, Shard>, usize) {
@@ -86,8 +153,16 @@ impl Pending {
         shard.next_seq += 1;
         if let Some(old) = shard.by_id.insert(id.clone(), Entry { seq, ex }) {
             shard.by_age.remove(&old.seq);
-            self.stats.replaced.fetch_add(1, Relaxed);
-            out.push(old.ex);
+            let retry = shard
+                .by_id
+                .get(&id)
+                .is_some_and(|new| same_request(&new.ex, &old.ex));
+            if retry {
+                self.stats.retried.fetch_add(1, Relaxed);
+            } else {
+                self.stats.replaced.fetch_add(1, Relaxed);
+                out.push(old.ex);
+            }
         }
         shard.by_age.insert(seq, (deadline, id));
         while shard.by_id.len() > cap {
@@ -140,6 +215,24 @@ impl Pending {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+}
+
+/// Whether two request calls describe the same client request (a gateway's retry).
+fn same_request(a: &Exchange, b: &Exchange) -> bool {
+    a.method == b.method && a.uri == b.uri && a.client_ip == b.client_ip && a.api.id() == b.api.id()
+}
+
+/// Eight random hex digits (a clock-derived fallback without randomness).
+fn id_prefix() -> String {
+    let mut raw = [0u8; 4];
+    if ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut raw).is_err() {
+        raw = (std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .subsec_nanos())
+        .to_be_bytes();
+    }
+    raw.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]
@@ -219,8 +312,13 @@ mod tests {
         assert_eq!(
             p.insert("a", exchange("/b")).len(),
             1,
-            "the older one comes back"
+            "another request under the same id: the older one comes back"
         );
+        assert!(
+            p.insert("a", exchange("/b")).is_empty(),
+            "the same request again (a retry): the older one is dropped"
+        );
+        assert_eq!(p.stats.retried.load(Relaxed), 1);
         assert!(p.sweep(Instant::now()).is_empty());
         let swept = p.sweep(Instant::now() + Duration::from_secs(1));
         assert_eq!(swept.len(), 1);

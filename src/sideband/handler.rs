@@ -4,20 +4,39 @@
 //! A request call becomes the same [`Exchange`] the inline proxy builds (client from
 //! `source_ip`, host and path from `headers` and `url`, user from `user_info`), runs
 //! `route` and `on_request`, and is answered 200 (allow) or 403 (block). An allowed
-//! exchange waits in the pending table for its response call (`X-CorrelationID`), which
-//! runs `on_response` and `on_complete`. Without a correlation id it completes at once.
+//! exchange waits in the pending table for its response call, which runs `on_response` and
+//! `on_complete`.
+//!
+//! # Correlation
+//! A response call finds its request by, in order:
+//! 1. its `X-CorrelationID` header (ASE's rule; every integration that sends one);
+//! 2. a `PISESSIONID` cookie: a request call without `X-CorrelationID` is answered with
+//!    `Set-Cookie: PISESSIONID=<id>` (as ASE does), which some gateways send back;
+//! 3. the connection: a response call without either, on the connection whose last call
+//!    was a request without `X-CorrelationID` still waiting, belongs to that request.
+//!
+//! A request without `X-CorrelationID` waits only where a response call can find it: while
+//! its connection stays open and carries no other request call, or for its TTL once the
+//! gateway has shown that it sends the cookie back. Otherwise it completes (without a
+//! status) at once, so reports and detection do not lag.
+//!
+//! A response call that none of these places is counted as uncorrelated; a request whose
+//! response never comes is recorded without a status when `sideband_pending_ttl` passes.
+//! A request call repeated with an `X-CorrelationID` still pending (a gateway's retry of
+//! the same method, URL and client) is decided again but recorded once.
 
-use std::net::IpAddr;
 use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::Instant;
 
 use bytes::Bytes;
-use http::header::{CONTENT_LENGTH, HOST};
-use http::{HeaderMap, Method, Request, Response, StatusCode, Uri};
+use http::header::{CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, HOST};
+use http::{HeaderMap, Method, Request, Response, StatusCode, Uri, Version};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 
 use super::Caller;
+use super::correlate::Parked;
 use super::wire::{self, Reply, RequestCall, WireError};
 use crate::app::App;
 use crate::config::Mode;
@@ -26,23 +45,52 @@ use crate::pipeline::{Decision, Exchange, RouteError, Upstream};
 
 const ASE_TOKEN: &str = "ase-token";
 const CORRELATION_ID: &str = "x-correlationid";
+/// ASE's correlation cookie.
+const SESSION_COOKIE: &str = "PISESSIONID";
 
 /// Handles one call on a sideband data port. Never fails: every outcome is an answer.
 pub async fn handle(caller: Arc<Caller>, req: Request<Incoming>) -> Response<Bytes> {
     let app = &caller.app;
-    let reply = dispatch(app, req).await;
-    wire::reply(&reply, app.settings.enable_sideband_keepalive)
+    let keepalive = app.settings.enable_sideband_keepalive && !wants_close(&req);
+    let (reply, session) = dispatch(&caller, req, keepalive).await;
+    let mut resp = wire::reply(&reply, keepalive);
+    if let Some(id) = session {
+        wire::set_session(&mut resp, &id, app.settings.sideband_pending_ttl);
+    }
+    resp
 }
 
-async fn dispatch(app: &Arc<App>, req: Request<Incoming>) -> Reply {
-    let is_request = match (req.method(), req.uri().path()) {
-        (&Method::GET | &Method::HEAD, "/ase") if app.settings.enable_ase_health => {
-            return Reply::Health;
+/// Whether the caller asked for the connection to end after this call: `Connection: close`,
+/// or HTTP/1.0 without `keep-alive`. The answer then says `close` (only `close`).
+fn wants_close(req: &Request<Incoming>) -> bool {
+    let has = |token: &str| {
+        req.headers().get_all(CONNECTION).iter().any(|v| {
+            v.to_str()
+                .is_ok_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+        })
+    };
+    has("close") || (req.version() == Version::HTTP_10 && !has("keep-alive"))
+}
+
+/// The call's outcome, and the correlation id to hand the gateway as `PISESSIONID` (a
+/// request call that had no `X-CorrelationID`). `keepalive`: the connection stays open
+/// after this call.
+async fn dispatch(
+    caller: &Caller,
+    req: Request<Incoming>,
+    keepalive: bool,
+) -> (Reply, Option<Arc<str>>) {
+    let app = &caller.app;
+    // A gateway configured with a trailing slash on enforcer's address calls `//ase/...`.
+    let path = req.uri().path().trim_start_matches('/');
+    let is_request = match (req.method(), path) {
+        (&Method::GET | &Method::HEAD, "ase") if app.settings.enable_ase_health => {
+            return (Reply::Health, None);
         }
-        (&Method::POST, "/ase/request") => true,
-        (&Method::POST, "/ase/response") => false,
-        (_, "/ase/request" | "/ase/response") => return Reply::MethodNotAllowed,
-        _ => return Reply::NotFound,
+        (&Method::POST, "ase/request") => true,
+        (&Method::POST, "ase/response") => false,
+        (_, "ase/request" | "ase/response") => return (Reply::MethodNotAllowed, None),
+        _ => return (Reply::NotFound, None),
     };
     let tokens = &app.sideband.tokens;
     if tokens.required()
@@ -51,24 +99,59 @@ async fn dispatch(app: &Arc<App>, req: Request<Incoming>) -> Reply {
             .get(ASE_TOKEN)
             .is_some_and(|t| tokens.verify(t.as_bytes()))
     {
-        return Reply::Unauthorized;
+        return (Reply::Unauthorized, None);
     }
-    let correlation = req
-        .headers()
-        .get(CORRELATION_ID)
+    let correlation = header_text(req.headers(), CORRELATION_ID).map(Arc::<str>::from);
+    let cookie = (!is_request && correlation.is_none())
+        .then(|| crate::pipeline::cookie_value(req.headers(), SESSION_COOKIE))
+        .flatten()
+        .map(Arc::<str>::from);
+    let content_type = req.headers().get(CONTENT_TYPE).cloned();
+    let body = match read_body(req, app.settings.sideband_max_body).await {
+        Ok(body) => wire::to_utf8(body, content_type.as_ref().map(|v| v.as_bytes())),
+        Err(reply) => return (reply, None),
+    };
+    let pending = &app.sideband.pending;
+    if is_request {
+        // This connection's previous request without an id can no longer be matched by
+        // its connection.
+        caller.give_up_last();
+        if let Some(id) = correlation {
+            return (decide(app, Some(&id), &body), None);
+        }
+        // No id: the request waits for its response only where one can find it (a cookie
+        // the gateway has shown it sends back, or this connection staying open); otherwise
+        // it completes now, as it must not wait its whole TTL for nothing.
+        let id = pending.new_id();
+        let can_wait = keepalive || pending.cookies_seen();
+        let reply = decide(app, can_wait.then_some(&*id), &body);
+        if !matches!(reply, Reply::Allow { .. }) {
+            return (reply, None);
+        }
+        if can_wait {
+            *caller.last_request() = Some(id.clone());
+        }
+        (reply, Some(id))
+    } else {
+        if cookie.is_some() {
+            pending.saw_cookie();
+        }
+        let (id, by) = match (correlation, cookie) {
+            (Some(id), _) => (Some(id), Parked::ById),
+            (None, Some(id)) => (Some(id), Parked::ByCookie),
+            (None, None) => (caller.last_request().take(), Parked::ByConnection),
+        };
+        (respond(app, id.as_deref(), by, &body), None)
+    }
+}
+
+/// A header's value as trimmed, non-empty text.
+fn header_text<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
+    headers
+        .get(name)
         .and_then(|v| v.to_str().ok())
         .map(str::trim)
         .filter(|v| !v.is_empty())
-        .map(str::to_string);
-    let body = match read_body(req, app.settings.sideband_max_body).await {
-        Ok(body) => body,
-        Err(reply) => return reply,
-    };
-    if is_request {
-        decide(app, correlation.as_deref(), &body)
-    } else {
-        respond(app, correlation.as_deref(), &body)
-    }
 }
 
 /// Reads the whole body, refusing more than `limit` bytes before buffering them.
@@ -91,8 +174,9 @@ async fn read_body(req: Request<Incoming>, limit: usize) -> Result<Bytes, Reply>
     }
 }
 
-/// Decides one `/ase/request` call whose body has been read. The whole decision: decode,
-/// route, identities and enforcement, and parking (or completing) the exchange.
+/// Decides one `/ase/request` call whose body has been read: decode, route, identities
+/// and enforcement, and parking the allowed exchange under `correlation` (without one it
+/// completes at once).
 pub fn decide(app: &App, correlation: Option<&str>, body: &Bytes) -> Reply {
     let started = Instant::now();
     let (ex, headers) = match exchange(app, body) {
@@ -129,16 +213,40 @@ pub fn decide(app: &App, correlation: Option<&str>, body: &Bytes) -> Reply {
     }
 }
 
+/// Parses a call, repairing a body that a gateway built without escaping its values.
+fn parsed<'b, T>(
+    body: &'b Bytes,
+    repaired: &'b mut Option<Bytes>,
+    parse: impl Fn(&'b [u8]) -> Result<T, WireError>,
+) -> Result<(T, &'b Bytes), WireError> {
+    match parse(body) {
+        Ok(call) => Ok((call, body)),
+        Err(e) => {
+            let Some(fixed) = wire::repair(body) else {
+                return Err(e);
+            };
+            let fixed: &'b Bytes = repaired.insert(Bytes::from(fixed));
+            parse(fixed).map(|call| (call, fixed)).map_err(|_| e)
+        }
+    }
+}
+
 /// Turns a request call into an exchange on its API, with the headers as a map.
 fn exchange(app: &App, body: &Bytes) -> Result<(Exchange, HeaderMap), Reply> {
     let bad = |e: WireError| Reply::BadRequest(e);
-    let call = wire::parse_request(body).map_err(bad)?;
-    let source_ip: IpAddr = RequestCall::required("source_ip", &call.source_ip)
-        .map_err(bad)?
-        .parse()
-        .map_err(|_| bad(WireError::new("source_ip", "is not an IP address")))?;
+    let mut repaired = None;
+    let (call, body) = parsed(body, &mut repaired, wire::parse_request).map_err(bad)?;
+    let source = RequestCall::required("source_ip", &call.source_ip).map_err(bad)?;
+    let source_ip = wire::client_ip(source).unwrap_or_else(|| {
+        app.sideband.stats.unknown_source_ip.fetch_add(1, Relaxed);
+        tracing::debug!(
+            source_ip = source,
+            "source_ip is no address: client unknown"
+        );
+        crate::pipeline::UNKNOWN_CLIENT
+    });
     let method = RequestCall::required("method", &call.method).map_err(bad)?;
-    let method = Method::from_bytes(method.as_bytes()).map_err(|_| {
+    let method = Method::from_bytes(method.trim().as_bytes()).map_err(|_| {
         bad(WireError::new(
             "method",
             format!("{method:?} is not an HTTP method"),
@@ -146,6 +254,7 @@ fn exchange(app: &App, body: &Bytes) -> Result<(Exchange, HeaderMap), Reply> {
     })?;
     let url = RequestCall::required("url", &call.url).map_err(bad)?;
     let uri: Uri = url
+        .trim()
         .parse()
         .map_err(|_| bad(WireError::new("url", format!("{url:?} is not a URL path"))))?;
     if !well_formed_path(uri.path()) {
@@ -154,13 +263,15 @@ fn exchange(app: &App, body: &Bytes) -> Result<(Exchange, HeaderMap), Reply> {
             "must be a path starting with '/', without '.' or '..' segments",
         )));
     }
-    let version = RequestCall::required("http_version", &call.http_version).map_err(bad)?;
-    let version = wire::http_version(version).ok_or_else(|| {
-        bad(WireError::new(
-            "http_version",
-            format!("{version:?} is not an HTTP version"),
-        ))
-    })?;
+    let version = match &call.http_version {
+        None => Version::HTTP_11,
+        Some(v) => wire::http_version(v.as_str()).ok_or_else(|| {
+            bad(WireError::new(
+                "http_version",
+                format!("{:?} is not an HTTP version", v.as_str()),
+            ))
+        })?,
+    };
     let headers = call
         .headers
         .as_ref()
@@ -184,11 +295,13 @@ fn exchange(app: &App, body: &Bytes) -> Result<(Exchange, HeaderMap), Reply> {
     Ok((ex, headers))
 }
 
-/// Handles one `/ase/response` call: completes the pending exchange it belongs to.
-pub fn respond(app: &App, correlation: Option<&str>, body: &Bytes) -> Reply {
+/// Handles one `/ase/response` call: completes the pending exchange it belongs to (`id`,
+/// found as `by` says).
+pub fn respond(app: &App, id: Option<&str>, by: Parked, body: &Bytes) -> Reply {
     let bad = |e: WireError| Reply::BadRequest(e);
-    let call = match wire::parse_response(body) {
-        Ok(call) => call,
+    let mut repaired = None;
+    let (call, body) = match parsed(body, &mut repaired, wire::parse_response) {
+        Ok(pair) => pair,
         Err(e) => return bad(e),
     };
     let code = match RequestCall::required("response_code", &call.response_code) {
@@ -215,21 +328,19 @@ pub fn respond(app: &App, correlation: Option<&str>, body: &Bytes) -> Reply {
         Ok(h) => h.unwrap_or_default(),
         Err(e) => return bad(e),
     };
-    match correlation.and_then(|id| app.sideband.pending.take(id)) {
+    let pending = &app.sideband.pending;
+    match id.and_then(|id| pending.take(id)) {
         Some(mut ex) => {
+            pending.stats.matched(by);
             app.pipeline.on_response(&mut ex, status, &headers);
             app.pipeline.on_complete(ex);
             Reply::Logged { correlated: true }
         }
         None => {
-            app.sideband
-                .pending
-                .stats
-                .uncorrelated
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            pending.stats.uncorrelated.fetch_add(1, Relaxed);
             tracing::debug!(
-                correlation = correlation.unwrap_or("(none)"),
-                "response call matches no pending request: recorded as uncorrelated"
+                correlation = id.unwrap_or("(none)"),
+                "response call matches no pending request: counted as uncorrelated"
             );
             Reply::Logged { correlated: false }
         }

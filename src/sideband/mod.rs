@@ -14,7 +14,8 @@ pub mod tokens;
 pub mod wire;
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 pub use handler::handle;
 
@@ -27,6 +28,14 @@ use tokens::Tokens;
 pub struct Sideband {
     pub pending: Pending,
     pub tokens: Tokens,
+    pub stats: Stats,
+}
+
+/// Counts of calls enforcer understood only leniently (Prometheus reads them).
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Request calls whose `source_ip` was no address: decided with the client unknown.
+    pub unknown_source_ip: AtomicU64,
 }
 
 impl Sideband {
@@ -34,6 +43,7 @@ impl Sideband {
         Sideband {
             pending: Pending::new(settings.sideband_pending_max, settings.sideband_pending_ttl),
             tokens: Tokens::new(settings.enable_sideband_authentication),
+            stats: Stats::default(),
         }
     }
 }
@@ -44,4 +54,46 @@ pub struct Caller {
     pub peer: SocketAddr,
     /// Held while the connection lives.
     pub live: Live,
+    /// The correlation id of this connection's last request call, when it came without
+    /// `X-CorrelationID` and was parked: a response call without one that follows on this
+    /// connection belongs to it. Only this connection's calls touch it.
+    last_request: Mutex<Option<Arc<str>>>,
+}
+
+impl Caller {
+    pub fn new(app: Arc<App>, peer: SocketAddr, live: Live) -> Caller {
+        Caller {
+            app,
+            peer,
+            live,
+            last_request: Mutex::new(None),
+        }
+    }
+
+    pub(crate) fn last_request(&self) -> MutexGuard<'_, Option<Arc<str>>> {
+        self.last_request.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// This connection's last request without an id can no longer be matched by its
+    /// connection (another request call came, or the connection ended): unless the gateway
+    /// sends cookies back, it completes now, without a response status.
+    pub(crate) fn give_up_last(&self) {
+        let Some(id) = self.last_request().take() else {
+            return;
+        };
+        let pending = &self.app.sideband.pending;
+        if pending.cookies_seen() {
+            return;
+        }
+        if let Some(ex) = pending.take(&id) {
+            pending.stats.unanswered.fetch_add(1, Relaxed);
+            self.app.pipeline.on_complete(ex);
+        }
+    }
+}
+
+impl Drop for Caller {
+    fn drop(&mut self) {
+        self.give_up_last();
+    }
 }

@@ -1,13 +1,20 @@
 //! ASE's sideband wire format: the JSON a gateway posts to `/ase/request` and
 //! `/ase/response`, and the one place that turns sideband outcomes into HTTP answers.
 //!
-//! Accepted exactly as gateways send it (reference §1.3–1.4): `headers` is an array of
-//! single-key objects (repeated headers repeated); `http_version` may be `"1.1"` or
-//! `"HTTP/1.1"`; `response_code` a string or a number; `source_port` a number or a string;
-//! `user_info` an array of `{username, client_id}` (a single object is accepted too).
-//! Required on a request call: `source_ip`, `method`, `url`, `http_version`, `headers`; on
-//! a response call: `response_code`. Anything else missing or mistyped is a
-//! [`WireError`] naming the field.
+//! Accepted as real gateways send it (reference §1.3–1.4, docs/sideband.md "Gateways"):
+//! `headers` is an array of objects of header name to value (repeated headers repeated);
+//! `http_version` may be `"1.1"`, `"HTTP/1.1"`, absent or `"null"` (HTTP/1.1);
+//! `response_code` a string or a number; `source_port` a number, a string, `"null"` or
+//! absent (it is not used); `source_ip` with spaces, brackets, a port or an IPv6 zone, and
+//! one that is no address at all is an unknown client ([`client_ip`]); `user_info` an
+//! array of objects holding `username` and/or `client_id` (a single object too). Either
+//! call may be wrapped as `{"ASEPayload": {...}}` (WSO2). A body that is not UTF-8 is read
+//! in its declared charset, or as ISO-8859-1 ([`to_utf8`]); one that is not JSON because a
+//! gateway pasted header values in unescaped is repaired where the repair is unambiguous
+//! ([`repair`]).
+//! Required on a request call: `source_ip`, `method`, `url`, `headers`; on a response
+//! call: `response_code`. Anything else missing or mistyped is a [`WireError`] naming the
+//! field. Sizes (`sideband_max_body`) and nesting (serde_json's 128 levels) stay strict.
 //!
 //! | outcome | status | body |
 //! |---|---|---|
@@ -66,6 +73,9 @@ pub struct RequestCall<'a> {
     pub headers: Option<HeaderList<'a>>,
     #[serde(borrow, default)]
     pub user_info: Option<UserInfo<'a>>,
+    /// `{"ASEPayload": {...}}`: the call itself, wrapped (WSO2 API Manager 3.x and later).
+    #[serde(rename = "ASEPayload", borrow, default)]
+    pub payload: Option<Box<RequestCall<'a>>>,
 }
 
 /// The body of `POST /ase/response`, as sent.
@@ -79,16 +89,137 @@ pub struct ResponseCall<'a> {
     pub http_version: Option<Text<'a>>,
     #[serde(borrow, default)]
     pub headers: Option<HeaderList<'a>>,
+    /// `{"ASEPayload": {...}}`: the call itself, wrapped (WSO2 API Manager 3.x and later).
+    #[serde(rename = "ASEPayload", borrow, default)]
+    pub payload: Option<Box<ResponseCall<'a>>>,
 }
 
-/// Parses a request call. Type errors name the JSON path of the field.
+/// Parses a request call (unwrapping `ASEPayload`). Type errors name the JSON path of the
+/// field.
 pub fn parse_request(body: &[u8]) -> Result<RequestCall<'_>, WireError> {
-    parse(body)
+    let call: RequestCall<'_> = parse(body)?;
+    Ok(match call.payload {
+        Some(inner) => *inner,
+        None => call,
+    })
 }
 
-/// Parses a response call.
+/// Parses a response call (unwrapping `ASEPayload`).
 pub fn parse_response(body: &[u8]) -> Result<ResponseCall<'_>, WireError> {
-    parse(body)
+    let call: ResponseCall<'_> = parse(body)?;
+    Ok(match call.payload {
+        Some(inner) => *inner,
+        None => call,
+    })
+}
+
+/// The body as UTF-8 JSON text. A body that declares a charset other than UTF-8 in its
+/// `Content-Type` (`text/plain; charset=ISO-8859-1`, as WSO2's Java client sends) is
+/// decoded from it; an undeclared one that is not valid UTF-8 is read as ISO-8859-1 (every
+/// byte is a character there, so nothing is refused). ASCII bodies, the usual case, are
+/// returned as they are, without a copy.
+pub fn to_utf8(body: Bytes, content_type: Option<&[u8]>) -> Bytes {
+    if body.is_ascii() {
+        return body;
+    }
+    let declared = content_type
+        .and_then(|ct| std::str::from_utf8(ct).ok())
+        .and_then(charset)
+        .and_then(|label| encoding_rs::Encoding::for_label(label.as_bytes()));
+    let encoding = match declared {
+        Some(e) if e != encoding_rs::UTF_8 => e,
+        _ if std::str::from_utf8(&body).is_ok() => return body,
+        _ => encoding_rs::WINDOWS_1252,
+    };
+    let (text, _, _) = encoding.decode(&body);
+    Bytes::from(text.into_owned())
+}
+
+/// The `charset` parameter of a media type.
+fn charset(content_type: &str) -> Option<&str> {
+    content_type.split(';').skip(1).find_map(|param| {
+        let (k, v) = param.split_once('=')?;
+        k.trim()
+            .eq_ignore_ascii_case("charset")
+            .then(|| v.trim().trim_matches('"'))
+    })
+}
+
+/// Repairs JSON that a gateway built by pasting values in without escaping them (Axway's
+/// policy does so for header values): inside a string, a `"` that is not followed by what
+/// may follow a string (`,` `:` `}` `]` or the end) is taken as a literal quote, a
+/// backslash that starts no valid escape as a literal backslash, and a raw control
+/// character is escaped. `None` when there was nothing to repair (the body is wrong in
+/// some other way).
+pub fn repair(body: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(body.len() + 16);
+    let mut changed = false;
+    let mut in_string = false;
+    let mut i = 0;
+    while i < body.len() {
+        let c = body[i];
+        if !in_string {
+            in_string = c == b'"';
+            out.push(c);
+            i += 1;
+            continue;
+        }
+        match c {
+            b'\\' => match body.get(i + 1) {
+                Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' | b'u') => {
+                    out.extend_from_slice(&body[i..i + 2]);
+                    i += 2;
+                    continue;
+                }
+                _ => {
+                    out.extend_from_slice(b"\\\\");
+                    changed = true;
+                }
+            },
+            b'"' => {
+                let next = body[i + 1..].iter().find(|b| !b.is_ascii_whitespace());
+                if matches!(next, None | Some(b',' | b':' | b'}' | b']')) {
+                    in_string = false;
+                    out.push(c);
+                } else {
+                    out.extend_from_slice(b"\\\"");
+                    changed = true;
+                }
+            }
+            c if c < 0x20 => {
+                out.extend_from_slice(format!("\\u{c:04x}").as_bytes());
+                changed = true;
+            }
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    changed.then_some(out)
+}
+
+/// The client address of a request call's `source_ip`, read leniently: surrounding
+/// spaces, `[v6]`, `ip:port`, `[v6]:port`, an IPv6 zone (`fe80::1%eth0`) and IPv6's long
+/// form are all addresses. `None` for a value that is no address (`"0"`, `"unknown"`,
+/// `"null"`, a WSO2 IPv6 address cut at its first colon): the call is then decided with
+/// the client address unknown.
+pub fn client_ip(text: &str) -> Option<std::net::IpAddr> {
+    use std::net::{IpAddr, SocketAddr};
+    let t = text.trim();
+    if let Ok(ip) = t.parse::<IpAddr>() {
+        return Some(ip);
+    }
+    if let Ok(sa) = t.parse::<SocketAddr>() {
+        return Some(sa.ip());
+    }
+    // `[v6]` and `[v6%zone]:port`; then a zone on a bare address.
+    let unbracketed = match t.strip_prefix('[') {
+        Some(rest) => rest.split_once(']').map_or(rest, |(inside, _)| inside),
+        None => t,
+    };
+    let unzoned = unbracketed
+        .split_once('%')
+        .map_or(unbracketed, |(ip, _)| ip);
+    unzoned.parse::<IpAddr>().ok()
 }
 
 fn parse<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, WireError> {
@@ -156,6 +287,10 @@ impl<'a> RequestCall<'a> {
 /// Normalises `http_version`: `"1.1"`, `"HTTP/1.1"`, `"1"`, `"2"`, `"HTTP/2.0"`...
 pub fn http_version(v: &str) -> Option<http::Version> {
     let v = v.trim();
+    // A gateway that does not know the version sends nothing, an empty string or "null".
+    if v.is_empty() || v.eq_ignore_ascii_case("null") {
+        return Some(http::Version::HTTP_11);
+    }
     let v = v
         .strip_prefix("HTTP/")
         .or_else(|| v.strip_prefix("http/"))
@@ -462,6 +597,15 @@ pub fn reply(reply: &Reply, keepalive: bool) -> Response<Bytes> {
     resp
 }
 
+/// Hands the gateway the correlation id of an allowed request call that came without
+/// `X-CorrelationID`, as ASE does: `Set-Cookie: PISESSIONID=<id>; Max-Age=<ttl>`.
+pub fn set_session(resp: &mut Response<Bytes>, id: &str, ttl: std::time::Duration) {
+    let cookie = format!("PISESSIONID={id}; Max-Age={}", ttl.as_secs().max(1));
+    if let Ok(v) = HeaderValue::from_str(&cookie) {
+        resp.headers_mut().insert(http::header::SET_COOKIE, v);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -542,6 +686,91 @@ mod tests {
         }
         assert_eq!(http_version("HTTP/2.0"), Some(http::Version::HTTP_2));
         assert_eq!(http_version("banana"), None);
+    }
+
+    #[test]
+    fn source_ips_as_gateways_write_them() {
+        let ip = |s: &str| client_ip(s).map(|ip| ip.to_string());
+        for (given, read) in [
+            ("10.0.0.1", "10.0.0.1"),
+            ("  10.0.0.1 ", "10.0.0.1"),
+            ("1.2.3.4:5678", "1.2.3.4"),
+            ("[::1]", "::1"),
+            ("[::1]:80", "::1"),
+            ("fe80::1%eth0", "fe80::1"),
+            ("[fe80::1%eth0]:443", "fe80::1"),
+            ("0:0:0:0:0:0:0:1", "::1"),
+            ("2001:db8:0:0:0:0:0:1", "2001:db8::1"),
+        ] {
+            assert_eq!(ip(given).as_deref(), Some(read), "{given:?}");
+        }
+        for nothing in ["0", "2001", "[2001", "null", "unknown", "", "1.2.3"] {
+            assert_eq!(ip(nothing), None, "{nothing:?}");
+        }
+    }
+
+    #[test]
+    fn bodies_in_other_charsets_become_utf8() {
+        let latin1 = Bytes::from_static(b"{\"u\":\"Jos\xe9\"}");
+        for ct in [
+            None,
+            Some(&b"text/plain; charset=ISO-8859-1"[..]),
+            Some(b"application/json"),
+        ] {
+            let text = to_utf8(latin1.clone(), ct);
+            assert_eq!(&text[..], "{\"u\":\"José\"}".as_bytes(), "{ct:?}");
+        }
+        // Valid UTF-8 declared as Latin-1 is read as declared.
+        let utf8 = Bytes::from("{\"u\":\"José\"}");
+        assert_eq!(&to_utf8(utf8.clone(), None)[..], &utf8[..]);
+        assert_eq!(
+            &to_utf8(utf8, Some(b"text/plain; charset=\"iso-8859-1\""))[..],
+            "{\"u\":\"JosÃ©\"}".as_bytes()
+        );
+        // ASCII is passed through without a copy.
+        let ascii = Bytes::from_static(b"{}");
+        assert_eq!(
+            to_utf8(ascii.clone(), Some(b"text/plain; charset=ISO-8859-1")).as_ptr(),
+            ascii.as_ptr()
+        );
+    }
+
+    #[test]
+    fn unescaped_values_are_repaired_and_json_is_left_alone() {
+        let axway =
+            br#"{"headers": [{"ETag" : ""v7-4412""},{"X-Path" : "C:\dir"},{"Accept" : "*/*"}]}"#;
+        let fixed = repair(axway).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&fixed).unwrap();
+        assert_eq!(v["headers"][0]["ETag"], "\"v7-4412\"");
+        assert_eq!(v["headers"][1]["X-Path"], "C:\\dir");
+        assert_eq!(v["headers"][2]["Accept"], "*/*");
+        let tab = b"{\"a\":\"x\ty\"}";
+        assert_eq!(
+            serde_json::from_slice::<serde_json::Value>(&repair(tab).unwrap()).unwrap()["a"],
+            "x\ty"
+        );
+        assert_eq!(repair(br#"{"a":"b","c":[1,"\"q\""]}"#), None, "valid JSON");
+        assert_eq!(repair(b"{not json"), None, "nothing a repair can fix");
+    }
+
+    #[test]
+    fn wrapped_calls_are_unwrapped() {
+        let call = parse_response(
+            br#"{"ASEPayload":{"headers":[{"Content-Type":"application\/json"}],"response_code":"200","response_status":"OK","http_version":"1.1"}}"#,
+        )
+        .unwrap();
+        assert_eq!(call.response_code.unwrap().as_str(), "200");
+        assert!(call.headers.is_some());
+        let call =
+            parse_request(br#"{"ASEPayload":{"source_ip":"1.2.3.4","method":"GET"}}"#).unwrap();
+        assert_eq!(call.method.unwrap().as_str(), "GET");
+    }
+
+    #[test]
+    fn a_missing_or_null_http_version_is_http_11() {
+        for v in ["", "null", " NULL "] {
+            assert_eq!(http_version(v), Some(http::Version::HTTP_11), "{v:?}");
+        }
     }
 
     #[test]

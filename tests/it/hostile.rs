@@ -226,7 +226,7 @@ async fn hostile_sideband_calls_get_documented_answers_while_others_are_decided(
         ("deeply nested JSON", deep.into_bytes(), 400),
         ("a body over sideband_max_body", huge_string.into_bytes(), 413),
         ("a header list over the cap", huge_array.into_bytes(), 413),
-        ("a number where a string belongs", br#"{"source_ip":5,"method":"GET","url":"/shop","http_version":"1.1","headers":[]}"#.to_vec(), 400),
+        ("an object where a string belongs", br#"{"source_ip":"1.2.3.4","method":"GET","url":{"path":"/shop"},"http_version":"1.1","headers":[]}"#.to_vec(), 400),
         ("headers as an object", br#"{"source_ip":"1.2.3.4","method":"GET","url":"/shop","http_version":"1.1","headers":{"host":"x"}}"#.to_vec(), 400),
         ("missing fields", br#"{"source_ip":"1.2.3.4"}"#.to_vec(), 400),
         ("an unknown API", br#"{"source_ip":"1.2.3.4","method":"GET","url":"/nothing","http_version":"1.1","headers":[{"host":"x"}]}"#.to_vec(), 503),

@@ -678,6 +678,50 @@ fn slowloris_is_cut_off_by_the_header_read_timeout() {
     assert!(!out.contains("200"), "{out}");
 }
 
+/// A keep-alive connection waiting for its next request is timed by idle_timeout, not by
+/// header_read_timeout (which applies once a request has started).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_keepalive_connections_outlive_the_header_timeout() {
+    let b = Backend::start("b").await;
+    let e = Enforcer::start(
+        &Setup::inline()
+            .set("header_read_timeout", "1s")
+            .set("idle_timeout", "60s")
+            .api("a", api("/a", "*", &[b.addr])),
+    );
+    let addr = e.http;
+    tokio::task::spawn_blocking(move || {
+        use std::io::{Read, Write};
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        // One request and its whole answer (head, then Content-Length bytes).
+        let ask = |s: &mut TcpStream| {
+            s.write_all(b"GET /a/echo HTTP/1.1\r\nHost: x\r\n\r\n")
+                .unwrap();
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") {
+                assert_eq!(s.read(&mut byte).unwrap(), 1, "closed");
+                head.push(byte[0]);
+            }
+            let head = String::from_utf8(head).unwrap().to_ascii_lowercase();
+            let len: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .map_or(0, |v| v.trim().parse().unwrap());
+            let mut body = vec![0u8; len];
+            s.read_exact(&mut body).unwrap();
+            head[..12].to_uppercase()
+        };
+        assert_eq!(ask(&mut s), "HTTP/1.1 200");
+        // Longer idle than the header timeout: still open and served.
+        std::thread::sleep(Duration::from_millis(2_500));
+        assert_eq!(ask(&mut s), "HTTP/1.1 200");
+    })
+    .await
+    .unwrap();
+}
+
 /// Over max_connections a new connection is closed at once; capacity returns when others close.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn max_connections_is_enforced() {

@@ -9,6 +9,7 @@ mod dashboard;
 mod e2e;
 mod enforce;
 mod faults;
+mod gateways;
 mod hostile;
 mod inline;
 mod operations;
