@@ -37,7 +37,14 @@ enum Command {
     Run(LocalDir),
     /// Run inline mode on a copy of the config with a built-in sample backend and
     /// generated traffic (shoppers and attackers); prints the dashboard's address.
-    Demo(LocalDir),
+    Demo {
+        #[command(flatten)]
+        dir: LocalDir,
+        /// Run the traffic this many times faster than real time (the copy's detection
+        /// windows and block lifetimes shrink alike); 1 is real time.
+        #[arg(long, default_value_t = 1.0, value_parser = speed)]
+        speed: f64,
+    },
     /// Validate the config directory and exit: 0 when it is valid, 1 otherwise.
     Check(LocalDir),
     /// Show the running instance's status.
@@ -305,6 +312,15 @@ impl PeriodArgs {
     }
 }
 
+/// `--speed`: a factor from 1 to 60 (beyond, the ten-second minimum of `ioa_window`
+/// would stretch the detection window).
+fn speed(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(v) if (1.0..=60.0).contains(&v) => Ok(v),
+        _ => Err(format!("{text:?}: a factor from 1 to 60")),
+    }
+}
+
 /// An end given as a date alone means "through that day": the next midnight. Anything
 /// else (a time, an offset, unix seconds) is passed on as written.
 fn through_day(end: &str) -> String {
@@ -346,7 +362,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Run(dir) => run(&dir.config),
-        Command::Demo(dir) => demo(&dir.config),
+        Command::Demo { dir, speed } => demo(&dir.config, speed),
         Command::Check(dir) => check(&dir.config),
         Command::Status(dir) => status(&dir),
         Command::Api(cmd) => api(cmd),
@@ -946,7 +962,7 @@ fn run(dir: &std::path::Path) -> ExitCode {
 
 /// `enforcer demo`: the sample backend and the traffic generator run on a runtime of
 /// their own beside the server's.
-fn demo(dir: &std::path::Path) -> ExitCode {
+fn demo(dir: &std::path::Path, speed: f64) -> ExitCode {
     use enforcer::demo;
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
@@ -960,7 +976,7 @@ fn demo(dir: &std::path::Path) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let backend = match demo::start_backend(&rt) {
+    let backend = match demo::shop::start(&rt) {
         Ok(a) => a,
         Err(e) => {
             eprintln!("enforcer demo: cannot start the sample backend: {e}");
@@ -974,7 +990,11 @@ fn demo(dir: &std::path::Path) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let config = match demo::prepare(dir, &work, backend) {
+    let options = demo::Options {
+        speed,
+        ..demo::Options::default()
+    };
+    let config = match demo::prepare(dir, &work, backend, options) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("enforcer demo: {e}");
@@ -985,25 +1005,18 @@ fn demo(dir: &std::path::Path) -> ExitCode {
         Ok(app) => Arc::new(app),
         Err(code) => return code,
     };
-    let shop = app
+    // The traffic model talks to the shipped shop API.
+    if app
         .pipeline
-        .apis()
-        .all()
-        .iter()
-        .find(|a| a.def.login_url.is_some() && !a.def.decoy.enabled)
-        .map(|a| {
-            (
-                a.def.url.clone(),
-                a.def.login_url.clone().unwrap_or_default(),
-            )
-        });
-    let Some((base, login)) = shop else {
+        .route(Some("shop.example"), "/shop/items")
+        .is_err()
+    {
         eprintln!(
-            "enforcer demo: {} has no API with a login_url to send traffic to",
+            "enforcer demo: {} has no API at /shop (the shipped config/api/shop.json) to send traffic to",
             dir.display()
         );
         return ExitCode::from(1);
-    };
+    }
     let code = serve(app, |app| {
         // Only ASE's well-known default is printed; a real secret stays in ase.conf.
         let (user, password) = (
@@ -1014,7 +1027,7 @@ fn demo(dir: &std::path::Path) -> ExitCode {
                 "management_secret_key from ase.conf".to_string()
             },
         );
-        let (watched, shown) = (app.clone(), base.clone());
+        let watched = app.clone();
         rt.spawn(async move {
             while watched.addresses.get().is_none() {
                 tokio::time::sleep(std::time::Duration::from_millis(20)).await;
@@ -1031,11 +1044,11 @@ fn demo(dir: &std::path::Path) -> ExitCode {
                 let (management, http) = (reachable(a.management), reachable(a.http));
                 println!(
                     "enforcer demo: dashboard http://{management}/dashboard/ (user {user}, password {password}); \
-                     traffic goes through http://{http}{shown}/ (Ctrl-C stops)"
+                     traffic goes through http://{http}/shop/ (Ctrl-C stops)"
                 );
             }
         });
-        rt.spawn(demo::traffic(app.clone(), base, login));
+        rt.spawn(demo::traffic(app.clone(), speed));
     });
     rt.shutdown_background();
     let _ = std::fs::remove_dir_all(&work);

@@ -1057,7 +1057,7 @@ function attacksPage(route) {
       h('td', { class: 'id-cell break mono' }, a.client_id),
       h('td', {}, TYPE_LABEL[a.client_type] || a.client_type),
       h('td', { class: 'num' }, fmt(a.ioa_count)),
-      h('td', {}, h('div', { class: 'chips' }, a.ioa_types.map((t) => h('span', { class: 'badge badge-danger', title: `type ${t.type_id}` }, `${t.type} × ${fmt(t.count)}`)))),
+      h('td', {}, h('div', { class: 'chips' }, a.ioa_types.map((t) => h('span', { class: 'badge badge-danger', title: t.evidence ? `type ${t.type_id}: ${t.evidence}` : `type ${t.type_id}` }, `${t.type} × ${fmt(t.count)}`)))),
       h('td', {}, a.apis.join(', ')),
       h('td', {}, fmtTime(a.last_detected)),
       h('td', {}, h('div', { class: 'chips' },

@@ -339,7 +339,13 @@ pub(super) async fn attacks(app: Arc<App>, q: &Query) -> Response<Body> {
         for other in other_nodes(&app, from, to) {
             rows.extend(other.attacks(from, to));
         }
-        report::attacks_of(rows, local, period, at, &query, denied)
+        let mut evidence = report::Evidence::new();
+        for r in app.pipeline.enforcer.ioas.recent() {
+            if let Some(kind) = ClientType::parse(r.client.kind()) {
+                evidence.insert((kind, r.client.value(), r.ioa), r.detail);
+            }
+        }
+        report::attacks_of(rows, local, period, at, &query, denied, &evidence)
     })
     .await;
     match built {

@@ -58,6 +58,9 @@ fn state(app: &App) -> State {
         ));
         s.flow_queued
             .push((id.clone(), f.connection_queued.load(Relaxed)));
+        let (clients, requests, bytes) = api.detect.baseline_now();
+        s.detection_baseline
+            .push((id.clone(), clients, requests, bytes));
         for (dim, n) in api.recorder.dropped() {
             s.dropped.push((id.clone(), dim, n));
         }

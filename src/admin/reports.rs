@@ -134,7 +134,7 @@ pub(super) fn attacks(app: &App, q: &Query) -> Response<Body> {
                 "name": r.ioa.name(),
                 "client_type": r.client.kind(),
                 "client_id": r.client.value(),
-                "detected_at": jiff::Timestamp::from_second(r.at).map(|t| t.to_string()).unwrap_or_default(),
+                "detected_at": jiff::Timestamp::from_millisecond(r.at_ms).map(|t| t.to_string()).unwrap_or_default(),
                 "detail": r.detail,
                 "deny_listed": r.deny_listed,
             })

@@ -65,7 +65,12 @@ pub enum RuntimeShape {
 pub struct IoaThresholds {
     pub window: Duration,
     pub login_failures: u64,
+    /// The share of a client's sign-on attempts that must fail for a login attack (a busy
+    /// NAT address where most sign-ons succeed is not attacking).
+    pub login_failure_ratio: f64,
     pub login_clients: usize,
+    /// Failed sign-ons one IP needs to count towards a distributed login attack.
+    pub login_client_failures: u64,
     pub token_ips: usize,
     pub probe_min_requests: u64,
     /// Distinct paths a prober must have failed on (a client repeating a few failing
@@ -85,7 +90,9 @@ impl Default for IoaThresholds {
         IoaThresholds {
             window: Duration::from_secs(600),
             login_failures: 10,
+            login_failure_ratio: 0.9,
             login_clients: 10,
+            login_client_failures: 3,
             token_ips: 5,
             probe_min_requests: 20,
             probe_min_paths: 10,
@@ -479,6 +486,12 @@ impl Settings {
                 self.ioa.login_failures = parse_count(value, 1, 1_000_000)? as u64
             }
             "ioa_login_clients" => self.ioa.login_clients = parse_count(value, 1, 1_000_000)?,
+            "ioa_login_failure_ratio" => {
+                self.ioa.login_failure_ratio = parse_fraction(value, 0.0, 1.0)?
+            }
+            "ioa_login_client_failures" => {
+                self.ioa.login_client_failures = parse_count(value, 1, 1_000_000)? as u64
+            }
             "ioa_token_ips" => self.ioa.token_ips = parse_count(value, 1, 1_000)?,
             "ioa_probe_min_requests" => {
                 self.ioa.probe_min_requests = parse_count(value, 1, 10_000_000)? as u64

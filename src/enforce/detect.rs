@@ -1,26 +1,36 @@
 //! Real-time attack detection: deterministic, documented detectors that raise Indicators of
 //! Attack (IoAs) as traffic completes, instead of ASE's offline AI engine.
 //!
-//! Every finished exchange updates sliding windows (`ioa_window`, in ten slots) for the
-//! API as a whole and for each of the client's identifiers (IP, token, cookie, API key,
-//! username). Then:
+//! Every finished exchange the backend answered updates sliding windows (`ioa_window`, in
+//! ten slots) for the API as a whole and for each of the client's identifiers (IP, token,
+//! cookie, API key, username). Answers enforcer gave itself (a deny-list 403, a 429, a
+//! decoy's response) are no evidence about the client and never reach here. Then:
 //!
 //! | IoA | type | fires when, within the window |
 //! |---|---|---|
-//! | `login_attack` | 2 | one IP or username has `ioa_login_failures` failed answers (401/403) on the API's `login_url` |
-//! | `multi_client_login_attack` | 3 | `ioa_login_clients` distinct IPs have failed on `login_url` (raised against each of them) |
+//! | `login_attack` | 2 | one IP or username has `ioa_login_failures` failed answers (401/403) on the API's `login_url`, and failures are at least `ioa_login_failure_ratio` of its sign-on attempts |
+//! | `multi_client_login_attack` | 3 | `ioa_login_clients` distinct IPs each have at least `ioa_login_client_failures` failures at that ratio; raised against each of them (and never against a client that failed once or twice, or that mostly succeeds) |
 //! | `stolen_token` / `stolen_cookie` | 4 | one token / session cookie is used from more than `ioa_token_ips` IPs |
 //! | `stolen_api_key` | 31 | one API key is used from more than `ioa_token_ips` IPs |
 //! | `api_probing` | 8 | an IP has at least `ioa_probe_min_requests` requests, 4xx answers on at least `ioa_probe_min_paths` distinct paths, and a share of 4xx answers of at least `ioa_probe_error_ratio` and 3 times the other clients' share |
-//! | `extreme_client_activity` | 10 | an IP has at least `ioa_activity_min_requests` requests and more than `ioa_activity_factor` times the average of the other active IPs |
-//! | `data_exfiltration` | 1 | an IP has received at least `ioa_exfil_min_bytes` and more than `ioa_exfil_factor` times the average of the other active IPs |
+//! | `extreme_client_activity` | 10 | an IP has at least `ioa_activity_min_requests` requests and more than `ioa_activity_factor` times the baseline |
+//! | `data_exfiltration` | 1 | an IP has received at least `ioa_exfil_min_bytes` and more than `ioa_exfil_factor` times the baseline |
 //!
-//! The relative detectors (8, 10, 1) compare a client with the others only when at least
-//! `ioa_baseline_clients` other IPs are active: with fewer there is no baseline, and a
-//! single heavy client (an app, a batch job) is not an attack by itself. Each IoA fires at
-//! most once per client and window. The ASE-detected kind (type 101, invalid API activity:
-//! pattern violations, decoy access, a missing mandatory token) is raised by the request
-//! phase, not here.
+//! # Baselines that attackers cannot move
+//! The relative detectors (10, 1) compare a client's window with a **baseline**: the
+//! median, over the *established* IPs (first seen at least a whole window ago and still
+//! active), of their average per window since first seen, recomputed by [`ApiDetect::sweep`]
+//! every few seconds. New addresses never count, so a flood from thousands of fresh IPs
+//! cannot lower it and make a steady client look extreme; nor can one heavy client raise
+//! it. An established client is also compared with its own history: a partner that has
+//! sent 3,000 requests every window for an hour is not extreme at 3,000 now. Without
+//! `ioa_baseline_clients` established IPs there is no baseline, and no relative IoA.
+//! Probing compares a client's 4xx share with the other clients'; a flood can only raise
+//! that share (hiding a prober), never make a client that gets no 4xx look like one.
+//!
+//! Each IoA fires at most once per client and window. The ASE-detected kind (type 101,
+//! invalid API activity: pattern violations, decoy access, a missing mandatory token) is
+//! raised by the request phase, not here.
 //!
 //! State is bounded: at most `ioa_max_clients` identifiers are tracked per API, and windows
 //! idle for a whole window are dropped by [`ApiDetect::sweep`].
@@ -148,6 +158,7 @@ struct Slot {
     epoch: u64,
     requests: u64,
     errors: u64,
+    login_attempts: u64,
     login_failures: u64,
     bytes_out: u64,
 }
@@ -156,14 +167,28 @@ struct Slot {
 struct Sums {
     requests: u64,
     errors: u64,
+    login_attempts: u64,
     login_failures: u64,
     bytes_out: u64,
+}
+
+impl Sums {
+    /// Failed sign-ons at or over `count` and, of the attempts, at least `ratio`.
+    fn failing_logins(&self, count: u64, ratio: f64) -> bool {
+        self.login_failures >= count
+            && self.login_failures as f64 >= ratio * self.login_attempts.max(1) as f64
+    }
 }
 
 #[derive(Debug, Default)]
 struct Window {
     slots: [Slot; SLOTS],
     last_epoch: u64,
+    /// The epoch this identifier was first seen in (since it was last dropped as idle).
+    first_epoch: Option<u64>,
+    /// Since first seen: requests and response bytes (its own history).
+    lifetime_requests: u64,
+    lifetime_bytes: u64,
     /// Counted among the API's active IPs.
     active: bool,
     /// IPs seen using this token, cookie or key, with the epoch last seen.
@@ -185,8 +210,16 @@ impl Window {
         }
         slot.requests += 1;
         slot.errors += u64::from(f.error);
+        slot.login_attempts += u64::from(f.login_attempt);
         slot.login_failures += u64::from(f.login_failure);
         slot.bytes_out += f.bytes_out;
+        if self.first_epoch.is_none() || self.idle(epoch) {
+            self.first_epoch = Some(epoch);
+            self.lifetime_requests = 0;
+            self.lifetime_bytes = 0;
+        }
+        self.lifetime_requests = self.lifetime_requests.saturating_add(1);
+        self.lifetime_bytes = self.lifetime_bytes.saturating_add(f.bytes_out);
         self.last_epoch = epoch;
     }
 
@@ -199,6 +232,7 @@ impl Window {
         {
             s.requests += slot.requests;
             s.errors += slot.errors;
+            s.login_attempts += slot.login_attempts;
             s.login_failures += slot.login_failures;
             s.bytes_out += slot.bytes_out;
         }
@@ -207,6 +241,22 @@ impl Window {
 
     fn idle(&self, epoch: u64) -> bool {
         self.last_epoch + (SLOTS as u64) <= epoch
+    }
+
+    /// Seen for at least a whole window before the current one.
+    fn established(&self, epoch: u64) -> bool {
+        self.first_epoch
+            .is_some_and(|first| first + SLOTS as u64 <= epoch)
+    }
+
+    /// Requests and bytes per window since first seen (`None` until established).
+    fn history(&self, epoch: u64) -> Option<(f64, f64)> {
+        let first = self.first_epoch.filter(|_| self.established(epoch))?;
+        let windows = (epoch + 1 - first) as f64 / SLOTS as f64;
+        Some((
+            self.lifetime_requests as f64 / windows,
+            self.lifetime_bytes as f64 / windows,
+        ))
     }
 
     /// Records `ip` and returns how many distinct IPs used this identifier in the window.
@@ -242,7 +292,7 @@ impl Window {
     }
 }
 
-/// What detection needs to know about a finished exchange.
+/// What detection needs to know about a finished exchange the backend answered.
 #[derive(Debug, Clone)]
 pub struct Facts {
     pub ip: IpAddr,
@@ -254,6 +304,8 @@ pub struct Facts {
     pub error: bool,
     /// The request path, hashed (distinct failing paths tell probing apart).
     pub path_hash: u64,
+    /// A request to the API's login URL that was answered (a sign-on attempt).
+    pub login_attempt: bool,
     /// A failed answer (401/403) on the API's login URL.
     pub login_failure: bool,
     pub bytes_out: u64,
@@ -275,13 +327,26 @@ impl std::fmt::Debug for ApiDetect {
     }
 }
 
+/// The baseline of the relative detectors, as the last sweep computed it.
+#[derive(Debug, Default)]
+struct Baseline {
+    /// Established IPs it was computed over.
+    clients: AtomicU64,
+    /// Median requests per window, and median response bytes per window, as `f64` bits.
+    requests: AtomicU64,
+    bytes: AtomicU64,
+}
+
 /// One API's detector state.
 pub struct ApiDetect {
     clients: DashMap<ClientKey, Mutex<Window>, foldhash::fast::RandomState>,
     api: Mutex<Window>,
-    /// IPs that failed on the login URL, with the epoch of their last failure.
-    login_failing: Mutex<HashMap<IpAddr, u64>>,
+    /// IPs that have failed on the login URL often enough, and at a high enough share of
+    /// their attempts, to take part in a distributed login attack: the epoch of their
+    /// last failure, and whether the IoA was raised against them in the current window.
+    login_suspects: Mutex<HashMap<IpAddr, (u64, bool)>>,
     active_ips: AtomicU64,
+    baseline: Baseline,
     /// Identifiers not tracked because the API was at `max_clients`.
     pub untracked: AtomicU64,
 }
@@ -291,8 +356,9 @@ impl Default for ApiDetect {
         ApiDetect {
             clients: DashMap::with_hasher(foldhash::fast::RandomState::default()),
             api: Mutex::new(Window::default()),
-            login_failing: Mutex::new(HashMap::new()),
+            login_suspects: Mutex::new(HashMap::new()),
             active_ips: AtomicU64::new(0),
+            baseline: Baseline::default(),
             untracked: AtomicU64::new(0),
         }
     }
@@ -302,11 +368,16 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// The slot (epoch) of `now` for windows of `t.window`.
+fn epoch_of(t: &Thresholds, now: i64) -> u64 {
+    let slot_secs = (t.window.as_secs() / SLOTS as u64).max(1);
+    u64::try_from(now).unwrap_or(0) / slot_secs
+}
+
 impl ApiDetect {
     /// Feeds one finished exchange at `now` (unix seconds); returns the IoAs it raised.
     pub fn observe(&self, t: &Thresholds, f: &Facts, now: i64) -> Vec<Detection> {
-        let slot_secs = (t.window.as_secs() / SLOTS as u64).max(1);
-        let epoch = u64::try_from(now).unwrap_or(0) / slot_secs;
+        let epoch = epoch_of(t, now);
         let mut out = Vec::new();
 
         let api_sums = {
@@ -332,18 +403,16 @@ impl ApiDetect {
                 } else {
                     w.failing_paths.len()
                 };
-                (newly_active, w.sums(epoch), failing_paths)
+                (newly_active, w.sums(epoch), failing_paths, w.history(epoch))
             })
         };
-        if let Some((newly_active, ip, failing_paths)) = ip_result {
+        if let Some((newly_active, ip, failing_paths, history)) = ip_result {
             if newly_active {
                 self.active_ips.fetch_add(1, Relaxed);
             }
             let others = self.active_ips.load(Relaxed).saturating_sub(1);
             let other_requests = api_sums.requests.saturating_sub(ip.requests);
             let other_errors = api_sums.errors.saturating_sub(ip.errors);
-            let other_bytes = api_sums.bytes_out.saturating_sub(ip.bytes_out);
-            let baseline = others >= t.baseline_clients;
             let mut fire = |ioa: Ioa, detail: String| {
                 if self.arm(&ip_key, ioa, epoch) {
                     out.push(Detection {
@@ -353,15 +422,18 @@ impl ApiDetect {
                     });
                 }
             };
-            if f.login_failure && ip.login_failures >= t.login_failures {
+            if f.login_failure && ip.failing_logins(t.login_failures, t.login_failure_ratio) {
                 fire(
                     Ioa::LoginAttack,
-                    format!("{} failed logins", ip.login_failures),
+                    format!(
+                        "{} failed sign-ons of {} attempts",
+                        ip.login_failures, ip.login_attempts
+                    ),
                 );
             }
             if ip.requests >= t.probe_min_requests && failing_paths >= t.probe_min_paths {
                 let ratio = ip.errors as f64 / ip.requests as f64;
-                let normal = if baseline && other_requests > 0 {
+                let normal = if others >= t.baseline_clients && other_requests > 0 {
                     other_errors as f64 / other_requests as f64
                 } else {
                     0.0
@@ -378,65 +450,60 @@ impl ApiDetect {
                     );
                 }
             }
-            if baseline {
-                let avg = other_requests as f64 / others as f64;
+            if let Some((base_requests, base_bytes)) = self.baseline(t) {
+                let (own_requests, own_bytes) = history.unwrap_or((0.0, 0.0));
+                let usual = base_requests.max(own_requests);
                 if ip.requests >= t.activity_min_requests
-                    && ip.requests as f64 > t.activity_factor * avg
+                    && ip.requests as f64 > t.activity_factor * usual
                 {
                     fire(
                         Ioa::ExtremeClientActivity,
-                        format!("{} requests, others {avg:.1} on average", ip.requests),
+                        format!(
+                            "{} requests in the window; usual {usual:.0} (baseline {base_requests:.0}, own {})",
+                            ip.requests,
+                            history.map_or("none yet".into(), |_| format!("{own_requests:.0}"))
+                        ),
                     );
                 }
-                let avg_bytes = other_bytes as f64 / others as f64;
-                if ip.bytes_out >= t.exfil_min_bytes
-                    && ip.bytes_out as f64 > t.exfil_factor * avg_bytes
+                let usual = base_bytes.max(own_bytes);
+                if ip.bytes_out >= t.exfil_min_bytes && ip.bytes_out as f64 > t.exfil_factor * usual
                 {
                     fire(
                         Ioa::DataExfiltration,
                         format!(
-                            "{} bytes out, others {avg_bytes:.0} on average",
-                            ip.bytes_out
+                            "{} bytes out in the window; usual {usual:.0} (baseline {base_bytes:.0}, own {})",
+                            ip.bytes_out,
+                            history.map_or("none yet".into(), |_| format!("{own_bytes:.0}"))
                         ),
                     );
                 }
             }
-        }
-
-        // Many clients failing on the login URL together.
-        if f.login_failure && ip_known {
-            let failing = {
-                let mut failing = lock(&self.login_failing);
-                failing.retain(|_, e| *e + SLOTS as u64 > epoch);
-                if failing.len() <= t.max_clients {
-                    failing.insert(f.ip, epoch);
-                }
-                failing.len()
-            };
-            if failing >= t.login_clients && self.arm(&ip_key, Ioa::MultiClientLoginAttack, epoch) {
-                out.push(Detection {
-                    ioa: Ioa::MultiClientLoginAttack,
-                    client: ip_key.clone(),
-                    detail: format!("{failing} clients failing on the login URL"),
-                });
+            // A distributed login attack: many IPs that each fail often and rarely succeed.
+            if f.login_failure && ip.failing_logins(t.login_client_failures, t.login_failure_ratio)
+            {
+                out.extend(self.login_campaign(t, f.ip, epoch));
             }
         }
 
         // The username: login attack.
         if let Some(u) = &f.username {
             let key = ClientKey::Username(u.clone());
-            let fails = self.with_window(t, &key, |w| {
+            let sums = self.with_window(t, &key, |w| {
                 w.add(epoch, f);
-                w.sums(epoch).login_failures
+                w.sums(epoch)
             });
-            if f.login_failure
-                && fails.is_some_and(|n| n >= t.login_failures)
+            if let Some(sums) = sums
+                && f.login_failure
+                && sums.failing_logins(t.login_failures, t.login_failure_ratio)
                 && self.arm(&key, Ioa::LoginAttack, epoch)
             {
                 out.push(Detection {
                     ioa: Ioa::LoginAttack,
                     client: key,
-                    detail: format!("{} failed logins", fails.unwrap_or(0)),
+                    detail: format!(
+                        "{} failed sign-ons of {} attempts",
+                        sums.login_failures, sums.login_attempts
+                    ),
                 });
             }
         }
@@ -465,11 +532,61 @@ impl ApiDetect {
                 out.push(Detection {
                     ioa,
                     client: key,
-                    detail: format!("used from more than {} IPs", t.token_ips),
+                    detail: format!("used from more than {} IPs in the window", t.token_ips),
                 });
             }
         }
         out
+    }
+
+    /// `ip` qualifies for a distributed login attack: once `login_clients` such IPs are
+    /// in the window, every one of them not yet raised in this window is.
+    fn login_campaign(&self, t: &Thresholds, ip: IpAddr, epoch: u64) -> Vec<Detection> {
+        let mut suspects = lock(&self.login_suspects);
+        suspects.retain(|_, (e, _)| *e + SLOTS as u64 > epoch);
+        if suspects.len() <= t.max_clients {
+            suspects.entry(ip).or_insert((epoch, false)).0 = epoch;
+        }
+        let n = suspects.len();
+        if n < t.login_clients {
+            return Vec::new();
+        }
+        let raised: Vec<IpAddr> = suspects
+            .iter_mut()
+            .filter(|(_, (_, raised))| !*raised)
+            .map(|(ip, (_, raised))| {
+                *raised = true;
+                *ip
+            })
+            .collect();
+        drop(suspects);
+        raised
+            .into_iter()
+            .filter_map(|ip| {
+                let key = ClientKey::Ip(ip);
+                self.arm(&key, Ioa::MultiClientLoginAttack, epoch)
+                    .then(|| Detection {
+                        ioa: Ioa::MultiClientLoginAttack,
+                        client: key,
+                        detail: format!(
+                            "one of {n} IPs each failing at least {} sign-ons, mostly failures",
+                            t.login_client_failures
+                        ),
+                    })
+            })
+            .collect()
+    }
+
+    /// The baseline (median requests and bytes per window of established IPs), when there
+    /// are enough established IPs for one.
+    fn baseline(&self, t: &Thresholds) -> Option<(f64, f64)> {
+        let b = &self.baseline;
+        (b.clients.load(Relaxed) >= t.baseline_clients.max(1)).then(|| {
+            (
+                f64::from_bits(b.requests.load(Relaxed)),
+                f64::from_bits(b.bytes.load(Relaxed)),
+            )
+        })
     }
 
     /// Runs `f` on `key`'s window, creating it if the API is under its cap.
@@ -497,27 +614,65 @@ impl ApiDetect {
             .is_some_and(|w| lock(&w).arm(ioa, epoch))
     }
 
-    /// Drops windows idle for a whole window; keeps the active-IP count honest.
+    /// Drops windows idle for a whole window, keeps the active-IP count honest, and
+    /// recomputes the baseline from the established IPs.
     pub fn sweep(&self, t: &Thresholds, now: i64) {
-        let slot_secs = (t.window.as_secs() / SLOTS as u64).max(1);
-        let epoch = u64::try_from(now).unwrap_or(0) / slot_secs;
+        let epoch = epoch_of(t, now);
         let mut gone_active = 0;
-        self.clients.retain(|_, w| {
+        let mut requests = Vec::new();
+        let mut bytes = Vec::new();
+        self.clients.retain(|key, w| {
             let w = w.get_mut().unwrap_or_else(|e| e.into_inner());
             let idle = w.idle(epoch);
             if idle && w.active {
                 gone_active += 1;
+            }
+            if !idle
+                && matches!(key, ClientKey::Ip(_))
+                && let Some((r, b)) = w.history(epoch)
+            {
+                requests.push(r);
+                bytes.push(b);
             }
             !idle
         });
         let _ = self
             .active_ips
             .fetch_update(Relaxed, Relaxed, |n| Some(n.saturating_sub(gone_active)));
+        let b = &self.baseline;
+        b.clients.store(requests.len() as u64, Relaxed);
+        b.requests.store(median(&mut requests).to_bits(), Relaxed);
+        b.bytes.store(median(&mut bytes).to_bits(), Relaxed);
+    }
+
+    /// The baseline as the last sweep computed it: (established IPs, median requests per
+    /// window, median response bytes per window).
+    pub fn baseline_now(&self) -> (u64, f64, f64) {
+        let b = &self.baseline;
+        (
+            b.clients.load(Relaxed),
+            f64::from_bits(b.requests.load(Relaxed)),
+            f64::from_bits(b.bytes.load(Relaxed)),
+        )
     }
 
     /// Identifiers tracked now.
     pub fn tracked(&self) -> usize {
         self.clients.len()
+    }
+}
+
+/// The median of `v` (0 when empty).
+fn median(v: &mut [f64]) -> f64 {
+    if v.is_empty() {
+        return 0.0;
+    }
+    v.sort_by(|a, b| a.total_cmp(b));
+    let mid = v.len() / 2;
+    if v.len() % 2 == 1 {
+        v[mid]
+    } else {
+        (v[mid - 1] + v[mid]) / 2.0
     }
 }
 
@@ -534,9 +689,18 @@ mod tests {
             username: None,
             error: false,
             path_hash: 0,
+            login_attempt: false,
             login_failure: false,
             bytes_out: 1_000,
         }
+    }
+
+    fn login(ip: &str, failed: bool) -> Facts {
+        let mut f = facts(ip);
+        f.login_attempt = true;
+        f.login_failure = failed;
+        f.error = failed;
+        f
     }
 
     fn thresholds() -> Thresholds {
@@ -544,32 +708,45 @@ mod tests {
     }
 
     const NOW: i64 = 1_700_000_000;
+    /// One window later (the default window is 600 s).
+    const LATER: i64 = NOW + 600;
 
-    /// Normal traffic from several clients, then one that misbehaves.
-    fn normal(d: &ApiDetect, t: &Thresholds) -> Vec<Detection> {
+    /// Normal traffic from several clients.
+    fn normal(d: &ApiDetect, t: &Thresholds, at: i64) -> Vec<Detection> {
         let mut out = Vec::new();
         for i in 0..8 {
             for _ in 0..30 {
-                out.extend(d.observe(t, &facts(&format!("10.0.0.{i}")), NOW));
+                out.extend(d.observe(t, &facts(&format!("10.0.0.{i}")), at));
             }
         }
         out
     }
 
-    #[test]
-    fn quiet_on_normal_traffic() {
-        let (d, t) = (ApiDetect::default(), thresholds());
-        assert!(normal(&d, &t).is_empty());
+    /// Normal traffic for a window, then a sweep: the clients are established and the
+    /// baseline is known.
+    fn with_baseline(d: &ApiDetect, t: &Thresholds) {
+        for at in [NOW, NOW + 300, LATER] {
+            assert!(normal(d, t, at).is_empty());
+        }
+        d.sweep(t, LATER);
+        assert!(d.baseline(t).is_some());
+    }
+
+    fn names(v: Vec<Detection>) -> Vec<Ioa> {
+        v.into_iter().map(|d| d.ioa).collect()
     }
 
     #[test]
-    fn login_attack_from_one_client_and_from_many() {
+    fn quiet_on_normal_traffic() {
         let (d, t) = (ApiDetect::default(), thresholds());
-        let mut f = facts("6.6.6.6");
-        f.login_failure = true;
-        f.error = true;
+        with_baseline(&d, &t);
+    }
+
+    #[test]
+    fn login_attack_needs_volume_and_mostly_failures() {
+        let (d, t) = (ApiDetect::default(), thresholds());
         let fired: Vec<Ioa> = (0..10)
-            .flat_map(|_| d.observe(&t, &f, NOW))
+            .flat_map(|_| d.observe(&t, &login("6.6.6.6", true), NOW))
             .map(|x| x.ioa)
             .collect();
         assert_eq!(
@@ -578,16 +755,47 @@ mod tests {
             "fires once, at the tenth failure"
         );
 
+        // A busy NAT address: ten failures among fifty sign-ons is not an attack.
         let (d, t) = (ApiDetect::default(), thresholds());
         let mut fired = Vec::new();
-        for i in 0..10 {
-            let mut f = facts(&format!("7.7.7.{i}"));
-            f.login_failure = true;
-            fired.extend(d.observe(&t, &f, NOW));
+        for i in 0..50 {
+            fired.extend(d.observe(&t, &login("7.7.7.7", i % 5 == 0), NOW));
         }
-        assert_eq!(fired.len(), 1);
-        assert_eq!(fired[0].ioa, Ioa::MultiClientLoginAttack);
-        assert_eq!(fired[0].client, ClientKey::Ip("7.7.7.9".parse().unwrap()));
+        assert!(fired.is_empty(), "{fired:?}");
+    }
+
+    #[test]
+    fn a_distributed_login_attack_is_held_against_the_attackers_only() {
+        let (d, t) = (ApiDetect::default(), thresholds());
+        // Twenty users who mistype once or twice, then sign on: no attack.
+        let mut fired = Vec::new();
+        for i in 0..20 {
+            let ip = format!("203.0.113.{i}");
+            for _ in 0..(1 + i % 2) {
+                fired.extend(d.observe(&t, &login(&ip, true), NOW));
+            }
+            fired.extend(d.observe(&t, &login(&ip, false), NOW));
+        }
+        assert!(fired.is_empty(), "{fired:?}");
+        // Ten IPs that each fail three times and never succeed: each is raised, once.
+        let mut fired = Vec::new();
+        for round in 0..4 {
+            for i in 0..10 {
+                let _ = round;
+                fired.extend(d.observe(&t, &login(&format!("198.51.100.{i}"), true), NOW));
+            }
+        }
+        let mut raised: Vec<String> = fired
+            .iter()
+            .map(|x| {
+                assert_eq!(x.ioa, Ioa::MultiClientLoginAttack);
+                x.client.value()
+            })
+            .collect();
+        raised.sort();
+        let mut expected: Vec<String> = (0..10).map(|i| format!("198.51.100.{i}")).collect();
+        expected.sort();
+        assert_eq!(raised, expected);
     }
 
     #[test]
@@ -617,9 +825,9 @@ mod tests {
     }
 
     #[test]
-    fn probing_activity_and_exfiltration_need_a_baseline() {
+    fn probing_is_many_failing_paths_not_one_broken_call() {
         let (d, t) = (ApiDetect::default(), thresholds());
-        assert!(normal(&d, &t).is_empty());
+        assert!(normal(&d, &t, NOW).is_empty());
         // A client failing again and again on a few paths is broken, not probing...
         let mut broken = facts("5.5.5.6");
         broken.error = true;
@@ -633,37 +841,67 @@ mod tests {
         // ... one failing across many distinct paths is.
         let mut probe = facts("5.5.5.5");
         probe.error = true;
-        let fired: Vec<Ioa> = (0..20)
-            .flat_map(|i| {
-                probe.path_hash = i;
-                d.observe(&t, &probe, NOW)
-            })
-            .map(|x| x.ioa)
-            .collect();
+        let fired = names(
+            (0..20)
+                .flat_map(|i| {
+                    probe.path_hash = i;
+                    d.observe(&t, &probe, NOW)
+                })
+                .collect(),
+        );
         assert_eq!(fired, [Ioa::ApiProbing]);
+    }
 
+    #[test]
+    fn extreme_activity_and_exfiltration_against_the_established_baseline() {
+        let (d, t) = (ApiDetect::default(), thresholds());
+        // Without established clients there is no baseline and no relative IoA.
         let busy = facts("4.4.4.4");
-        let fired: Vec<Ioa> = (0..600)
-            .flat_map(|_| d.observe(&t, &busy, NOW))
-            .map(|x| x.ioa)
-            .collect();
-        assert_eq!(fired, [Ioa::ExtremeClientActivity]);
+        let fired: Vec<Detection> = (0..2_000).flat_map(|_| d.observe(&t, &busy, NOW)).collect();
+        assert!(fired.is_empty(), "{fired:?}");
 
+        let (d, t) = (ApiDetect::default(), thresholds());
+        with_baseline(&d, &t);
+        let fired = names(
+            (0..1_000)
+                .flat_map(|_| d.observe(&t, &busy, LATER))
+                .collect(),
+        );
+        assert_eq!(fired, [Ioa::ExtremeClientActivity]);
         let mut greedy = facts("3.3.3.3");
         greedy.bytes_out = 60 << 20;
-        let fired: Vec<Ioa> = d
-            .observe(&t, &greedy, NOW)
-            .into_iter()
-            .map(|x| x.ioa)
-            .collect();
-        assert_eq!(fired, [Ioa::DataExfiltration]);
+        assert_eq!(
+            names(d.observe(&t, &greedy, LATER)),
+            [Ioa::DataExfiltration]
+        );
+    }
 
-        // The same heavy client with no one else around: no baseline, no IoA.
-        let (alone, t) = (ApiDetect::default(), thresholds());
-        let fired: Vec<Detection> = (0..2_000)
-            .flat_map(|_| alone.observe(&t, &busy, NOW))
-            .collect();
-        assert!(fired.is_empty(), "{fired:?}");
+    #[test]
+    fn a_steady_heavy_client_is_not_extreme_and_a_flood_cannot_make_it_so() {
+        let (d, t) = (ApiDetect::default(), thresholds());
+        // A partner at 1,500 requests a window since the start, beside normal clients.
+        let partner = facts("192.0.2.50");
+        for at in [NOW, NOW + 300, LATER, LATER + 300] {
+            for _ in 0..750 {
+                assert!(d.observe(&t, &partner, at).is_empty());
+            }
+            assert!(normal(&d, &t, at).is_empty());
+            d.sweep(&t, at);
+        }
+        // A flood from a thousand fresh addresses, five requests each: the baseline is
+        // the established clients', so the partner stays what it was.
+        let flood_at = LATER + 400;
+        for i in 0..1_000u32 {
+            let ip = std::net::Ipv4Addr::from(0x0a10_0000 + i).to_string();
+            for _ in 0..5 {
+                assert!(d.observe(&t, &facts(&ip), flood_at).is_empty());
+            }
+        }
+        d.sweep(&t, flood_at);
+        for _ in 0..1_500 {
+            let fired = d.observe(&t, &partner, flood_at);
+            assert!(fired.is_empty(), "{fired:?}");
+        }
     }
 
     #[test]
@@ -680,10 +918,20 @@ mod tests {
         assert_eq!(d.active_ips.load(Relaxed), 0);
 
         // A login attack spread over more than a window never adds up.
-        let mut f = facts("6.6.6.6");
-        f.login_failure = true;
         let fired: Vec<Detection> = (0..20)
-            .flat_map(|i| d.observe(&t, &f, NOW + i * 120))
+            .flat_map(|i| d.observe(&t, &login("6.6.6.6", true), NOW + i * 120))
+            .collect();
+        assert!(fired.is_empty(), "{fired:?}");
+    }
+
+    #[test]
+    fn an_unknown_client_address_is_never_tracked() {
+        let (d, t) = (ApiDetect::default(), thresholds());
+        with_baseline(&d, &t);
+        let unknown = facts("0.0.0.0");
+        let fired: Vec<Detection> = (0..5_000)
+            .flat_map(|_| d.observe(&t, &login("0.0.0.0", true), LATER))
+            .chain((0..5_000).flat_map(|_| d.observe(&t, &unknown, LATER)))
             .collect();
         assert!(fired.is_empty(), "{fired:?}");
     }

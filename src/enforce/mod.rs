@@ -168,6 +168,8 @@ pub struct IoaRecord {
     pub client: ClientKey,
     /// Unix seconds.
     pub at: i64,
+    /// Unix milliseconds (when exactly: benchmarks count the requests before it).
+    pub at_ms: i64,
     pub detail: String,
     /// Whether its identifier was deny-listed.
     pub deny_listed: bool,
@@ -426,11 +428,19 @@ impl Enforcer {
         }
     }
 
-    /// The completion phase: detection on the finished exchange.
+    /// The completion phase: detection on the finished exchange. Only exchanges the
+    /// backend answered are evidence: enforcer's own 403s, 429s, decoy answers and proxy
+    /// failures say nothing about the client (a block must not feed the detector that
+    /// caused it).
     pub fn observe(&self, api: &Api, ex: &Exchange) {
         if !self.firewall() {
             return;
         }
+        if ex.enforcer_answered() {
+            return;
+        }
+        // `None`: no answer is known (a sideband request whose response call never came);
+        // the request itself is still evidence (a token used from another address).
         let status = ex.status.map(|s| s.as_u16());
         let login = api
             .def
@@ -445,6 +455,7 @@ impl Enforcer {
             username: ex.username.as_deref().map(Arc::from),
             error: status.is_some_and(|s| (400..500).contains(&s)),
             path_hash: self.path_hasher.hash_one(ex.path()),
+            login_attempt: login && status.is_some(),
             login_failure: login
                 && status.is_some_and(|s| api.def.user_events.sign_on_failure.contains(s)),
             bytes_out: ex.response_bytes,
@@ -514,6 +525,7 @@ impl Enforcer {
             ioa,
             client,
             at: now,
+            at_ms: jiff::Timestamp::now().as_millisecond(),
             detail,
             deny_listed,
         });

@@ -25,6 +25,9 @@
 //! | `enforcer_ioa_detections_total` | counter | `ioa`, `type_id` |
 //! | `enforcer_user_sign_ons_total` | counter | `result` (success, failure): requests to an API's `login_url` (`userActivities`) |
 //! | `enforcer_password_resets_total` | counter | requests to an API's `password_reset_url` answered as a reset |
+//! | `enforcer_detection_baseline_clients` | gauge | `api`: established IPs the relative detectors compare with |
+//! | `enforcer_detection_baseline_requests` | gauge | `api`: median requests per `ioa_window` of those IPs |
+//! | `enforcer_detection_baseline_bytes` | gauge | `api`: median response bytes per `ioa_window` of those IPs |
 //! | `enforcer_sideband_pending` | gauge | |
 //! | `enforcer_sideband_correlations_total` | counter | `outcome`: how response calls found their request (`by_id`, `by_cookie`, `by_connection`), and what happened otherwise (`uncorrelated`: a response call that matched nothing; `expired`, `evicted`: requests recorded without a response; `replaced`: an id reused for another request; `retried`: a gateway's retry, recorded once; `unanswered`: a request without an id whose connection moved on before its response call) |
 //! | `enforcer_sideband_unknown_source_ip_total` | counter | request calls whose `source_ip` was no address (decided with the client unknown) |
@@ -295,6 +298,8 @@ pub struct State {
     pub flow_rejections: Vec<(String, &'static str, u64)>,
     /// `(api, count)`.
     pub flow_queued: Vec<(String, u64)>,
+    /// `(api, established IPs, median requests per window, median bytes per window)`.
+    pub detection_baseline: Vec<(String, u64, f64, f64)>,
     /// `(ioa, type_id, count)`.
     pub ioas: Vec<(&'static str, u16, u64)>,
     pub sideband_pending: usize,
@@ -369,6 +374,33 @@ impl State {
             self.flow_queued
                 .iter()
                 .map(|(api, n)| counter_metric(&[("api", api)], counter(*n)))
+                .collect(),
+        ));
+        out.push(family(
+            "enforcer_detection_baseline_clients",
+            "Established IPs (seen for a whole ioa_window) the relative detectors compare with; none below ioa_baseline_clients.",
+            MetricType::GAUGE,
+            self.detection_baseline
+                .iter()
+                .map(|(api, n, _, _)| gauge_metric(&[("api", api)], gauge(*n as f64)))
+                .collect(),
+        ));
+        out.push(family(
+            "enforcer_detection_baseline_requests",
+            "The baseline of extreme_client_activity: median requests per ioa_window of the established IPs.",
+            MetricType::GAUGE,
+            self.detection_baseline
+                .iter()
+                .map(|(api, _, r, _)| gauge_metric(&[("api", api)], gauge(*r)))
+                .collect(),
+        ));
+        out.push(family(
+            "enforcer_detection_baseline_bytes",
+            "The baseline of data_exfiltration: median response bytes per ioa_window of the established IPs.",
+            MetricType::GAUGE,
+            self.detection_baseline
+                .iter()
+                .map(|(api, _, _, b)| gauge_metric(&[("api", api)], gauge(*b)))
                 .collect(),
         ));
         out.push(family(

@@ -89,6 +89,10 @@ pub struct Exchange {
     pub verdict: Verdict,
     /// The response status the client got; `None` if it never got one.
     pub status: Option<StatusCode>,
+    /// enforcer answered the client itself (a block, a decoy, a redirect, 429, or a proxy
+    /// failure such as 502), so `status` says nothing about the backend or the client's
+    /// behaviour there.
+    pub answered_by_enforcer: bool,
     /// The backend that was reached; `None` if none was.
     pub upstream: Option<Upstream>,
     /// Request body bytes received from the client.
@@ -134,6 +138,7 @@ impl Exchange {
             connection_id: 0,
             verdict: Verdict::Allowed,
             status: None,
+            answered_by_enforcer: false,
             upstream: None,
             request_bytes: 0,
             response_bytes: 0,
@@ -146,6 +151,19 @@ impl Exchange {
     /// The request path without the query.
     pub fn path(&self) -> &str {
         self.uri.path()
+    }
+
+    /// The status the backend gave (inline) or the gateway reported (sideband), if any:
+    /// what detection, sign-on events and error-code panes may learn from. enforcer's own
+    /// answers are never evidence about a client.
+    pub fn backend_status(&self) -> Option<StatusCode> {
+        self.status.filter(|_| !self.enforcer_answered())
+    }
+
+    /// enforcer answered the client itself (a block, a decoy, a redirect, 429, a proxy
+    /// failure).
+    pub fn enforcer_answered(&self) -> bool {
+        self.answered_by_enforcer || matches!(self.verdict, Verdict::Blocked(_))
     }
 
     /// Whether the client's address is known (see [`UNKNOWN_CLIENT`]).

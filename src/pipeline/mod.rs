@@ -207,13 +207,16 @@ impl Pipeline {
             response_bytes: ex.response_bytes,
             latency_us,
         });
+        // api_metrics above counts every answer, as ASE's report does; what follows learns
+        // about clients, and enforcer's own answers say nothing about them.
+        let backend_status = ex.backend_status().map(|s| s.as_u16());
         self.metrics.activity.record(
             &activity::Request {
                 time,
                 api: ex.api.id(),
                 method: ex.method.as_str(),
                 path: ex.uri.path(),
-                status: ex.status.map(|s| s.as_u16()),
+                status: backend_status,
                 device,
                 ip: ex.client_ip,
                 token: ex.token.as_deref(),
@@ -228,7 +231,7 @@ impl Pipeline {
         let def = &ex.api.def;
         let event = users::classify(
             ex.uri.path(),
-            ex.status.map(|s| s.as_u16()),
+            backend_status,
             def.login_url.as_deref(),
             def.password_reset_url.as_deref(),
             &def.user_events,

@@ -178,6 +178,7 @@ fn from_upstream(
 fn finish(resp: Response<ProxyBody>, mut done: Completion) -> Response<ProxyBody> {
     if let Some(ex) = done.exchange() {
         ex.status = Some(resp.status());
+        ex.answered_by_enforcer = true;
     }
     drop(done);
     resp

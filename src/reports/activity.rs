@@ -273,7 +273,13 @@ pub struct IoaCount {
     pub name: &'static str,
     pub type_id: u16,
     pub count: u64,
+    /// What raised the latest of them (`"12 failed sign-ons of 12 attempts"`), when this
+    /// node still keeps it in its log of recent IoAs; `null` otherwise.
+    pub evidence: Option<String>,
 }
+
+/// The evidence of the latest IoA of each type per client, from the log of recent IoAs.
+pub type Evidence = std::collections::HashMap<(ClientType, String, Ioa), String>;
 
 /// One client in the attack management list.
 #[derive(Debug, Serialize)]
@@ -308,7 +314,15 @@ pub fn attacks(
     deny_listed: impl Fn(ClientType, &str) -> bool,
 ) -> Attacks {
     let (from, to) = period.window(at);
-    attacks_of(a.attacks(from, to), a, period, at, q, deny_listed)
+    attacks_of(
+        a.attacks(from, to),
+        a,
+        period,
+        at,
+        q,
+        deny_listed,
+        &Evidence::new(),
+    )
 }
 
 /// The attack list of `rows` (one node's, or every node's: rows of the same client are
@@ -320,6 +334,7 @@ pub fn attacks_of(
     at: i64,
     q: &AttackQuery,
     deny_listed: impl Fn(ClientType, &str) -> bool,
+    evidence: &Evidence,
 ) -> Attacks {
     let mut by_client: BTreeMap<(&'static str, String), (ClientType, Vec<AttackRow>)> =
         BTreeMap::new();
@@ -366,6 +381,7 @@ pub fn attacks_of(
                     name: i.name(),
                     type_id: i.type_id(),
                     count: by_type[i.index()],
+                    evidence: evidence.get(&(kind, client.clone(), *i)).cloned(),
                 })
                 .collect();
             ioa_types.sort_by(|a, b| b.count.cmp(&a.count).then(a.name.cmp(b.name)));

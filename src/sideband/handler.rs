@@ -204,6 +204,7 @@ pub fn decide(app: &App, correlation: Option<&str>, body: &Bytes) -> Reply {
         Decision::Block(block) => {
             // The gateway answers the client itself; enforcer only says no.
             ex.status = Some(StatusCode::FORBIDDEN);
+            ex.answered_by_enforcer = true;
             app.pipeline.on_complete(ex);
             Reply::Block {
                 api,
@@ -332,6 +333,14 @@ pub fn respond(app: &App, id: Option<&str>, by: Parked, body: &Bytes) -> Reply {
     match id.and_then(|id| pending.take(id)) {
         Some(mut ex) => {
             pending.stats.matched(by);
+            // The gateway saw the body go by; its length is what the client received.
+            if let Some(n) = headers
+                .get(CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<u64>().ok())
+            {
+                ex.response_bytes = n;
+            }
             app.pipeline.on_response(&mut ex, status, &headers);
             app.pipeline.on_complete(ex);
             Reply::Logged { correlated: true }

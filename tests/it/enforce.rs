@@ -842,15 +842,37 @@ async fn detects_login_attacks() {
         403,
         "the attacker is deny-listed"
     );
-    for i in 1..=4 {
-        get_as(&e, &format!("9.1.0.{i}"), "/shop/login", &[]).await;
+    // Users who mistype a password once or twice are no attack, however many they are...
+    for i in 1..=8 {
+        for _ in 0..(1 + i % 2) {
+            get_as(&e, &format!("9.2.0.{i}"), "/shop/login", &[]).await;
+        }
     }
-    let names = attack_names(&e, "shop").await;
-    assert_eq!(names[0], "multi_client_login_attack", "{names:?}");
-    let a = &attacks(&e, "shop").await[0];
+    assert_eq!(attack_names(&e, "shop").await, ["login_attack"]);
+    // ... addresses that each fail again and again together are (with the first attacker,
+    // five of them: ioa_login_clients), and each of them is named.
+    for i in 1..=4 {
+        for _ in 0..3 {
+            get_as(&e, &format!("9.1.0.{i}"), "/shop/login", &[]).await;
+        }
+    }
+    let raised = attacks(&e, "shop").await;
+    let mut multi: Vec<&str> = raised
+        .iter()
+        .filter(|a| a["name"] == "multi_client_login_attack")
+        .map(|a| {
+            assert_eq!(
+                (a["type_id"].clone(), a["client_type"].clone()),
+                (json!(3), json!("ip"))
+            );
+            a["client_id"].as_str().unwrap()
+        })
+        .collect();
+    multi.sort();
     assert_eq!(
-        (a["type_id"].clone(), a["client_type"].clone()),
-        (json!(3), json!("ip"))
+        multi,
+        ["9.0.0.1", "9.1.0.1", "9.1.0.2", "9.1.0.3", "9.1.0.4"],
+        "{raised:?}"
     );
 }
 
@@ -923,19 +945,46 @@ async fn detects_probing_extreme_activity_and_exfiltration() {
     assert_eq!(attack_names(&e, "shop").await, ["api_probing"]);
     assert_eq!(get_as(&e, "9.3.0.1", "/shop/echo", &[]).await.0, 403);
 
-    let e = Enforcer::start(&detecting().api("shop", detected_api(b.addr)));
-    normal_traffic(&e).await;
-    for _ in 0..60 {
+    // The relative detectors compare with established clients (seen for a whole window):
+    // a short window, and normal traffic until the baseline says it has them.
+    let relative = || {
+        detecting()
+            .set("ioa_window", "10s")
+            .set("ioa_activity_factor", "2")
+            .set("ioa_exfil_factor", "2")
+    };
+    let e = Enforcer::start(&relative().api("shop", detected_api(b.addr)));
+    established(&e).await;
+    for _ in 0..1_000 {
         get_as(&e, "9.4.0.1", "/shop/echo", &[]).await;
     }
     assert_eq!(attack_names(&e, "shop").await, ["extreme_client_activity"]);
 
-    let e = Enforcer::start(&detecting().api("shop", detected_api(b.addr)));
-    normal_traffic(&e).await;
+    let e = Enforcer::start(&relative().api("shop", detected_api(b.addr)));
+    established(&e).await;
     let (status, body) = get_as(&e, "9.5.0.1", "/shop/download?bytes=2000000", &[]).await;
     assert_eq!((status, body.len()), (200, 2_000_000));
     assert_eq!(attack_names(&e, "shop").await, ["data_exfiltration"]);
     assert_eq!(attacks(&e, "shop").await[0]["type_id"], 1);
+}
+
+/// Normal traffic from five clients until they are established and the baseline knows
+/// them (`enforcer_detection_baseline_clients`), which takes a whole `ioa_window`.
+async fn established(e: &Enforcer) {
+    let ready = crate::support::eventually(Duration::from_secs(60), || async {
+        for i in 1..=5 {
+            get_as(e, &format!("10.0.0.{i}"), "/shop/echo", &[]).await;
+        }
+        let text = crate::support::scrape(e).await;
+        crate::support::sample(&text, r#"enforcer_detection_baseline_clients{api="shop"}"#)
+            .is_some_and(|n| n >= 3.0)
+    })
+    .await;
+    assert!(ready, "the baseline never had three established clients");
+    assert!(
+        attacks(e, "shop").await.is_empty(),
+        "normal traffic raised IoAs"
+    );
 }
 
 /// Detection works in sideband too: a token used from many source IPs, and failed logins
@@ -996,4 +1045,82 @@ async fn detects_in_sideband_mode() {
         .0,
         403
     );
+}
+
+/// enforcer's own answers are no evidence about a client: a deny-listed client's sign-ons
+/// answered 403 by enforcer, and sign-ons over a client spike threshold answered 429, count
+/// neither as login failures (no IoA, no sign-on failure) nor in the client's error codes,
+/// while api_metrics counts every one of them, as ASE's report does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enforcers_own_answers_are_no_evidence() {
+    let b = Backend::start("b").await;
+    let mut def = detected_api(b.addr);
+    def["flow_control"] = json!({"client_spike_threshold": "2/minute"});
+    let e = Enforcer::start(&detecting().api("shop", def));
+    manage(
+        &e,
+        reqwest::Method::POST,
+        "/v4/ase/blacklist",
+        Some(json!({ "ips": ["9.8.0.1"] })),
+    )
+    .await;
+    let post_login = |ip: &'static str| {
+        let url = e.url("/shop/login");
+        async move {
+            client()
+                .post(url)
+                .header("x-forwarded-for", ip)
+                .body("user=a&password=b")
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    for _ in 0..12 {
+        assert_eq!(post_login("9.8.0.1").await, 403);
+    }
+    let limited: Vec<u16> = {
+        let mut v = Vec::new();
+        for _ in 0..12 {
+            v.push(post_login("9.8.0.2").await);
+        }
+        v
+    };
+    assert_eq!(&limited[..2], [401, 401], "{limited:?}");
+    assert!(limited[2..].iter().all(|s| *s == 429), "{limited:?}");
+
+    assert!(
+        attacks(&e, "shop").await.is_empty(),
+        "an IoA from enforcer's own answers"
+    );
+    let text = crate::support::scrape(&e).await;
+    assert_eq!(
+        crate::support::sample(&text, r#"enforcer_user_sign_ons_total{result="failure"}"#),
+        Some(2.0),
+        "only the backend's two 401s are sign-on failures"
+    );
+    for (ip, codes) in [
+        ("9.8.0.1", json!([])),
+        ("9.8.0.2", json!([{"value": "401", "count": 2}])),
+    ] {
+        let a = manage(
+            &e,
+            reqwest::Method::GET,
+            &format!("/v5/ase/clients/ip/{ip}/activity"),
+            None,
+        )
+        .await;
+        assert_eq!(a["panes"]["error_codes"], codes, "{ip}: {a}");
+        assert_eq!(a["requests"], 12, "{ip}: {a}");
+    }
+    let report = manage(
+        &e,
+        reqwest::Method::GET,
+        "/v4/abs/metrics?api=shop&earlier_date=2000-01-01&later_date=2100-01-01",
+        None,
+    )
+    .await;
+    assert_eq!(report["req_resp_summary"]["total_requests"], 24, "{report}");
 }

@@ -6,6 +6,7 @@
 mod activity;
 mod cluster;
 mod dashboard;
+mod detection;
 mod e2e;
 mod enforce;
 mod faults;

@@ -2,6 +2,7 @@
 //! in-process backend to put behind it.
 
 pub mod backend;
+pub mod demo;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
