@@ -88,6 +88,81 @@ pub fn capture(api: &ApiDef, ex: &mut Exchange, headers: &HeaderMap) {
     }
 }
 
+/// Why a request's identity is ambiguous: an identifier given more than once (two
+/// `Authorization` headers, an API key header twice or as a list, the session cookie
+/// twice, the API key query parameter twice...). The deny list would be checked against
+/// one value while the backend may read another, so such a request is refused (400)
+/// rather than guessed at. `None` for an unambiguous request.
+pub fn ambiguity(api: &ApiDef, headers: &HeaderMap, query: Option<&str>) -> Option<String> {
+    let values = |name: &http::HeaderName| headers.get_all(name).iter().count();
+    let listed = |name: &http::HeaderName| {
+        headers
+            .get_all(name)
+            .iter()
+            .any(|v| v.as_bytes().contains(&b','))
+    };
+    if api.oauth2_access_token {
+        let bearers = headers
+            .get_all(AUTHORIZATION)
+            .iter()
+            .filter_map(|v| bearer(v.to_str().ok()))
+            .collect::<Vec<_>>();
+        if bearers.len() > 1 || bearers.iter().any(|t| t.contains([',', ' '])) {
+            return Some("more than one bearer token".into());
+        }
+    }
+    if let Some(name) = &api.apikey_header
+        && (values(name) > 1 || listed(name))
+    {
+        return Some(format!("the API key header {name} has more than one value"));
+    }
+    if let Some(key) = &api.apikey_qs
+        && query_count(query, key) > 1
+    {
+        return Some(format!("the API key parameter {key} is given more than once"));
+    }
+    if let Some(cookie) = &api.cookie {
+        let n = headers
+            .get_all(http::header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(';'))
+            .filter(|pair| pair.split_once('=').is_some_and(|(k, _)| k.trim() == cookie))
+            .count();
+        if n > 1 {
+            return Some(format!("the session cookie {cookie} is sent more than once"));
+        }
+    }
+    match &api.jwt {
+        Some(jwt) => match &jwt.location {
+            JwtLocation::Header { name, .. } if values(name) > 1 => {
+                return Some(format!("the JWT header {name} has more than one value"));
+            }
+            JwtLocation::Query(key) if query_count(query, key) > 1 => {
+                return Some(format!("the JWT parameter {key} is given more than once"));
+            }
+            _ => {}
+        },
+        None => {
+            if let Some(name) = &api.username_header
+                && values(name) > 1
+            {
+                return Some(format!("the username header {name} has more than one value"));
+            }
+        }
+    }
+    None
+}
+
+/// How many times query parameter `key` appears.
+fn query_count(query: Option<&str>, key: &str) -> usize {
+    query.map_or(0, |q| {
+        form_urlencoded::parse(q.as_bytes())
+            .filter(|(k, _)| k == key)
+            .count()
+    })
+}
+
 /// The token of a `Bearer` authorization value (scheme case-insensitive).
 pub fn bearer(value: Option<&str>) -> Option<&str> {
     let v = value?.trim();

@@ -4,7 +4,8 @@
 //!
 //! # `decide`, in order
 //! 0. Identity capture ([`identity`]). With `enable_firewall=false` everything below is
-//!    skipped.
+//!    skipped. A request that gives an identifier twice (two bearer tokens, the session
+//!    cookie twice...) is refused as malformed: the deny list must see every value.
 //! 1. Decoys ([`pattern::decoy`]): a decoy path is answered with the decoy's fake response
 //!    (sideband: 403), the client is remembered, and a `decoy_access` IoA is raised.
 //! 2. Allow list: an allow-listed client skips steps 3–6.
@@ -122,6 +123,8 @@ pub enum Block {
         kind: flow::Kind,
         retry_after: Duration,
     },
+    /// An identifier given more than once (see [`identity::ambiguity`]): malformed.
+    Ambiguous { why: String },
 }
 
 impl Block {
@@ -135,6 +138,7 @@ impl Block {
             Block::Pattern { .. } => "pattern",
             Block::Redirect { .. } => "redirect",
             Block::RateLimited { .. } => "flow_control",
+            Block::Ambiguous { .. } => "ambiguous",
         }
     }
 
@@ -156,6 +160,7 @@ impl Block {
             Block::Pattern { rule, .. } => format!("API pattern: {} not allowed", rule.as_str()),
             Block::Redirect { .. } => "protocol not allowed".into(),
             Block::RateLimited { .. } => "flow control".into(),
+            Block::Ambiguous { why } => format!("ambiguous identity: {why}"),
         }
     }
 }
@@ -284,6 +289,9 @@ impl Enforcer {
         identity::capture(&api.def, ex, headers);
         if !self.firewall() {
             return Decision::Allow;
+        }
+        if let Some(why) = identity::ambiguity(&api.def, headers, ex.uri.query()) {
+            return self.enforce(api, ex, Block::Ambiguous { why });
         }
         let now = now();
         let subject = subject(api, ex);

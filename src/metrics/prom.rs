@@ -56,7 +56,7 @@ const METHODS: [&str; 10] = [
 ];
 const STATUS_CLASSES: [&str; 6] = ["1xx", "2xx", "3xx", "4xx", "5xx", "none"];
 const DECISIONS: [&str; 3] = ["allow", "block", "would_block"];
-const REASONS: [&str; 8] = [
+const REASONS: [&str; 9] = [
     "none",
     "deny_list",
     "decoy_follower",
@@ -65,6 +65,7 @@ const REASONS: [&str; 8] = [
     "pattern",
     "redirect",
     "flow_control",
+    "ambiguous",
 ];
 
 const LATENCY_BUCKETS: [f64; 14] = [

@@ -2,7 +2,8 @@
 //!
 //! * [`upstream_request`] turns the client's request into the backend's: absolute URI on
 //!   the chosen server with `api_mapping.internal_url` applied, hop-by-hop headers removed
-//!   (including those the `Connection` header names), `X-Forwarded-For/-Proto/-Host` set,
+//!   (including those the `Connection` header names), `X-Forwarded-For/-Proto/-Host` set
+//!   (and, unless `enable_xff` trusts the client's, `Forwarded` removed and `X-Real-IP` set),
 //!   `Host` preserved, HTTP/1.1 on the wire whatever the client spoke.
 //! * [`Forwarder`] sends it over a pooled keep-alive client (TLS when the API sets
 //!   `server_ssl`). Pooled connections are dropped after `upstream_idle_timeout`, which
@@ -79,6 +80,8 @@ const HOP_BY_HOP: [HeaderName; 9] = [
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
+const FORWARDED: HeaderName = HeaderName::from_static("forwarded");
 
 /// Removes hop-by-hop headers. With `keep_upgrade`, the `Upgrade` header survives and
 /// `Connection: upgrade` is set again, as a WebSocket handshake needs on the next hop.
@@ -222,6 +225,14 @@ pub fn backend_uri(
 
 fn set_forwarded(headers: &mut HeaderMap, client: &ClientSide<'_>) {
     let peer = client.peer_ip.to_string();
+    // A client's own `Forwarded` and `X-Real-IP` claim an origin the way `X-Forwarded-For`
+    // does: trusted only with `enable_xff`, replaced by what enforcer saw otherwise.
+    if !client.trust_forwarded {
+        headers.remove(FORWARDED);
+        if let Ok(v) = HeaderValue::from_str(&peer) {
+            headers.insert(X_REAL_IP, v);
+        }
+    }
     let xff = if client.trust_forwarded && headers.contains_key(&X_FORWARDED_FOR) {
         let mut joined = headers
             .get_all(&X_FORWARDED_FOR)

@@ -8,7 +8,7 @@
 
 use std::sync::Arc;
 
-use http::header::{CONNECTION, HOST, UPGRADE};
+use http::header::{CONNECTION, HOST, HeaderValue, UPGRADE};
 use http::{Method, Request, Response, StatusCode, Version};
 use hyper::body::{Body, Incoming};
 use hyper::upgrade::OnUpgrade;
@@ -32,8 +32,14 @@ pub async fn handle(conn: Arc<Conn>, req: Request<Incoming>) -> Response<ProxyBo
         return answer(Answer::Health, version);
     }
 
-    let (parts, body) = req.into_parts();
+    let (mut parts, body) = req.into_parts();
+    if let Err(reply) = transfer_codings(&parts.headers) {
+        return answer(reply, version);
+    }
     let api = {
+        if one_authority(&mut parts).is_err() {
+            return answer(Answer::MalformedRequest, version);
+        }
         let Ok(host) = request_host(&parts) else {
             return answer(Answer::MalformedRequest, version);
         };
@@ -184,6 +190,44 @@ fn finish(resp: Response<ProxyBody>, mut done: Completion) -> Response<ProxyBody
     resp
 }
 
+/// Makes the request name one authority, the one it is routed by and forwarded with:
+/// an HTTP/1 absolute-form target's authority replaces any `Host` (RFC 9112 §3.2.2); an
+/// HTTP/2 `:authority` with a `host` header that names another host is refused (RFC 9113
+/// §8.3.1), since routing by one and forwarding the other would bypass per-host policy.
+fn one_authority(parts: &mut http::request::Parts) -> Result<(), ()> {
+    if let Some(authority) = parts.uri.authority() {
+        if parts.version >= Version::HTTP_2 {
+            let mut hosts = parts.headers.get_all(HOST).iter();
+            match (hosts.next(), hosts.next()) {
+                (None, _) => {}
+                (Some(h), None)
+                    if h.as_bytes().eq_ignore_ascii_case(authority.as_str().as_bytes()) => {}
+                _ => return Err(()),
+            }
+        } else {
+            let value = HeaderValue::from_str(authority.as_str()).map_err(|_| ())?;
+            parts.headers.insert(HOST, value);
+        }
+    }
+    Ok(())
+}
+
+/// Refuses transfer codings enforcer does not implement: a body in `gzip, chunked` would be
+/// forwarded de-chunked but still compressed, with nothing saying so (501, RFC 9112 §6.1).
+fn transfer_codings(headers: &http::HeaderMap) -> Result<(), Answer> {
+    let mut codings = headers
+        .get_all(http::header::TRANSFER_ENCODING)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|b| *b == b','))
+        .map(|c| c.trim_ascii())
+        .filter(|c| !c.is_empty());
+    match (codings.next(), codings.next()) {
+        (None, _) => Ok(()),
+        (Some(c), None) if c.eq_ignore_ascii_case(b"chunked") => Ok(()),
+        _ => Err(Answer::NotImplemented),
+    }
+}
+
 /// The host the client addressed: the URI authority (HTTP/2, absolute-form) or the single
 /// `Host` header. `Err` for a request whose host is ambiguous or missing where HTTP/1.1
 /// requires it.
@@ -233,6 +277,50 @@ mod tests {
                 .unwrap(),
         );
         assert!(well_formed_path(ok.uri.path()));
+    }
+
+    #[test]
+    fn one_authority_routes_and_forwards() {
+        // HTTP/1 absolute-form: the target's authority replaces Host.
+        let mut p = parts(
+            Request::get("http://internal.example/a")
+                .header(HOST, "public.example")
+                .body(())
+                .unwrap(),
+        );
+        assert_eq!(one_authority(&mut p), Ok(()));
+        assert_eq!(p.headers[HOST], "internal.example");
+        // HTTP/2: a host header naming another host than :authority is refused...
+        let mut p = parts(
+            Request::get("https://internal.example/a")
+                .version(Version::HTTP_2)
+                .header(HOST, "public.example")
+                .body(())
+                .unwrap(),
+        );
+        assert_eq!(one_authority(&mut p), Err(()));
+        // ... the same host (in any case) or none is fine.
+        let mut p = parts(
+            Request::get("https://internal.example/a")
+                .version(Version::HTTP_2)
+                .header(HOST, "Internal.Example")
+                .body(())
+                .unwrap(),
+        );
+        assert_eq!(one_authority(&mut p), Ok(()));
+    }
+
+    #[test]
+    fn only_chunked_is_a_transfer_coding_enforcer_forwards() {
+        let te = |v: &str| {
+            let mut h = http::HeaderMap::new();
+            h.insert(http::header::TRANSFER_ENCODING, v.parse().unwrap());
+            transfer_codings(&h)
+        };
+        assert_eq!(te("chunked"), Ok(()));
+        assert_eq!(te("Chunked"), Ok(()));
+        assert_eq!(te("gzip, chunked"), Err(Answer::NotImplemented));
+        assert_eq!(transfer_codings(&http::HeaderMap::new()), Ok(()));
     }
 
     #[test]

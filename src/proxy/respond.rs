@@ -12,6 +12,7 @@
 //! | backend refused, reset or unreachable | 502 | `Error: Bad Gateway` |
 //! | backend too slow | 504 | `Error: Gateway Timeout` |
 //! | every server unhealthy | 503 | `Error: Service Unavailable` |
+//! | a transfer coding other than `chunked` | 501 | `Error: Not Implemented` |
 //! | `GET /ase` with `enable_ase_health` | 200 | `{"status":"up","mode":"inline"}` |
 //!
 //! Enforcement answers ([`blocked`]):
@@ -23,6 +24,7 @@
 //! | protocol redirect | `http_redirect.response_code` (default 301), `Location` | empty |
 //! | decoy | `decoy_config.response_code`, reason `response_def` | `response_message` |
 //! | flow control | 429, `Retry-After` (seconds) | `Error: Too Many Requests` |
+//! | an identifier given twice (two bearer tokens, the session cookie twice...) | 400 | `Error: Malformed Request` |
 
 use std::time::Duration;
 
@@ -42,6 +44,7 @@ pub enum Answer {
     BadGateway,
     GatewayTimeout,
     NoHealthyServer,
+    NotImplemented,
     Health,
 }
 
@@ -54,6 +57,7 @@ impl Answer {
             Answer::MalformedRequest => StatusCode::BAD_REQUEST,
             Answer::BadGateway => StatusCode::BAD_GATEWAY,
             Answer::GatewayTimeout => StatusCode::GATEWAY_TIMEOUT,
+            Answer::NotImplemented => StatusCode::NOT_IMPLEMENTED,
             Answer::Health => StatusCode::OK,
         }
     }
@@ -66,6 +70,7 @@ impl Answer {
             Answer::BadGateway => "Error: Bad Gateway",
             Answer::GatewayTimeout => "Error: Gateway Timeout",
             Answer::NoHealthyServer => "Error: Service Unavailable",
+            Answer::NotImplemented => "Error: Not Implemented",
             Answer::Health => r#"{"status":"up","mode":"inline"}"#,
         }
     }
@@ -84,7 +89,9 @@ pub fn answer(answer: Answer, version: Version) -> Response<ProxyBody> {
         .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
     // After a malformed request the connection's framing cannot be trusted. HTTP/2 has no
     // `Connection` header; its streams are independent anyway.
-    if answer == Answer::MalformedRequest && version < Version::HTTP_2 {
+    if matches!(answer, Answer::MalformedRequest | Answer::NotImplemented)
+        && version < Version::HTTP_2
+    {
         resp.headers_mut()
             .insert(CONNECTION, HeaderValue::from_static("close"));
     }
@@ -115,6 +122,11 @@ pub fn blocked(block: &Block, version: Version) -> Response<ProxyBody> {
             StatusCode::TOO_MANY_REQUESTS,
             "",
             "Error: Too Many Requests".into(),
+        ),
+        Block::Ambiguous { .. } => (
+            StatusCode::BAD_REQUEST,
+            "",
+            "Error: Malformed Request".into(),
         ),
     };
     let mut resp = Response::new(ProxyBody::local(body));

@@ -201,6 +201,13 @@ pub fn decide(app: &App, correlation: Option<&str>, body: &Bytes) -> Reply {
             }
             Reply::Allow { api }
         }
+        Decision::Block(crate::enforce::Block::Ambiguous { why }) => {
+            // The call is understood; the request it describes is malformed.
+            ex.status = Some(StatusCode::BAD_REQUEST);
+            ex.answered_by_enforcer = true;
+            app.pipeline.on_complete(ex);
+            Reply::BadRequest(WireError::new("headers", format!("ambiguous identity: {why}")))
+        }
         Decision::Block(block) => {
             // The gateway answers the client itself; enforcer only says no.
             ex.status = Some(StatusCode::FORBIDDEN);
