@@ -47,6 +47,8 @@ pub struct App {
     pub credentials: Credentials,
     /// The dashboard's browser sessions.
     pub sessions: crate::admin::dashboard::Sessions,
+    /// The management port's host and brute-force guards.
+    pub guard: crate::admin::guard::Guard,
     /// The persister, once started (`store=none`: never).
     pub persister: OnceLock<Persister>,
     /// Cluster mode (`redis_url`), or `None` for a single node.
@@ -125,6 +127,7 @@ impl App {
             },
             reason: e.to_string(),
         })?;
+        let guard = crate::admin::guard::Guard::new(&s.management_hosts);
         let pipeline = Pipeline::new(&config, metrics, prom);
         if let Some(c) = &cluster {
             pipeline.share_counters(c.spikes.clone());
@@ -147,6 +150,7 @@ impl App {
             apis_changed: watch::Sender::new(0),
             credentials,
             sessions: Default::default(),
+            guard,
             persister: OnceLock::new(),
         })
     }

@@ -1082,6 +1082,17 @@ fn serve(app: Arc<App>, beside: impl FnOnce(&Arc<App>)) -> ExitCode {
         }
     }
     if app.settings.management_secret_key.expose() == "admin" && !app.credentials.changed() {
+        // ASE's well-known default on a port others can reach is an open door.
+        if !app.settings.management_bind_address.is_loopback() {
+            let msg = format!(
+                "{}: management_secret_key: ASE's default secret \"admin\" with management_bind_address={} (not loopback): set a secret first (ase.conf, or enforcer update-password on a loopback bind)",
+                app.config_dir.join("ase.conf").display(),
+                app.settings.management_bind_address
+            );
+            tracing::error!("{msg}");
+            eprintln!("enforcer: invalid config: {msg}");
+            return ExitCode::from(1);
+        }
         tracing::warn!(
             "the management API uses ASE's default secret key \"admin\": set management_secret_key in ase.conf or run enforcer update-password"
         );

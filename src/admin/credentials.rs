@@ -51,9 +51,15 @@ impl Credentials {
     /// Whether the presented pair is right; both parts are always compared, in constant
     /// time.
     pub fn verify(&self, access: &[u8], secret: &[u8]) -> bool {
-        let access_ok = access.ct_eq(self.access_key.as_bytes());
+        // Compared as fixed-length digests: a byte-wise comparison of unequal lengths
+        // would tell an attacker the length of the secret by how fast it fails.
+        let access_ok = digest("", access)
+            .as_bytes()
+            .ct_eq(digest("", self.access_key.as_bytes()).as_bytes());
         let secret_ok = match &**self.secret.load() {
-            Secret::Configured { value } => secret.ct_eq(value.as_bytes()),
+            Secret::Configured { value } => digest("", secret)
+                .as_bytes()
+                .ct_eq(digest("", value.as_bytes()).as_bytes()),
             Secret::Hashed { salt, sha256 } => {
                 digest(salt, secret).as_bytes().ct_eq(sha256.as_bytes())
             }

@@ -239,6 +239,7 @@ fn redirect(to: &'static str) -> Response<Body> {
 /// `POST /dashboard/login` with a form (`username`, `password`): the management access
 /// key and secret key, checked like the API's headers.
 async fn login(app: &App, req: Request<Incoming>) -> Response<Body> {
+    let source = req.extensions().get::<super::Caller>().map(|c| c.peer.ip());
     let form = match body(req).await {
         Ok(b) => b,
         Err(resp) => return resp,
@@ -252,8 +253,15 @@ async fn login(app: &App, req: Request<Incoming>) -> Response<Body> {
         }
     }
     if !app.credentials.verify(user.as_bytes(), password.as_bytes()) {
-        tracing::warn!(user = %user.escape_debug(), "dashboard login refused");
+        tracing::debug!(user = %user.escape_debug(), "dashboard login refused");
+        if let Some(ip) = source {
+            app.guard
+                .failed(ip, jiff::Timestamp::now().as_millisecond(), "dashboard login");
+        }
         return redirect("/dashboard/login.html?failed=1");
+    }
+    if let Some(ip) = source {
+        app.guard.succeeded(ip);
     }
     let Some(id) = app.sessions.start(&user) else {
         return error(

@@ -54,6 +54,7 @@ mod activity;
 pub mod client;
 pub mod credentials;
 pub mod dashboard;
+pub mod guard;
 mod lists;
 mod ops;
 mod reports;
@@ -62,6 +63,7 @@ mod user_activities;
 
 use std::collections::HashMap;
 use std::convert::Infallible;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -108,11 +110,13 @@ pub async fn serve(
             _ = crate::server::stopped(&mut stop) => break,
         };
         let (app, h1, tls) = (app.clone(), h1.clone(), tls.clone());
+        let local = stream.local_addr().unwrap_or(peer);
         tokio::spawn(async move {
             let handshake = app.settings.tls_handshake_timeout;
-            let svc = service_fn(move |req| {
+            let svc = service_fn(move |mut req: Request<Incoming>| {
                 let app = app.clone();
-                async move { Ok::<_, Infallible>(handle(app, req).await) }
+                req.extensions_mut().insert(Caller { peer, local });
+                async move { Ok::<_, Infallible>(guarded(app, req, peer, local).await) }
             });
             let served = match tls {
                 None => h1.serve_connection(TokioIo::new(stream), svc).await,
@@ -131,6 +135,70 @@ pub async fn serve(
             }
         });
     }
+}
+
+/// Where a management request came from and in on (in the request's extensions).
+#[derive(Debug, Clone, Copy)]
+pub struct Caller {
+    pub peer: SocketAddr,
+    pub local: SocketAddr,
+}
+
+/// The guards of [`guard`] around [`handle`]: a `Host` the port does not answer to is
+/// 421; a locked-out source is 429; a 401 counts as a failed attempt of its source, a
+/// credentialed success clears them.
+async fn guarded(
+    app: Arc<App>,
+    req: Request<Incoming>,
+    peer: SocketAddr,
+    local: SocketAddr,
+) -> Response<Body> {
+    let host = req
+        .uri()
+        .authority()
+        .map(|a| a.as_str().to_string())
+        .or_else(|| {
+            req.headers()
+                .get(http::header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .map(str::to_string)
+        });
+    let guard = &app.guard;
+    if !guard.host_allowed(host.as_deref(), local) {
+        return error(
+            StatusCode::MISDIRECTED_REQUEST,
+            "host_not_allowed",
+            "the management port answers to loopback names, its own address and management_hosts only".into(),
+        );
+    }
+    let path = req.uri().path();
+    let exempt = (path == "/metrics" && !app.settings.metrics_require_auth)
+        || (req.method() == Method::GET && path.starts_with("/dashboard/"));
+    let now_ms = jiff::Timestamp::now().as_millisecond();
+    if !exempt && let Some(wait) = guard.locked(peer.ip(), now_ms) {
+        let mut resp = error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_failures",
+            format!(
+                "too many failed attempts from {}: retry in {} s",
+                peer.ip(),
+                wait.as_secs().max(1)
+            ),
+        );
+        resp.headers_mut().insert(
+            http::header::RETRY_AFTER,
+            HeaderValue::from(wait.as_secs().max(1)),
+        );
+        return resp;
+    }
+    let credentialed = !exempt;
+    let resp = handle(app.clone(), req).await;
+    if resp.status() == StatusCode::UNAUTHORIZED {
+        guard.failed(peer.ip(), now_ms, "API");
+    } else if credentialed && resp.status().is_success() {
+        guard.succeeded(peer.ip());
+    }
+    resp
 }
 
 /// Routes one management request, after checking its credentials.

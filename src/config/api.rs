@@ -188,7 +188,8 @@ impl ApiDef {
             .and_then(|s| s.to_str())
             .unwrap_or_default()
             .to_string();
-        ApiDef::parse(file, &id, &text, mode, warnings)
+        let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
+        ApiDef::parse(file, &id, text, mode, warnings)
     }
 
     /// Parses the JSON text of an API definition; `file` is only used in messages.

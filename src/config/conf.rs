@@ -192,6 +192,9 @@ pub struct Settings {
     pub user_activities_tokens: Vec<Secret>,
     /// Serve the management API over TLS (with `tls_cert_path`/`tls_key_path`).
     pub management_tls: bool,
+    /// Host names (besides loopback names and its own address) the management port
+    /// answers to; any other `Host` gets 421 (DNS rebinding).
+    pub management_hosts: Vec<String>,
     /// The CA the CLI trusts for a TLS management API (empty: the Mozilla roots).
     pub management_ca_cert_path: Option<PathBuf>,
     /// Cluster mode: the Redis server the nodes share state through (`redis://…`); `None`:
@@ -276,6 +279,7 @@ impl Settings {
             cluster_client_spikes: false,
             metrics_require_auth: false,
             management_tls: false,
+            management_hosts: Vec::new(),
             management_ca_cert_path: None,
         }
     }
@@ -299,6 +303,8 @@ impl Settings {
     ) -> Result<Settings, ConfigError> {
         let mut settings = Settings::defaults(dir);
         let mut seen: Vec<(String, usize)> = Vec::new();
+        // Editors on Windows save UTF-8 with a byte-order mark.
+        let text = text.strip_prefix('\u{feff}').unwrap_or(text);
         for (idx, raw) in text.lines().enumerate() {
             let line_no = idx + 1;
             let line = raw.trim();
@@ -309,7 +315,7 @@ impl Settings {
                 return Err(ConfigError::Syntax {
                     file: file.to_path_buf(),
                     line: line_no,
-                    reason: format!("expected key=value, found {line:?}"),
+                    reason: format!("expected key=value, found {:?}", super::clip(line)),
                 });
             };
             let (key, value) = (key.trim(), value.trim());
@@ -341,8 +347,8 @@ impl Settings {
                     return Err(ConfigError::Value {
                         file: file.to_path_buf(),
                         line: Some(line_no),
-                        key: key.to_string(),
-                        reason,
+                        key: super::clip(key).into_owned(),
+                        reason: super::clip(&reason).into_owned(),
                     });
                 }
             }
@@ -569,6 +575,13 @@ impl Settings {
                     .collect::<Result<_, _>>()?
             }
             "management_tls" => self.management_tls = parse_bool(value)?,
+            "management_hosts" => {
+                self.management_hosts = value
+                    .split(',')
+                    .map(|h| h.trim().to_ascii_lowercase())
+                    .filter(|h| !h.is_empty())
+                    .collect()
+            }
             "management_ca_cert_path" => {
                 self.management_ca_cert_path = if value.is_empty() {
                     None

@@ -64,13 +64,25 @@ pub struct Warning {
     note: bool,
 }
 
+/// Text from a config file as a message shows it: at most [`CLIP`] characters, so a
+/// 2 MB line is named, not echoed.
+pub fn clip(text: &str) -> std::borrow::Cow<'_, str> {
+    match text.char_indices().nth(CLIP) {
+        None => text.into(),
+        Some((end, _)) => format!("{}… ({} bytes)", &text[..end], text.len()).into(),
+    }
+}
+
+/// The longest config text a message repeats.
+pub const CLIP: usize = 120;
+
 impl Warning {
     pub fn new(file: &Path, line: Option<usize>, key: &str, message: String) -> Warning {
         Warning {
             file: file.to_path_buf(),
             line,
-            key: key.to_string(),
-            message,
+            key: clip(key).into_owned(),
+            message: clip(&message).into_owned(),
             note: false,
         }
     }
@@ -155,8 +167,21 @@ pub fn load_apis(
             source: e,
         })?;
         let path = entry.path();
-        if path.extension().is_some_and(|x| x == "json") && path.is_file() {
-            files.push(path);
+        if path.extension().is_some_and(|x| x == "json") {
+            // A link to nowhere is a definition that was meant to be there: say so rather
+            // than serve without it.
+            if entry.file_type().is_ok_and(|t| t.is_symlink()) && !path.exists() {
+                return Err(ConfigError::Read {
+                    file: path.clone(),
+                    source: std::io::Error::new(
+                        std::io::ErrorKind::NotFound,
+                        "a symbolic link to a file that does not exist",
+                    ),
+                });
+            }
+            if path.is_file() {
+                files.push(path);
+            }
         }
     }
     files.sort();

@@ -40,6 +40,15 @@ impl Embedded {
     /// checks its format. Damage is reported, never panicked on.
     pub fn open(data_dir: &Path) -> Result<Embedded, StoreError> {
         let file = data_dir.join(FILE_NAME);
+        // redb would take an empty file for a new store and start from nothing; a store
+        // that was created is never empty, so an empty one was truncated (a full disk, a
+        // bad copy) and is damage like any other.
+        if std::fs::metadata(&file).is_ok_and(|m| m.len() == 0) {
+            return Err(StoreError::Corrupt {
+                file,
+                reason: "the file is empty (truncated, or not a store)".into(),
+            });
+        }
         let db = open_file(&file)?;
         prepare(&db, &file)?;
         Ok(Embedded { db: Some(db), file })

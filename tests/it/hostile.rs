@@ -308,6 +308,103 @@ async fn hostile_management_calls_are_refused() {
     );
 }
 
+/// Guessing the management credentials is throttled: five wrong tries cost nothing, then
+/// the source is locked out for a growing time (429 with Retry-After, even with the right
+/// credentials), which ends; failures are logged rate-limited. The dashboard's login form
+/// counts the same. A `Host` that is not a loopback name, the port's own address or a
+/// configured name gets 421 (DNS rebinding). The default secret on a non-loopback bind does
+/// not start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn management_brute_force_and_rebinding_are_refused() {
+    let e = Enforcer::start(&Setup::inline().set("management_hosts", "mgmt.example"));
+    let guess = |secret: &'static str| {
+        let url = e.admin_url("/v4/ase/status");
+        async move {
+            client()
+                .get(url)
+                .header("x-ase-access-key", "admin")
+                .header("x-ase-secret-key", secret)
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    for i in 0..6 {
+        assert_eq!(guess("wrong").await.status(), 401, "guess {i}");
+    }
+    let locked = guess("admin").await;
+    assert_eq!(locked.status(), 429, "the right secret during a lockout");
+    assert!(locked.headers().contains_key("retry-after"));
+    assert!(
+        crate::support::eventually(Duration::from_secs(10), || async {
+            guess("admin").await.status() == 200
+        })
+        .await,
+        "the lockout never ended"
+    );
+    // Logged for the 1st, 2nd and 4th failure only (lines are read from the pipe by
+    // another thread: wait for the third, then check there is no other).
+    let count = || e.stderr().matches("wrong or missing credentials").count();
+    assert!(
+        crate::support::eventually(Duration::from_secs(10), || async { count() >= 3 }).await,
+        "{}",
+        e.stderr()
+    );
+    assert_eq!(count(), 3, "{}", e.stderr());
+
+    // The dashboard's login form: the same lockout.
+    let form = |password: &'static str| {
+        let url = e.admin_url("/dashboard/login");
+        async move {
+            crate::support::client_builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap()
+                .post(url)
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(format!("username=admin&password={password}"))
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    for _ in 0..6 {
+        assert_eq!(form("wrong").await, 303);
+    }
+    assert_eq!(form("wrong").await, 429);
+
+    // DNS rebinding: only loopback names, the port's own address and management_hosts.
+    for (host, want) in [
+        ("evil.example", 421),
+        ("evil.example:8010", 421),
+        ("localhost", 200),
+        ("mgmt.example", 200),
+    ] {
+        let r = crate::support::admin_client()
+            .get(e.admin_url("/metrics"))
+            .header("host", host)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), want, "Host: {host}");
+    }
+
+    // ASE's default secret on a reachable bind: refused before any port is bound.
+    let dir = Setup::inline()
+        .set("management_bind_address", "0.0.0.0")
+        .write();
+    let (status, stdout, stderr) =
+        crate::support::run_cli(&["run", "--config", dir.path().to_str().unwrap()]);
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(!stdout.contains("ready"));
+    assert!(
+        stderr.contains("management_secret_key") && stderr.contains("not loopback"),
+        "{stderr}"
+    );
+}
+
 /// A cardinality flood: 20,000 requests, each from a new address with a new bearer token,
 /// session cookie, API key, path and user agent, against small caps. Memory stays bounded,
 /// the dropped detail is counted, and the report stays exact for a client that was there

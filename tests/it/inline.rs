@@ -795,3 +795,47 @@ fn idle_connections_are_closed() {
     }
     assert!(types.contains(&7), "frame types {types:?}");
 }
+
+/// Config and store files damaged or odd in ways an attack run found: an empty store file is
+/// damage (exit 1 naming it, not a silent fresh start); a UTF-8 byte-order mark in ase.conf
+/// is accepted; a 2 MB unknown key is named, not echoed; a link to nowhere in api/ is an
+/// error naming it.
+#[test]
+fn odd_files_are_named_not_ignored_or_echoed() {
+    let dir = Setup::inline().write();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::write(data.join("enforcer.redb"), b"").unwrap();
+    let (status, stdout, stderr) = run_cli(&["run", "--config", dir.path().to_str().unwrap()]);
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(!stdout.contains("ready"));
+    assert!(
+        stderr.contains("enforcer.redb") && stderr.contains("empty"),
+        "{stderr}"
+    );
+
+    let dir = Setup::inline().write();
+    let conf = dir.path().join("ase.conf");
+    let text = std::fs::read_to_string(&conf).unwrap();
+    std::fs::write(&conf, format!("\u{feff}{text}")).unwrap();
+    let (status, stdout, stderr) = run_cli(&["check", "--config", dir.path().to_str().unwrap()]);
+    assert!(status.success(), "{stderr}");
+    assert!(stdout.contains("valid"), "{stdout}");
+
+    let dir = Setup::inline().write();
+    let conf = dir.path().join("ase.conf");
+    let mut text = std::fs::read_to_string(&conf).unwrap();
+    text.push_str(&format!("{}=1\n", "k".repeat(2 << 20)));
+    std::fs::write(&conf, text).unwrap();
+    let (status, _, stderr) = run_cli(&["check", "--config", dir.path().to_str().unwrap()]);
+    assert!(status.success(), "{}", &stderr[..stderr.len().min(500)]);
+    assert!(stderr.len() < 4_096, "the key was echoed: {} bytes", stderr.len());
+    assert!(stderr.contains("unknown key") && stderr.contains("bytes)"), "{stderr}");
+
+    let dir = Setup::inline().write();
+    let link = dir.path().join("api").join("gone.json");
+    std::os::unix::fs::symlink("/nonexistent/gone.json", &link).unwrap();
+    let (status, _, stderr) = run_cli(&["check", "--config", dir.path().to_str().unwrap()]);
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("gone.json"), "{stderr}");
+}
