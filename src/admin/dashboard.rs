@@ -255,8 +255,11 @@ async fn login(app: &App, req: Request<Incoming>) -> Response<Body> {
     if !app.credentials.verify(user.as_bytes(), password.as_bytes()) {
         tracing::debug!(user = %user.escape_debug(), "dashboard login refused");
         if let Some(ip) = source {
-            app.guard
-                .failed(ip, jiff::Timestamp::now().as_millisecond(), "dashboard login");
+            app.guard.failed(
+                ip,
+                jiff::Timestamp::now().as_millisecond(),
+                "dashboard login",
+            );
         }
         return redirect("/dashboard/login.html?failed=1");
     }

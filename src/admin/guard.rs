@@ -67,7 +67,9 @@ impl Guard {
         let name = host_name(host).to_ascii_lowercase();
         let allowed = name == "localhost"
             || name.ends_with(".localhost")
-            || name.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback() || ip == local.ip())
+            || name
+                .parse::<IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback() || ip == local.ip())
             || self.hosts.contains(&name);
         if !allowed {
             self.misdirected.fetch_add(1, Relaxed);
@@ -174,7 +176,12 @@ mod tests {
         ] {
             assert!(g.host_allowed(Some(ok), local), "{ok}");
         }
-        for bad in ["evil.example", "evil.example:8010", "10.0.0.6:8010", "localhost.evil.example"] {
+        for bad in [
+            "evil.example",
+            "evil.example:8010",
+            "10.0.0.6:8010",
+            "localhost.evil.example",
+        ] {
             assert!(!g.host_allowed(Some(bad), local), "{bad}");
         }
         assert!(g.host_allowed(None, local));

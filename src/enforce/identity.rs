@@ -119,7 +119,9 @@ pub fn ambiguity(api: &ApiDef, headers: &HeaderMap, query: Option<&str>) -> Opti
     if let Some(key) = &api.apikey_qs
         && query_count(query, key) > 1
     {
-        return Some(format!("the API key parameter {key} is given more than once"));
+        return Some(format!(
+            "the API key parameter {key} is given more than once"
+        ));
     }
     if let Some(cookie) = &api.cookie {
         let n = headers
@@ -127,10 +129,15 @@ pub fn ambiguity(api: &ApiDef, headers: &HeaderMap, query: Option<&str>) -> Opti
             .iter()
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(';'))
-            .filter(|pair| pair.split_once('=').is_some_and(|(k, _)| k.trim() == cookie))
+            .filter(|pair| {
+                pair.split_once('=')
+                    .is_some_and(|(k, _)| k.trim() == cookie)
+            })
             .count();
         if n > 1 {
-            return Some(format!("the session cookie {cookie} is sent more than once"));
+            return Some(format!(
+                "the session cookie {cookie} is sent more than once"
+            ));
         }
     }
     match &api.jwt {
@@ -147,7 +154,9 @@ pub fn ambiguity(api: &ApiDef, headers: &HeaderMap, query: Option<&str>) -> Opti
             if let Some(name) = &api.username_header
                 && values(name) > 1
             {
-                return Some(format!("the username header {name} has more than one value"));
+                return Some(format!(
+                    "the username header {name} has more than one value"
+                ));
             }
         }
     }

@@ -68,6 +68,7 @@ impl Completion {
             body,
             count,
             failed,
+            sent: tokio::sync::watch::Sender::new(false),
         }
     }
 
@@ -111,8 +112,30 @@ pin_project! {
     pub enum UpstreamBody {
         /// No body (also what a retried request carries).
         Empty,
-        /// The client's body, counted as it streams.
-        Stream { #[pin] body: Incoming, count: Arc<AtomicU64>, failed: Arc<AtomicBool> },
+        /// The client's body, counted as it streams; `sent` turns true once it has all
+        /// been handed on (the backend's answer is timed from then).
+        Stream {
+            #[pin] body: Incoming,
+            count: Arc<AtomicU64>,
+            failed: Arc<AtomicBool>,
+            sent: tokio::sync::watch::Sender<bool>,
+        },
+    }
+}
+
+impl UpstreamBody {
+    /// Resolves once the whole body has been handed on to the backend (at once for no
+    /// body; also when the body is dropped unfinished, as the request is over then).
+    pub fn sent(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let rx = match self {
+            UpstreamBody::Empty => None,
+            UpstreamBody::Stream { sent, .. } => Some(sent.subscribe()),
+        };
+        async move {
+            if let Some(mut rx) = rx {
+                let _ = rx.wait_for(|done| *done).await;
+            }
+        }
     }
 }
 
@@ -130,6 +153,7 @@ impl Body for UpstreamBody {
                 body,
                 count,
                 failed,
+                sent,
             } => {
                 let frame = ready!(body.poll_frame(cx));
                 match &frame {
@@ -138,8 +162,13 @@ impl Body for UpstreamBody {
                             count.fetch_add(data.len() as u64, Ordering::Relaxed);
                         }
                     }
-                    Some(Err(_)) => failed.store(true, Ordering::Relaxed),
-                    None => {}
+                    Some(Err(_)) => {
+                        failed.store(true, Ordering::Relaxed);
+                        sent.send_replace(true);
+                    }
+                    None => {
+                        sent.send_replace(true);
+                    }
                 }
                 Poll::Ready(frame)
             }

@@ -10,7 +10,9 @@
 //!   should stay below the backends' own keep-alive so the backend never closes a
 //!   connection we are about to reuse; if that race happens anyway, an idempotent request
 //!   without a body is retried once on a fresh connection.
-//! * Failures map to [`ForwardError`]: unreachable (502) or too slow (504).
+//! * Failures map to [`ForwardError`]: unreachable (502) or too slow (504): no response
+//!   head within `upstream_timeout` of the request body's end (the upload itself is not
+//!   timed here).
 //!
 //! One `Forwarder` per worker runtime, so pooled connections stay on the thread that uses
 //! them.
@@ -352,7 +354,18 @@ impl Forwarder {
         server: &Server,
         timeout: Duration,
     ) -> Result<Response<Incoming>, Attempt> {
-        match tokio::time::timeout(timeout, self.client.request(req)).await {
+        // `timeout` is the backend's time to answer once it has the whole request: a long
+        // upload is not the backend being slow (a stalled one is cut by the connection's
+        // idle timer instead). An answer before the upload ends is taken at once.
+        let sent = req.body().sent();
+        let request = self.client.request(req);
+        tokio::pin!(request);
+        let answered = tokio::select! {
+            biased;
+            res = &mut request => Ok(res),
+            () = sent => tokio::time::timeout(timeout, &mut request).await,
+        };
+        match answered {
             Ok(Ok(resp)) => Ok(resp),
             Err(_) => Err(Attempt::Final(ForwardError::Timeout {
                 server: server.addr.clone(),

@@ -201,7 +201,8 @@ fn one_authority(parts: &mut http::request::Parts) -> Result<(), ()> {
             match (hosts.next(), hosts.next()) {
                 (None, _) => {}
                 (Some(h), None)
-                    if h.as_bytes().eq_ignore_ascii_case(authority.as_str().as_bytes()) => {}
+                    if h.as_bytes()
+                        .eq_ignore_ascii_case(authority.as_str().as_bytes()) => {}
                 _ => return Err(()),
             }
         } else {

@@ -206,7 +206,10 @@ pub fn decide(app: &App, correlation: Option<&str>, body: &Bytes) -> Reply {
             ex.status = Some(StatusCode::BAD_REQUEST);
             ex.answered_by_enforcer = true;
             app.pipeline.on_complete(ex);
-            Reply::BadRequest(WireError::new("headers", format!("ambiguous identity: {why}")))
+            Reply::BadRequest(WireError::new(
+                "headers",
+                format!("ambiguous identity: {why}"),
+            ))
         }
         Decision::Block(block) => {
             // The gateway answers the client itself; enforcer only says no.

@@ -35,7 +35,10 @@ async fn an_absolute_target_is_routed_and_forwarded_by_one_authority() {
     let public = Backend::start("public").await;
     let e = Enforcer::start(
         &Setup::inline()
-            .api("internal", api("/data", "internal.example", &[internal.addr]))
+            .api(
+                "internal",
+                api("/data", "internal.example", &[internal.addr]),
+            )
             .api("public", api("/data", "public.example", &[public.addr])),
     );
     let answer = raw(
@@ -66,21 +69,42 @@ async fn identifiers_given_twice_cannot_slip_past_the_deny_list() {
     let deny = json!({ "api_keys": [{"name": "x-api-key", "value": "evil"}],
                        "oauth_tokens": ["evil"], "cookies": [{"name": "JSESSIONID", "value": "evil"}] });
     for inst in [&e, &side] {
-        manage(inst, reqwest::Method::POST, "/v4/ase/blacklist", Some(deny.clone())).await;
+        manage(
+            inst,
+            reqwest::Method::POST,
+            "/v4/ase/blacklist",
+            Some(deny.clone()),
+        )
+        .await;
     }
     let get = |headers: &str| {
         format!("GET /shop/echo HTTP/1.1\r\nHost: x\r\n{headers}Connection: close\r\n\r\n")
     };
     for (what, headers) in [
-        ("two API key headers", "x-api-key: benign\r\nx-api-key: evil\r\n"),
+        (
+            "two API key headers",
+            "x-api-key: benign\r\nx-api-key: evil\r\n",
+        ),
         ("an API key list", "x-api-key: benign, evil\r\n"),
-        ("two Cookie headers", "Cookie: JSESSIONID=benign\r\nCookie: JSESSIONID=evil\r\n"),
-        ("the session cookie twice", "Cookie: JSESSIONID=benign; JSESSIONID=evil\r\n"),
-        ("two bearer tokens", "Authorization: Bearer benign\r\nAuthorization: Bearer evil\r\n"),
+        (
+            "two Cookie headers",
+            "Cookie: JSESSIONID=benign\r\nCookie: JSESSIONID=evil\r\n",
+        ),
+        (
+            "the session cookie twice",
+            "Cookie: JSESSIONID=benign; JSESSIONID=evil\r\n",
+        ),
+        (
+            "two bearer tokens",
+            "Authorization: Bearer benign\r\nAuthorization: Bearer evil\r\n",
+        ),
     ] {
         let answer = raw(e.http, get(headers)).await;
         assert!(answer.starts_with("HTTP/1.1 400"), "{what}: {answer}");
-        assert!(answer.contains("Error: Malformed Request"), "{what}: {answer}");
+        assert!(
+            answer.contains("Error: Malformed Request"),
+            "{what}: {answer}"
+        );
     }
     for (what, headers) in [
         ("the API key", "x-api-key: evil\r\n"),
@@ -111,7 +135,13 @@ async fn identifiers_given_twice_cannot_slip_past_the_deny_list() {
         assert_eq!(r.status(), 400, "{headers}");
         let body: Value = r.json().await.unwrap();
         assert_eq!(body["field"], "headers", "{body}");
-        assert!(body["message"].as_str().unwrap().starts_with("ambiguous identity"), "{body}");
+        assert!(
+            body["message"]
+                .as_str()
+                .unwrap()
+                .starts_with("ambiguous identity"),
+            "{body}"
+        );
     }
 }
 
@@ -134,7 +164,11 @@ async fn unimplemented_transfer_codings_are_refused() {
     )
     .await;
     assert!(ok.starts_with("HTTP/1.1 200"), "{ok}");
-    assert_eq!(b.requests(), 1, "only the plain chunked request reached the backend");
+    assert_eq!(
+        b.requests(),
+        1,
+        "only the plain chunked request reached the backend"
+    );
 }
 
 /// Without `enable_xff`, a client's own `Forwarded` and `X-Real-IP` are not passed on as

@@ -829,8 +829,15 @@ fn odd_files_are_named_not_ignored_or_echoed() {
     std::fs::write(&conf, text).unwrap();
     let (status, _, stderr) = run_cli(&["check", "--config", dir.path().to_str().unwrap()]);
     assert!(status.success(), "{}", &stderr[..stderr.len().min(500)]);
-    assert!(stderr.len() < 4_096, "the key was echoed: {} bytes", stderr.len());
-    assert!(stderr.contains("unknown key") && stderr.contains("bytes)"), "{stderr}");
+    assert!(
+        stderr.len() < 4_096,
+        "the key was echoed: {} bytes",
+        stderr.len()
+    );
+    assert!(
+        stderr.contains("unknown key") && stderr.contains("bytes)"),
+        "{stderr}"
+    );
 
     let dir = Setup::inline().write();
     let link = dir.path().join("api").join("gone.json");
@@ -838,4 +845,49 @@ fn odd_files_are_named_not_ignored_or_echoed() {
     let (status, _, stderr) = run_cli(&["check", "--config", dir.path().to_str().unwrap()]);
     assert_eq!(status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("gone.json"), "{stderr}");
+}
+
+/// `upstream_timeout` times the backend's answer from the end of the request body: an
+/// upload that takes longer than it (and keeps moving) is answered 200, not 504; a backend
+/// that stays silent after a full request still gets 504.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_upload_is_not_a_slow_backend() {
+    let b = Backend::start("b").await;
+    let e = Enforcer::start(
+        &Setup::inline()
+            .set("upstream_timeout", "1s")
+            .api("a", api("/a", "*", &[b.addr])),
+    );
+    // Ten chunks, 300 ms apart: three seconds of upload.
+    let chunks = futures_util::stream::unfold(0u32, |i| async move {
+        if i == 10 {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        Some((
+            Ok::<_, std::io::Error>(bytes::Bytes::from(vec![b'x'; 1_000])),
+            i + 1,
+        ))
+    });
+    let started = std::time::Instant::now();
+    let r = client()
+        .post(e.url("/a/upload"))
+        .body(reqwest::Body::wrap_stream(chunks))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "after {:?}", started.elapsed());
+    assert_eq!(r.text().await.unwrap(), "10000");
+    assert!(
+        started.elapsed() > Duration::from_secs(1),
+        "the upload was not slow"
+    );
+
+    let r = client()
+        .post(e.url("/a/hang"))
+        .body("small")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 504);
 }
