@@ -49,6 +49,8 @@ pub struct App {
     pub sessions: crate::admin::dashboard::Sessions,
     /// The management port's host and brute-force guards.
     pub guard: crate::admin::guard::Guard,
+    /// File descriptors, backend connections, requests in flight per client.
+    pub limits: crate::limits::Limits,
     /// The persister, once started (`store=none`: never).
     pub persister: OnceLock<Persister>,
     /// Cluster mode (`redis_url`), or `None` for a single node.
@@ -128,6 +130,7 @@ impl App {
             reason: e.to_string(),
         })?;
         let guard = crate::admin::guard::Guard::new(&s.management_hosts);
+        let limits = crate::limits::Limits::new(s);
         let pipeline = Pipeline::new(&config, metrics, prom);
         if let Some(c) = &cluster {
             pipeline.share_counters(c.spikes.clone());
@@ -151,6 +154,7 @@ impl App {
             credentials,
             sessions: Default::default(),
             guard,
+            limits,
             persister: OnceLock::new(),
         })
     }
@@ -158,7 +162,7 @@ impl App {
     /// Admits a new client connection unless `max_connections` are already open. The
     /// returned [`Live`] slot is held for as long as the connection lives.
     pub fn admit(self: &Arc<Self>, drain: mpsc::Sender<()>) -> Option<Live> {
-        let max = self.settings.max_connections;
+        let max = self.limits.max_connections;
         self.live
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
                 (n < max).then_some(n + 1)

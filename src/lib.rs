@@ -6,6 +6,8 @@
 //! * [`config`]: `ase.conf` and `api/*.json` (ASE's formats) → a validated [`config::Config`].
 //! * [`app`]: the shared state built once from the config ([`app::App`]).
 //! * [`tls`]: rustls configs (one crypto provider, ring, named explicitly).
+//! * [`limits`]: file descriptors, backend connections and requests in flight per client,
+//!   bounded so that no client can exhaust the process.
 //! * [`server`]: listeners, the worker model, connection life and graceful shutdown.
 //! * [`proxy`]: inline mode, the reverse proxy: handler → forward → respond.
 //! * [`sideband`]: sideband mode, ASE's decision service for gateways: wire → handler.
@@ -35,6 +37,7 @@ pub mod cluster;
 pub mod config;
 pub mod demo;
 pub mod enforce;
+pub mod limits;
 pub mod metrics;
 pub mod pipeline;
 pub mod proxy;

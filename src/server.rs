@@ -470,7 +470,7 @@ async fn worker(
         .keep_alive(true);
     let mut h2 = http2::Builder::new(TokioExecutor::new());
     h2.timer(TokioTimer::new())
-        .max_concurrent_streams(256)
+        .max_concurrent_streams(s.h2_max_concurrent_streams)
         .max_header_list_size(s.max_header_size as u32);
     let plane = match app.settings.mode {
         Mode::Inline => Plane::Inline(Arc::new(Inline::new(app.clone()))),

@@ -75,6 +75,12 @@ fn state(app: &App) -> State {
         .iter()
         .map(|i| (i.name(), i.type_id(), enforcer.ioas.count(*i)))
         .collect();
+    let limits = &app.limits;
+    s.upstream_in_flight = (limits.upstream_in_flight(), limits.upstream);
+    s.saturated = (
+        limits.upstream_saturated.load(Relaxed),
+        limits.client_saturated.load(Relaxed),
+    );
     let pending = &app.sideband.pending;
     s.sideband_pending = pending.len();
     s.user_events = app.pipeline.metrics().users.totals();

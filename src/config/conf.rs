@@ -150,6 +150,15 @@ pub struct Settings {
     pub upstream_timeout: Duration,
     pub upstream_idle_timeout: Duration,
     pub upstream_max_idle_per_server: usize,
+    /// Requests in flight to backends (each holds one backend connection), over every
+    /// server; 0: what the file-descriptor limit leaves after `max_connections`.
+    pub upstream_max_connections: usize,
+    /// Requests in flight to one server of an API (0: only the total applies).
+    pub upstream_max_connections_per_server: usize,
+    /// Requests one client address may have in flight at once (HTTP/2 streams count).
+    pub client_max_in_flight: u32,
+    /// Streams one HTTP/2 connection may open at once.
+    pub h2_max_concurrent_streams: u32,
     /// Per API per time bucket: distinct values kept before the rest is folded into
     /// `(other)` (see `metrics`).
     pub metrics_max_sessions: u32,
@@ -251,6 +260,10 @@ impl Settings {
             upstream_timeout: Duration::from_secs(60),
             upstream_idle_timeout: Duration::from_secs(4),
             upstream_max_idle_per_server: 256,
+            upstream_max_connections: 0,
+            upstream_max_connections_per_server: 1_024,
+            client_max_in_flight: 256,
+            h2_max_concurrent_streams: 100,
             metrics_max_sessions: 10_000,
             metrics_max_ips: 10_000,
             metrics_max_paths: 2_000,
@@ -452,6 +465,18 @@ impl Settings {
             "upstream_idle_timeout" => self.upstream_idle_timeout = parse_positive(value)?,
             "upstream_max_idle_per_server" => {
                 self.upstream_max_idle_per_server = parse_count(value, 0, 100_000)?
+            }
+            "upstream_max_connections" => {
+                self.upstream_max_connections = parse_count(value, 0, 10_000_000)?
+            }
+            "upstream_max_connections_per_server" => {
+                self.upstream_max_connections_per_server = parse_count(value, 0, 10_000_000)?
+            }
+            "client_max_in_flight" => {
+                self.client_max_in_flight = parse_count(value, 1, 1_000_000)? as u32
+            }
+            "h2_max_concurrent_streams" => {
+                self.h2_max_concurrent_streams = parse_count(value, 1, 10_000)? as u32
             }
             "metrics_max_sessions" => self.metrics_max_sessions = parse_cap(value)?,
             "metrics_max_ips" => self.metrics_max_ips = parse_cap(value)?,

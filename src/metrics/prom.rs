@@ -28,6 +28,8 @@
 //! | `enforcer_detection_baseline_clients` | gauge | `api`: established IPs the relative detectors compare with |
 //! | `enforcer_detection_baseline_requests` | gauge | `api`: median requests per `ioa_window` of those IPs |
 //! | `enforcer_detection_baseline_bytes` | gauge | `api`: median response bytes per `ioa_window` of those IPs |
+//! | `enforcer_upstream_in_flight` / `enforcer_upstream_max_in_flight` | gauge | requests in flight to backends, and their bound |
+//! | `enforcer_saturated_total` | counter | `limit`: `upstream` (503, no backend slot), `client_in_flight` (429) |
 //! | `enforcer_sideband_pending` | gauge | |
 //! | `enforcer_sideband_correlations_total` | counter | `outcome`: how response calls found their request (`by_id`, `by_cookie`, `by_connection`), and what happened otherwise (`uncorrelated`: a response call that matched nothing; `expired`, `evicted`: requests recorded without a response; `replaced`: an id reused for another request; `retried`: a gateway's retry, recorded once; `unanswered`: a request without an id whose connection moved on before its response call) |
 //! | `enforcer_sideband_unknown_source_ip_total` | counter | request calls whose `source_ip` was no address (decided with the client unknown) |
@@ -301,6 +303,10 @@ pub struct State {
     pub flow_queued: Vec<(String, u64)>,
     /// `(api, established IPs, median requests per window, median bytes per window)`.
     pub detection_baseline: Vec<(String, u64, f64, f64)>,
+    /// Backend requests in flight, and the most there may be.
+    pub upstream_in_flight: (usize, usize),
+    /// Requests refused for want of a backend slot, and for too many in flight per client.
+    pub saturated: (u64, u64),
     /// `(ioa, type_id, count)`.
     pub ioas: Vec<(&'static str, u16, u64)>,
     pub sideband_pending: usize,
@@ -376,6 +382,27 @@ impl State {
                 .iter()
                 .map(|(api, n)| counter_metric(&[("api", api)], counter(*n)))
                 .collect(),
+        ));
+        out.push(family(
+            "enforcer_upstream_in_flight",
+            "Requests in flight to backends (each holds a backend connection).",
+            MetricType::GAUGE,
+            vec![gauge_metric(&[], gauge(self.upstream_in_flight.0 as f64))],
+        ));
+        out.push(family(
+            "enforcer_upstream_max_in_flight",
+            "The most requests in flight to backends at once (upstream_max_connections, or what the file-descriptor limit leaves).",
+            MetricType::GAUGE,
+            vec![gauge_metric(&[], gauge(self.upstream_in_flight.1 as f64))],
+        ));
+        out.push(family(
+            "enforcer_saturated_total",
+            "Requests refused to protect the process: no backend slot (503), too many in flight from one client (429).",
+            MetricType::COUNTER,
+            vec![
+                counter_metric(&[("limit", "upstream")], counter(self.saturated.0)),
+                counter_metric(&[("limit", "client_in_flight")], counter(self.saturated.1)),
+            ],
         ));
         out.push(family(
             "enforcer_detection_baseline_clients",

@@ -32,6 +32,10 @@ pub struct Completion {
     request_failed: Option<Arc<AtomicBool>>,
     /// The server's connection-quota slot, released after the exchange completes.
     lease: Option<tokio::sync::OwnedSemaphorePermit>,
+    /// The backend connection this exchange holds, and its place among its client's
+    /// requests in flight (see `limits`), given back when it completes.
+    slot: Option<crate::limits::UpstreamSlot>,
+    in_flight: Option<crate::limits::InFlight>,
 }
 
 impl Completion {
@@ -42,7 +46,19 @@ impl Completion {
             request_bytes: None,
             request_failed: None,
             lease: None,
+            slot: None,
+            in_flight: None,
         }
+    }
+
+    /// Keeps the exchange's backend slot until it completes.
+    pub fn hold_slot(&mut self, slot: crate::limits::UpstreamSlot) {
+        self.slot = Some(slot);
+    }
+
+    /// Keeps the exchange counted among its client's requests in flight until it completes.
+    pub fn hold_in_flight(&mut self, in_flight: crate::limits::InFlight) {
+        self.in_flight = Some(in_flight);
     }
 
     /// Keeps a connection-quota slot until the exchange completes.

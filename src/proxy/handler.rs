@@ -66,9 +66,20 @@ pub async fn handle(conn: Arc<Conn>, req: Request<Incoming>) -> Response<ProxyBo
     ex.has_body = !body.is_end_stream();
     ex.connection_id = conn.id;
     let decision = app.pipeline.on_request(&mut ex, &parts.headers);
-    let done = Completion::new(app.clone(), ex);
+    let client = ex.client_ip;
+    let mut done = Completion::new(app.clone(), ex);
     match decision {
-        Decision::Allow => forward(&conn, &api, parts, body, done).await,
+        Decision::Allow => {
+            // HTTP/2 streams are requests: one client's are bounded however it sends them.
+            let Some(in_flight) = app.limits.enter(client) else {
+                if let Some(ex) = done.exchange() {
+                    ex.verdict = crate::pipeline::Verdict::Blocked("flow_control");
+                }
+                return finish(answer(Answer::ClientBusy, version), done);
+            };
+            done.hold_in_flight(in_flight);
+            forward(&conn, &api, parts, body, done).await
+        }
         Decision::Block(block) => finish(blocked(&block, version), done),
     }
 }
@@ -92,6 +103,15 @@ async fn forward(
         Ok(None) => return finish(answer(Answer::NoHealthyServer, version), done),
         Err(block) => return finish(blocked(&block, version), done),
     };
+    let app = &conn.inline.app;
+    match app
+        .limits
+        .upstream_slot(&server.addr, app.settings.connection_queue_timeout)
+        .await
+    {
+        Some(slot) => done.hold_slot(slot),
+        None => return finish(answer(Answer::UpstreamBusy, version), done),
+    }
     let upgrade = api.def.protocol == Protocol::Ws && is_websocket_upgrade(&parts);
     let client_upgrade = if upgrade {
         parts.extensions.remove::<OnUpgrade>()

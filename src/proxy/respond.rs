@@ -13,6 +13,8 @@
 //! | backend too slow | 504 | `Error: Gateway Timeout` |
 //! | every server unhealthy | 503 | `Error: Service Unavailable` |
 //! | a transfer coding other than `chunked` | 501 | `Error: Not Implemented` |
+//! | every backend connection allowed is in use (`upstream_max_connections`), after `connection_queue_timeout` | 503, `Retry-After: 1` | `Error: Service Unavailable` |
+//! | the client has `client_max_in_flight` requests in flight | 429, `Retry-After: 1` | `Error: Too Many Requests` |
 //! | `GET /ase` with `enable_ase_health` | 200 | `{"status":"up","mode":"inline"}` |
 //!
 //! Enforcement answers ([`blocked`]):
@@ -45,6 +47,10 @@ pub enum Answer {
     GatewayTimeout,
     NoHealthyServer,
     NotImplemented,
+    /// Every backend connection enforcer may open is in use (`upstream_max_connections`).
+    UpstreamBusy,
+    /// The client has `client_max_in_flight` requests in flight already.
+    ClientBusy,
     Health,
 }
 
@@ -58,6 +64,8 @@ impl Answer {
             Answer::BadGateway => StatusCode::BAD_GATEWAY,
             Answer::GatewayTimeout => StatusCode::GATEWAY_TIMEOUT,
             Answer::NotImplemented => StatusCode::NOT_IMPLEMENTED,
+            Answer::UpstreamBusy => StatusCode::SERVICE_UNAVAILABLE,
+            Answer::ClientBusy => StatusCode::TOO_MANY_REQUESTS,
             Answer::Health => StatusCode::OK,
         }
     }
@@ -71,6 +79,8 @@ impl Answer {
             Answer::GatewayTimeout => "Error: Gateway Timeout",
             Answer::NoHealthyServer => "Error: Service Unavailable",
             Answer::NotImplemented => "Error: Not Implemented",
+            Answer::UpstreamBusy => "Error: Service Unavailable",
+            Answer::ClientBusy => "Error: Too Many Requests",
             Answer::Health => r#"{"status":"up","mode":"inline"}"#,
         }
     }
@@ -87,6 +97,10 @@ pub fn answer(answer: Answer, version: Version) -> Response<ProxyBody> {
     };
     resp.headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    if matches!(answer, Answer::UpstreamBusy | Answer::ClientBusy) {
+        resp.headers_mut()
+            .insert(RETRY_AFTER, HeaderValue::from_static("1"));
+    }
     // After a malformed request the connection's framing cannot be trusted. HTTP/2 has no
     // `Connection` header; its streams are independent anyway.
     if matches!(answer, Answer::MalformedRequest | Answer::NotImplemented)

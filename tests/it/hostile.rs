@@ -405,6 +405,145 @@ async fn management_brute_force_and_rebinding_are_refused() {
     );
 }
 
+/// HTTP/2 fan-out: one client opens h2c connections full of streams to a backend that never
+/// answers, under a file-descriptor limit of 256. Backend connections stay within their
+/// bound (no 5,000), the client's own streams beyond `client_max_in_flight` get 429, the
+/// rest wait and get 503 once no backend slot frees, the process never runs out of
+/// descriptors, and another client is still served at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_fan_out_cannot_exhaust_descriptors() {
+    let b = Backend::start("b").await;
+    let e = Enforcer::start_wrapped(
+        &Setup::inline()
+            .set("enable_xff", "true")
+            .set("client_max_in_flight", "64")
+            .set("connection_queue_timeout", "300ms")
+            .set("upstream_timeout", "30s")
+            .api("a", api("/a", "*", &[b.addr])),
+        &["prlimit", "--nofile=256:256"],
+    );
+    let fds = || {
+        std::fs::read_dir(format!("/proc/{}/fd", e.pid()))
+            .unwrap()
+            .count()
+    };
+    // Four h2c connections, 100 streams each, all from one client address.
+    let mut streams = Vec::new();
+    for _ in 0..4 {
+        let h2c = crate::support::client_builder()
+            .http2_prior_knowledge()
+            .build()
+            .unwrap();
+        for _ in 0..100 {
+            let (h2c, url) = (h2c.clone(), e.url("/a/hang"));
+            streams.push(tokio::spawn(async move {
+                h2c.get(url)
+                    .header("x-forwarded-for", "9.9.9.9")
+                    .send()
+                    .await
+                    .map(|r| r.status().as_u16())
+                    .unwrap_or(0)
+            }));
+        }
+    }
+    // The client may hold at most its cap of backend connections: 64, or a quarter of
+    // what the descriptor limit leaves for backends if that is less. Wait until it does.
+    let text = || async { crate::support::scrape(&e).await };
+    let bound = sample(&text().await, "enforcer_upstream_max_in_flight").unwrap();
+    let cap = 64f64.min((bound / 4.0).floor());
+    assert!(
+        bound < 256.0,
+        "backend connections bounded by the descriptors: {bound}"
+    );
+    assert!(
+        crate::support::eventually(Duration::from_secs(20), || async {
+            sample(&text().await, "enforcer_upstream_in_flight").is_some_and(|n| n >= cap)
+        })
+        .await,
+        "the flood never reached the backend"
+    );
+    let in_flight = sample(&text().await, "enforcer_upstream_in_flight").unwrap();
+    assert!(
+        in_flight <= cap,
+        "{in_flight} backend requests from one client (cap {cap})"
+    );
+    assert!(fds() < 256, "{} descriptors open", fds());
+    // Another client is served at once, on a new connection.
+    let good = client()
+        .get(e.url("/a/echo"))
+        .header("x-forwarded-for", "1.1.1.1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(good.status(), 200);
+    // The flood's excess was refused, not queued forever: 429 for the client's cap.
+    let refused = crate::support::eventually(Duration::from_secs(20), || async {
+        sample(
+            &text().await,
+            r#"enforcer_saturated_total{limit="client_in_flight"}"#,
+        )
+        .is_some_and(|n| n >= 400.0 - cap)
+    })
+    .await;
+    assert!(
+        refused,
+        "the streams over the client's cap were not all refused"
+    );
+    for s in streams {
+        s.abort();
+    }
+    assert!(
+        !e.stderr().contains("Too many open files"),
+        "{}",
+        e.stderr()
+    );
+}
+
+/// Backend connections in total are bounded too: many clients, each under its own cap,
+/// together wait for a slot and get 503 with Retry-After when none frees in time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backend_connections_are_bounded_in_total() {
+    let b = Backend::start("b").await;
+    let e = Enforcer::start(
+        &Setup::inline()
+            .set("enable_xff", "true")
+            .set("upstream_max_connections", "20")
+            .set("connection_queue_timeout", "200ms")
+            .api("a", api("/a", "*", &[b.addr])),
+    );
+    let mut hung = Vec::new();
+    for i in 0..20 {
+        let url = e.url("/a/hang");
+        hung.push(tokio::spawn(async move {
+            let _ = client()
+                .get(url)
+                .header("x-forwarded-for", format!("10.0.0.{i}"))
+                .send()
+                .await;
+        }));
+    }
+    assert!(
+        crate::support::eventually(Duration::from_secs(20), || async {
+            sample(
+                &crate::support::scrape(&e).await,
+                "enforcer_upstream_in_flight",
+            ) == Some(20.0)
+        })
+        .await
+    );
+    let r = client()
+        .get(e.url("/a/echo"))
+        .header("x-forwarded-for", "10.0.1.1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 503);
+    assert_eq!(r.headers()["retry-after"], "1");
+    for h in hung {
+        h.abort();
+    }
+}
+
 /// A cardinality flood: 20,000 requests, each from a new address with a new bearer token,
 /// session cookie, API key, path and user agent, against small caps. Memory stays bounded,
 /// the dropped detail is counted, and the report stays exact for a client that was there

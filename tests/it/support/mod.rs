@@ -131,7 +131,28 @@ impl Enforcer {
 
     /// Starts enforcer on an existing config directory and waits for its ready line.
     pub fn start_in(dir: &Path) -> Enforcer {
-        let mut child = Command::new(bin())
+        Enforcer::start_under(dir, &[])
+    }
+
+    /// Starts enforcer on `setup` under `wrapper` (e.g. `prlimit --nofile=256:256`), which
+    /// must exec it as the same process.
+    pub fn start_wrapped(setup: &Setup, wrapper: &[&str]) -> Enforcer {
+        let dir = setup.write();
+        let mut e = Enforcer::start_under(dir.path(), wrapper);
+        e._dir = Some(dir);
+        e
+    }
+
+    fn start_under(dir: &Path, wrapper: &[&str]) -> Enforcer {
+        let mut cmd = match wrapper.split_first() {
+            None => Command::new(bin()),
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(bin());
+                c
+            }
+        };
+        let mut child = cmd
             .args(["run", "--config"])
             .arg(dir)
             .env("ENFORCER_LOG", "enforcer=debug")
