@@ -194,7 +194,7 @@ fn raise_fd_limit() -> u64 {
             current: Some(hard),
             maximum: Some(hard),
         };
-        if setrlimit(Resource::Nofile, raised.clone()).is_ok() {
+        if setrlimit(Resource::Nofile, raised).is_ok() {
             limit = raised;
         }
     }
