@@ -18,11 +18,18 @@
 # per API, 1 GiB of client activity). The soak therefore sets small caps (SOAK_CONF, added
 # to both ase.conf files): memory must then level off at the caps within the warm-up and stay
 # there, which is the property that matters for any cap.
+# Then an h2 phase (H2_ROUNDS rounds, 0 to skip): examples/h2_rounds opens 20 h2c
+# connections of 100 streams each against the inline enforcer, all downloading a 20 MB file
+# with a 1-byte flow-control window so every stream stalls with its backend response in
+# flight, holds them 2 s and drops them, and prints RSS after each round; the script then
+# prints the RSS range and drift after the first fifth of the rounds (a leak grows round
+# after round; allocator retention levels off).
 # Installs wrk and nginx with apt-get when missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION=${DURATION:-600}
 SAMPLE=${SAMPLE:-10}
+H2_ROUNDS=${H2_ROUNDS:-30}
 SOAK_CONF=${SOAK_CONF:-"metrics_api_memory=8mb
 activity_memory=32mb
 activity_max_clients=20000"}
@@ -32,7 +39,7 @@ for tool in wrk nginx; do
     apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk nginx >/dev/null
   fi
 done
-cargo build --release --locked --quiet --bin enforcer
+cargo build --release --locked --quiet --bin enforcer --example h2_rounds
 . benches/common.sh
 
 # Backend.
@@ -45,8 +52,10 @@ http { access_log off;
   server { listen 127.0.0.1:$bport;
     location /shop/login { return 401 "no"; }
     location /shop/missing { return 404 "missing"; }
+    location = /shop/big { alias $tmp/big; }
     location / { return 200 "ok"; } } }
 CONF
+head -c 20000000 /dev/zero >"$tmp/big"
 nginx -p "$tmp" -c "$tmp/backend.conf" &
 pids+=($!)
 
@@ -176,3 +185,18 @@ awk '{ r[NR] = $2; s[NR] = $4 } END {
   for (i = m; i <= NR; i++) { r2 += r[i]; s2 += s[i] }
   printf "drift (second half minus first half of those samples): inline %+.1f MiB, sideband %+.1f MiB\n", r2 / (NR - m + 1) - r1 / (m - w), s2 / (NR - m + 1) - s1 / (m - w)
 }' "$tmp/samples"
+
+if [ "$H2_ROUNDS" -gt 0 ]; then
+  echo
+  echo "h2 phase: $H2_ROUNDS rounds of 20 h2c connections x 100 stalled 20 MB downloads (inline)"
+  target/release/examples/h2_rounds "${addr_of[inline]}" /shop/big "${pid_of[inline]}" "$H2_ROUNDS" \
+    | tee "$tmp/h2.out"
+  awk 'NR > 1 { k[NR - 1] = $2 / 1024 } END {
+    n = NR - 1; w = int(n / 5) + 1
+    for (i = w; i <= n; i++) { if (i == w || k[i] > max) max = k[i]; if (i == w || k[i] < min) min = k[i] }
+    m = w + int((n - w + 1) / 2)
+    for (i = w; i < m; i++) a += k[i]
+    for (i = m; i <= n; i++) b += k[i]
+    printf "h2 rounds %d-%d: RSS %.1f-%.1f MiB; drift (second half minus first half) %+.1f MiB\n", w - 1, n - 1, min, max, b / (n - m + 1) - a / (m - w)
+  }' "$tmp/h2.out"
+fi

@@ -96,7 +96,8 @@ impl App {
             tls::server_config(&s.tls_cert_path, &s.tls_key_path).map_err(tls_error)?;
         let upstream_tls =
             tls::upstream_config(s.server_ca_cert_path.as_deref()).map_err(tls_error)?;
-        let metrics = Arc::new(Metrics::new(
+        let budget = crate::memory::Budget::new(s.memory_budget);
+        let metrics = Arc::new(Metrics::within(
             Caps {
                 sessions: s.metrics_max_sessions,
                 ips: s.metrics_max_ips,
@@ -107,8 +108,9 @@ impl App {
             s.metrics_api_memory,
             crate::metrics::activity::ActivityCaps {
                 clients: s.activity_max_clients,
-                memory: s.activity_memory,
+                memory: s.activity_memory.min(budget.activity),
             },
+            budget.records,
         ));
         let timezone = match s.timezone {
             Timezone::Utc => jiff::tz::TimeZone::UTC,

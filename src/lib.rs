@@ -6,6 +6,7 @@
 //! * [`config`]: `ase.conf` and `api/*.json` (ASE's formats) → a validated [`config::Config`].
 //! * [`app`]: the shared state built once from the config ([`app::App`]).
 //! * [`tls`]: rustls configs (one crypto provider, ring, named explicitly).
+//! * [`memory`]: the memory budget, divided among everything kept per client-chosen value.
 //! * [`limits`]: file descriptors, backend connections and requests in flight per client,
 //!   bounded so that no client can exhaust the process.
 //! * [`server`]: listeners, the worker model, connection life and graceful shutdown.
@@ -38,6 +39,7 @@ pub mod config;
 pub mod demo;
 pub mod enforce;
 pub mod limits;
+pub mod memory;
 pub mod metrics;
 pub mod pipeline;
 pub mod proxy;

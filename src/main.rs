@@ -10,6 +10,12 @@ use std::sync::Arc;
 use clap::{Args, Parser, Subcommand};
 use http::Method;
 
+/// mimalloc rather than glibc's malloc: it hands freed pages back to the system, so memory
+/// taken by a burst (thousands of stalled HTTP/2 streams) is returned once the burst ends
+/// instead of staying as the process's new high-water mark (docs/performance.md#allocator).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use enforcer::admin::client::Client;
 use enforcer::app::App;
 use enforcer::config::Config;
@@ -652,6 +658,30 @@ fn format_view(name: ListName, view: &serde_json::Value, only: Option<&str>) -> 
 }
 
 /// `enforcer status`, in the layout of ASE's `cli.sh status`.
+/// The store's row of `enforcer status`: kind, health, and whether records are still
+/// being loaded back after a start.
+fn store_line(p: &serde_json::Value) -> String {
+    let kind = p["store"].as_str().unwrap_or("-");
+    if kind == "none" {
+        return "none".into();
+    }
+    let health = if p["healthy"].as_bool() == Some(false) {
+        "unhealthy"
+    } else {
+        "healthy"
+    };
+    let restoring = if p["restoring"].as_bool() == Some(true) {
+        ", restoring records"
+    } else {
+        ""
+    };
+    let last = p["last_flush"].as_str().unwrap_or("never");
+    format!(
+        "{kind}, {health}{restoring}, {} flushes, last {last}",
+        p["flushes"]
+    )
+}
+
 fn status(dir: &ConfigDir) -> ExitCode {
     let s = match call(dir, Method::GET, "/v4/ase/status", String::new()) {
         Ok(v) => v,
@@ -687,6 +717,7 @@ fn status(dir: &ConfigDir) -> ExitCode {
         ("connections", text("connections")),
         ("version", text("version")),
         ("started", text("started")),
+        ("store", store_line(&s["persistence"])),
     ];
     println!("API Security Enforcer");
     for (k, v) in rows {

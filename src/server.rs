@@ -330,7 +330,6 @@ async fn compact_every_minute(app: Arc<App>) {
 /// the machine-readable ready line on stdout (tests and scripts wait for it).
 fn announce(app: &App, addrs: Addresses, workers: usize) {
     use std::io::Write;
-    let _ = app.addresses.set(addrs);
     let instance = Instance {
         pid: std::process::id(),
         mode: app.settings.mode.as_str().to_string(),
@@ -360,6 +359,8 @@ fn announce(app: &App, addrs: Addresses, workers: usize) {
     let mut out = io::stdout().lock();
     let _ = writeln!(out, "{line}");
     let _ = out.flush();
+    // Last: what waits for the ports (the stored records' restore) starts after the line.
+    let _ = app.addresses.set(addrs);
 }
 
 /// SIGXFSZ (tokio names no constant for it).

@@ -75,11 +75,17 @@ fn state(app: &App) -> State {
         .iter()
         .map(|i| (i.name(), i.type_id(), enforcer.ioas.count(*i)))
         .collect();
+    s.memory = memory_parts(app);
     let limits = &app.limits;
     s.upstream_in_flight = (limits.upstream_in_flight(), limits.upstream);
     s.saturated = (
         limits.upstream_saturated.load(Relaxed),
         limits.client_saturated.load(Relaxed),
+    );
+    s.management_refused = (
+        app.guard.misdirected.load(Relaxed),
+        app.guard.failed.load(Relaxed),
+        app.guard.locked_out.load(Relaxed),
     );
     let pending = &app.sideband.pending;
     s.sideband_pending = pending.len();
@@ -102,6 +108,7 @@ fn state(app: &App) -> State {
             h.healthy.load(Relaxed),
             h.flushes.load(Relaxed),
             h.errors.load(Relaxed),
+            h.restoring.load(Relaxed),
         )
     });
     s.cluster = app.cluster.as_ref().map(|c| {
@@ -112,6 +119,73 @@ fn state(app: &App) -> State {
         )
     });
     s
+}
+
+/// The parts of the memory budget: `(part, used, limit, overflows)`.
+fn memory_parts(app: &App) -> Vec<(&'static str, u64, u64, u64)> {
+    use crate::memory::{Budget, cost};
+    let budget = Budget::new(app.settings.memory_budget);
+    let metrics = app.pipeline.metrics();
+    let enforcer = &app.pipeline.enforcer;
+    let records = &metrics.records_memory;
+    let (activity_used, activity_limit) = metrics.activity.memory();
+    let detection = &enforcer.cfg.detection_memory;
+    let pending = &app.sideband.pending;
+    let bytes = |n: usize, cost: i64| (n as u64).saturating_mul(cost.max(0) as u64);
+    let lists = &enforcer.lists;
+    let listed = lists.load(ListKind::Deny).len()
+        + lists.load(ListKind::Allow).len()
+        + enforcer.decoy_memory_len();
+    let flow_clients: usize = app
+        .pipeline
+        .apis()
+        .all()
+        .iter()
+        .map(|a| a.flow.tracked_clients())
+        .sum();
+    vec![
+        (
+            "records",
+            records.used(),
+            records.limit(),
+            records.overflows(),
+        ),
+        (
+            "activity",
+            activity_used.max(0) as u64,
+            activity_limit,
+            metrics.activity.overflowed(),
+        ),
+        (
+            "detection",
+            detection.used(),
+            detection.limit(),
+            detection.overflows(),
+        ),
+        (
+            "pending",
+            bytes(pending.len(), cost::PENDING_EXCHANGE),
+            bytes(pending.capacity(), cost::PENDING_EXCHANGE),
+            pending.stats.evicted.load(Relaxed),
+        ),
+        (
+            "lists",
+            bytes(listed, cost::LIST_ENTRY),
+            budget.lists,
+            lists.refused.load(Relaxed),
+        ),
+        (
+            "flow",
+            bytes(flow_clients, cost::FLOW_CLIENT),
+            budget.flow,
+            app.pipeline
+                .apis()
+                .all()
+                .iter()
+                .map(|a| a.flow.stats.over_capacity.load(Relaxed))
+                .sum(),
+        ),
+    ]
 }
 
 /// `/v4/ase/api`: list, read, create, update and delete API definitions.

@@ -157,6 +157,8 @@ pub struct Settings {
     pub upstream_max_connections_per_server: usize,
     /// Requests one client address may have in flight at once (HTTP/2 streams count).
     pub client_max_in_flight: u32,
+    /// Bytes for everything kept per client-chosen value (see `memory`).
+    pub memory_budget: u64,
     /// Streams one HTTP/2 connection may open at once.
     pub h2_max_concurrent_streams: u32,
     /// Per API per time bucket: distinct values kept before the rest is folded into
@@ -263,6 +265,7 @@ impl Settings {
             upstream_max_connections: 0,
             upstream_max_connections_per_server: 1_024,
             client_max_in_flight: 256,
+            memory_budget: 1 << 30,
             h2_max_concurrent_streams: 100,
             metrics_max_sessions: 10_000,
             metrics_max_ips: 10_000,
@@ -471,6 +474,13 @@ impl Settings {
             }
             "upstream_max_connections_per_server" => {
                 self.upstream_max_connections_per_server = parse_count(value, 0, 10_000_000)?
+            }
+            "memory_budget" => {
+                let n = parse_bytes(value)?;
+                if n < 16 << 20 {
+                    return Err(format!("{value:?} is under the minimum of 16mb"));
+                }
+                self.memory_budget = n;
             }
             "client_max_in_flight" => {
                 self.client_max_in_flight = parse_count(value, 1, 1_000_000)? as u32

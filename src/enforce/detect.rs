@@ -347,12 +347,18 @@ pub struct ApiDetect {
     login_suspects: Mutex<HashMap<IpAddr, (u64, bool)>>,
     active_ips: AtomicU64,
     baseline: Baseline,
-    /// Identifiers not tracked because the API was at `max_clients`.
+    /// Identifiers not tracked because the API was at `max_clients` or the detection part
+    /// of the memory budget was full.
     pub untracked: AtomicU64,
+    /// The detection part of the memory budget, shared with the other APIs.
+    memory: Arc<crate::memory::Pool>,
+    /// What this API's windows took from it (given back when they go, or the API does).
+    charged: std::sync::atomic::AtomicI64,
 }
 
-impl Default for ApiDetect {
-    fn default() -> Self {
+impl ApiDetect {
+    /// Detection state drawing on `memory` (the detection part of the memory budget).
+    pub fn new(memory: Arc<crate::memory::Pool>) -> ApiDetect {
         ApiDetect {
             clients: DashMap::with_hasher(foldhash::fast::RandomState::default()),
             api: Mutex::new(Window::default()),
@@ -360,7 +366,34 @@ impl Default for ApiDetect {
             active_ips: AtomicU64::new(0),
             baseline: Baseline::default(),
             untracked: AtomicU64::new(0),
+            memory,
+            charged: std::sync::atomic::AtomicI64::new(0),
         }
+    }
+}
+
+impl Drop for ApiDetect {
+    fn drop(&mut self) {
+        self.memory.give_back(self.charged.load(Relaxed));
+    }
+}
+
+/// What a window of `key` costs in the memory budget.
+fn window_cost(key: &ClientKey) -> i64 {
+    let text = match key {
+        ClientKey::Ip(_) => 0,
+        ClientKey::Token(v)
+        | ClientKey::Cookie(v)
+        | ClientKey::ApiKey(v)
+        | ClientKey::Username(v) => v.len() as i64,
+    };
+    crate::memory::cost::DETECTION_WINDOW + text
+}
+
+impl Default for ApiDetect {
+    /// Detection state without a memory budget (`ioa_max_clients` still bounds it).
+    fn default() -> Self {
+        ApiDetect::new(Arc::new(crate::memory::Pool::new("detection", u64::MAX)))
     }
 }
 
@@ -599,11 +632,22 @@ impl ApiDetect {
         if let Some(w) = self.clients.get(key) {
             return Some(f(&mut lock(&w)));
         }
-        if self.clients.len() >= t.max_clients {
+        let cost = window_cost(key);
+        if self.clients.len() >= t.max_clients || !self.memory.try_take(cost) {
             self.untracked.fetch_add(1, Relaxed);
             return None;
         }
-        self.clients.entry(key.clone()).or_default();
+        let mut fresh = false;
+        self.clients.entry(key.clone()).or_insert_with(|| {
+            fresh = true;
+            Mutex::default()
+        });
+        if fresh {
+            self.charged.fetch_add(cost, Relaxed);
+        } else {
+            // Another request created it meanwhile.
+            self.memory.give_back(cost);
+        }
         let w = self.clients.get(key)?;
         Some(f(&mut lock(&w)))
     }
@@ -621,6 +665,7 @@ impl ApiDetect {
         let mut gone_active = 0;
         let mut requests = Vec::new();
         let mut bytes = Vec::new();
+        let mut freed = 0;
         self.clients.retain(|key, w| {
             let w = w.get_mut().unwrap_or_else(|e| e.into_inner());
             let idle = w.idle(epoch);
@@ -634,8 +679,13 @@ impl ApiDetect {
                 requests.push(r);
                 bytes.push(b);
             }
+            if idle {
+                freed += window_cost(key);
+            }
             !idle
         });
+        self.memory.give_back(freed);
+        self.charged.fetch_sub(freed, Relaxed);
         let _ = self
             .active_ips
             .fetch_update(Relaxed, Relaxed, |n| Some(n.saturating_sub(gone_active)));

@@ -78,6 +78,8 @@ pub struct Stats {
     pub server_spike: AtomicU64,
     pub connection_queued: AtomicU64,
     pub connection_quota_exceeded: AtomicU64,
+    /// Checks made on the shared limiter because `flow_max_clients` were tracked already.
+    pub over_capacity: AtomicU64,
 }
 
 #[derive(Default)]
@@ -265,6 +267,7 @@ impl ApiFlow {
         let verdict = if c.keyed.len() < c.max_clients {
             c.keyed.check_key(&ip)
         } else {
+            self.stats.over_capacity.fetch_add(1, Relaxed);
             c.shared.check()
         };
         verdict.map_err(|not_until| Limited {

@@ -483,6 +483,8 @@ pub struct Lists {
     /// Serialises changes; readers never take it.
     writing: Mutex<()>,
     max_entries: usize,
+    /// Entries refused because a list was full.
+    pub refused: std::sync::atomic::AtomicU64,
 }
 
 impl Lists {
@@ -492,7 +494,13 @@ impl Lists {
             allow: ArcSwap::from_pointee(ListSet::default()),
             writing: Mutex::new(()),
             max_entries,
+            refused: std::sync::atomic::AtomicU64::new(0),
         }
+    }
+
+    /// Entries each list holds at most.
+    pub fn max_entries(&self) -> usize {
+        self.max_entries
     }
 
     fn list(&self, kind: ListKind) -> &ArcSwap<ListSet> {
@@ -523,6 +531,8 @@ impl Lists {
             let mut fresh = 0;
             for (id, entry) in items {
                 if set.len() >= self.max_entries && !set.contains(&id) {
+                    self.refused
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     return Err(ListError::Full(kind, self.max_entries));
                 }
                 // An automatic entry never overrides a manual one.

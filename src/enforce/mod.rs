@@ -45,6 +45,7 @@ use http::header::{CONTENT_LENGTH, CONTENT_TYPE, TRANSFER_ENCODING};
 use http::{HeaderMap, StatusCode};
 
 use crate::config::{Mode, Settings};
+use crate::memory::{Budget, cost};
 use crate::metrics::activity::{ClientType, WordRef};
 use crate::metrics::{Metrics, unix_secs};
 use crate::pipeline::{Api, Decision, Exchange, Verdict};
@@ -65,6 +66,10 @@ pub struct Config {
     pub decoy_memory: Duration,
     pub list_max_entries: usize,
     pub flow_max_clients: usize,
+    /// Decoy visitors remembered at most.
+    pub decoy_max: usize,
+    /// The detection part of the memory budget, shared by every API's windows.
+    pub detection_memory: Arc<crate::memory::Pool>,
     pub connection_queue_timeout: Duration,
     /// Client spike thresholds are counted across the cluster (when the request picks its
     /// server), not here.
@@ -73,14 +78,21 @@ pub struct Config {
 
 impl Config {
     pub fn from_settings(s: &Settings) -> Config {
+        let budget = Budget::new(s.memory_budget);
         Config {
             firewall: s.enable_firewall,
             auto_deny: s.enable_ase_detected_attack,
             thresholds: s.ioa.clone(),
             block_ttl: s.ioa_block_ttl,
             decoy_memory: s.decoy_memory,
-            list_max_entries: s.list_max_entries,
-            flow_max_clients: s.flow_max_clients,
+            list_max_entries: s
+                .list_max_entries
+                .min(Budget::entries(budget.lists / 2, cost::LIST_ENTRY)),
+            flow_max_clients: s
+                .flow_max_clients
+                .min(Budget::entries(budget.flow, cost::FLOW_CLIENT)),
+            decoy_max: DECOY_MEMORY_MAX.min(Budget::entries(budget.lists / 2, cost::LIST_ENTRY)),
+            detection_memory: budget.detection,
             connection_queue_timeout: s.connection_queue_timeout,
             shared_client_spikes: s.cluster_client_spikes && s.redis_url.is_some(),
         }
@@ -268,6 +280,11 @@ impl Enforcer {
             path_hasher: foldhash::fast::RandomState::default(),
             cfg,
         }
+    }
+
+    /// Decoy visitors remembered now.
+    pub fn decoy_memory_len(&self) -> usize {
+        self.decoy_touched.len()
     }
 
     /// Whether enforcement is on (`enable_firewall`, or the management API's switch).
@@ -571,7 +588,8 @@ impl Enforcer {
     }
 
     fn remember_decoy(&self, key: ClientKey, now: i64) {
-        if self.decoy_touched.len() >= DECOY_MEMORY_MAX && !self.decoy_touched.contains_key(&key) {
+        if self.decoy_touched.len() >= self.cfg.decoy_max && !self.decoy_touched.contains_key(&key)
+        {
             return;
         }
         let until =

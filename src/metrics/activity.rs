@@ -489,6 +489,8 @@ impl Default for ActivityCaps {
 struct Budget<'a> {
     used: &'a AtomicI64,
     limit: i64,
+    /// Clients not kept since start (the budget or a bucket's cap was full).
+    overflowed: &'a AtomicU64,
 }
 
 impl Budget<'_> {
@@ -625,6 +627,7 @@ impl ActivityBucket {
             });
             if !fitted {
                 self.clients_overflow.fetch_add(1, Relaxed);
+                b.overflowed.fetch_add(1, Relaxed);
             }
         }
         if let Some(api) = api {
@@ -781,6 +784,7 @@ pub struct Activity {
     rollup: RwLock<()>,
     caps: ActivityCaps,
     used: AtomicI64,
+    overflowed: AtomicU64,
     /// Attack-management entries marked reviewed: (client type, client) → when.
     reviewed: Map<(ClientType, Arc<str>), i64>,
 }
@@ -792,6 +796,7 @@ impl Activity {
             rollup: RwLock::new(()),
             caps,
             used: AtomicI64::new(0),
+            overflowed: AtomicU64::new(0),
             reviewed: Map::with_hasher(Hasher::default()),
         }
     }
@@ -800,7 +805,13 @@ impl Activity {
         Budget {
             used: &self.used,
             limit: i64::try_from(self.caps.memory).unwrap_or(i64::MAX),
+            overflowed: &self.overflowed,
         }
+    }
+
+    /// Clients whose detail could not be kept since start (their requests still count).
+    pub fn overflowed(&self) -> u64 {
+        self.overflowed.load(Relaxed)
     }
 
     fn with_bucket(&self, t: i64, now: i64, f: impl FnOnce(&ActivityBucket)) {
@@ -1056,8 +1067,14 @@ impl Activity {
         }
         b.clients_overflow.store(img.clients_overflow, Relaxed);
         b.changes.store(img.changes, Relaxed);
-        if let Some((_, old)) = map.remove(&b.start) {
-            old.release(&self.used);
+        // Restored while traffic is recorded: a bucket recorded since the start gets the
+        // stored one merged in (and counts as changed, so the merge is stored).
+        let _restoring = self.rollup.read().unwrap_or_else(|e| e.into_inner());
+        if let Some(live) = map.get(&b.start) {
+            live.merge_from(&b, &self.caps, &budget);
+            live.changes.fetch_add(1, Relaxed);
+            b.release(&self.used);
+            return true;
         }
         map.insert(b.start, b);
         true

@@ -71,6 +71,8 @@ pub struct Budget {
     used: AtomicI64,
     limit: i64,
     pub dropped: [AtomicU64; 5],
+    /// The records part of the process's memory budget, shared by every API.
+    shared: Option<Arc<crate::memory::Pool>>,
 }
 
 impl Budget {
@@ -79,11 +81,27 @@ impl Budget {
             used: AtomicI64::new(0),
             limit: i64::try_from(limit).unwrap_or(i64::MAX),
             dropped: std::array::from_fn(|_| AtomicU64::new(0)),
+            shared: None,
+        }
+    }
+
+    /// A budget of `limit` that also draws on `shared`.
+    pub fn within(limit: u64, shared: Arc<crate::memory::Pool>) -> Budget {
+        Budget {
+            shared: Some(shared),
+            ..Budget::new(limit)
         }
     }
 
     fn has_room(&self) -> bool {
-        self.used.load(Relaxed) < self.limit
+        self.used.load(Relaxed) < self.limit && self.shared.as_ref().is_none_or(|s| s.has_room())
+    }
+
+    fn add(&self, bytes: i64) {
+        self.used.fetch_add(bytes, Relaxed);
+        if let Some(s) = &self.shared {
+            s.take(bytes);
+        }
     }
 
     pub fn used(&self) -> u64 {
@@ -127,6 +145,9 @@ impl<K: Eq + Hash, P: Copy> Interner<K, P> {
 
     fn dropped(&self, n: u64, budget: &Budget) {
         self.overflow.fetch_add(n, Relaxed);
+        if let Some(shared) = budget.shared.as_ref().filter(|s| !s.has_room()) {
+            shared.overflowed();
+        }
         if let Some(d) = self.dim {
             budget.dropped[d].fetch_add(n, Relaxed);
         }
@@ -313,14 +334,12 @@ impl Bucket {
 
     fn charge(&self, budget: &Budget, bytes: i64) {
         self.charged.fetch_add(bytes, Relaxed);
-        budget.used.fetch_add(bytes, Relaxed);
+        budget.add(bytes);
     }
 
     /// Gives this bucket's share of the budget back (the bucket is being dropped).
     pub fn release(&self, budget: &Budget) {
-        budget
-            .used
-            .fetch_sub(self.charged.swap(0, Relaxed), Relaxed);
+        budget.add(-self.charged.swap(0, Relaxed));
     }
 
     /// Records one request. `requests` is counted last (with release ordering): whoever

@@ -138,16 +138,35 @@ pub struct Metrics {
     caps: Caps,
     default_budget: u64,
     recorders: Mutex<HashMap<String, Arc<ApiRecorder>>>,
+    /// The records part of the memory budget, shared by every API's recorder.
+    pub records_memory: Arc<crate::memory::Pool>,
 }
 
 impl Metrics {
     pub fn new(caps: Caps, default_budget: u64, activity: activity::ActivityCaps) -> Metrics {
+        Metrics::within(
+            caps,
+            default_budget,
+            activity,
+            Arc::new(crate::memory::Pool::new("records", u64::MAX)),
+        )
+    }
+
+    /// As [`Metrics::new`], every API's detail also within `records` (the records part
+    /// of the memory budget).
+    pub fn within(
+        caps: Caps,
+        default_budget: u64,
+        activity: activity::ActivityCaps,
+        records: Arc<crate::memory::Pool>,
+    ) -> Metrics {
         Metrics {
             activity: activity::Activity::new(activity),
             users: users::Users::new(),
             caps,
             default_budget,
             recorders: Mutex::new(HashMap::new()),
+            records_memory: records,
         }
     }
 
@@ -160,7 +179,7 @@ impl Metrics {
         let budget = api.api_memory_size.unwrap_or(self.default_budget);
         self.recorders()
             .entry(api.id.clone())
-            .or_insert_with(|| Arc::new(ApiRecorder::new(&api.id, self.caps, budget)))
+            .or_insert_with(|| Arc::new(self.new_recorder(&api.id, budget)))
             .clone()
     }
 
@@ -174,8 +193,14 @@ impl Metrics {
     pub fn for_restore(&self, api_id: &str) -> Arc<ApiRecorder> {
         self.recorders()
             .entry(api_id.to_string())
-            .or_insert_with(|| Arc::new(ApiRecorder::new(api_id, self.caps, self.default_budget)))
+            .or_insert_with(|| Arc::new(self.new_recorder(api_id, self.default_budget)))
             .clone()
+    }
+
+    fn new_recorder(&self, api_id: &str, budget: u64) -> ApiRecorder {
+        let mut r = ApiRecorder::new(api_id, self.caps, budget);
+        r.budget = Budget::within(budget, self.records_memory.clone());
+        r
     }
 
     /// Every recorder.
@@ -321,14 +346,20 @@ impl ApiRecorder {
 
     /// Puts back a stored bucket (at start-up, before traffic). Returns false for a tier
     /// that does not exist.
+    /// Puts back a stored bucket. The store is restored while traffic is already being
+    /// recorded: a bucket recorded since the start gets the stored one merged in.
     pub fn restore(&self, tier: usize, image: bucket::Image) -> bool {
         let Some(map) = self.tiers.get(tier) else {
             return false;
         };
-        let bucket = Bucket::from_image(image, &self.caps, &self.budget);
-        if let Some((_, old)) = map.remove(&bucket.start) {
-            old.release(&self.budget);
+        // Compaction moves buckets under the write side of this lock.
+        let _restoring = self.rollup.read().unwrap_or_else(|e| e.into_inner());
+        if let Some(live) = map.get(&image.start) {
+            let stored = Bucket::from_image(image, &self.caps, &Budget::new(u64::MAX));
+            live.merge_from(&stored, &self.budget);
+            return true;
         }
+        let bucket = Bucket::from_image(image, &self.caps, &self.budget);
         map.insert(bucket.start, bucket);
         true
     }

@@ -28,16 +28,20 @@
 //! | `enforcer_detection_baseline_clients` | gauge | `api`: established IPs the relative detectors compare with |
 //! | `enforcer_detection_baseline_requests` | gauge | `api`: median requests per `ioa_window` of those IPs |
 //! | `enforcer_detection_baseline_bytes` | gauge | `api`: median response bytes per `ioa_window` of those IPs |
+//! | `enforcer_memory_bytes`, `enforcer_memory_limit_bytes` | gauge | `part` (records, activity, detection, pending, lists, flow): bytes kept per client-chosen value, and the part's limit (see `memory`) |
+//! | `enforcer_memory_overflow_total` | counter | `part`: values not kept because the part or a cap was full |
 //! | `enforcer_upstream_in_flight` / `enforcer_upstream_max_in_flight` | gauge | requests in flight to backends, and their bound |
 //! | `enforcer_saturated_total` | counter | `limit`: `upstream` (503, no backend slot), `client_in_flight` (429) |
 //! | `enforcer_sideband_pending` | gauge | |
 //! | `enforcer_sideband_correlations_total` | counter | `outcome`: how response calls found their request (`by_id`, `by_cookie`, `by_connection`), and what happened otherwise (`uncorrelated`: a response call that matched nothing; `expired`, `evicted`: requests recorded without a response; `replaced`: an id reused for another request; `retried`: a gateway's retry, recorded once; `unanswered`: a request without an id whose connection moved on before its response call) |
+//! | `enforcer_management_refused_total` | counter | `reason`: `host` (421, DNS rebinding), `credentials` (401), `locked_out` (429 after repeated failures) |
 //! | `enforcer_sideband_unknown_source_ip_total` | counter | request calls whose `source_ip` was no address (decided with the client unknown) |
 //! | `enforcer_record_details_dropped_total` | counter | `api`, `dimension` |
 //! | `enforcer_records_expired_total` | counter | `api` |
 //! | `enforcer_store_healthy` | gauge | (absent with `store=none`) 1 while commits succeed |
 //! | `enforcer_store_flushes_total` | counter | commits that wrote something |
 //! | `enforcer_store_flush_errors_total` | counter | commits that failed (state stays in memory, retried) |
+//! | `enforcer_store_restoring` | gauge | 1 while the stored records are loaded back after a start (the ports are already served) |
 //! | `enforcer_cluster_redis_up` | gauge | (cluster mode only) 1 while the node reaches Redis |
 //! | `enforcer_cluster_redis_errors_total` | counter | (cluster mode only) failed exchanges with Redis |
 //! | `enforcer_cluster_spike_local_decisions_total` | counter | (cluster mode only) spike checks Redis did not answer within `cluster_request_budget`, decided by the node's own limiter |
@@ -303,10 +307,15 @@ pub struct State {
     pub flow_queued: Vec<(String, u64)>,
     /// `(api, established IPs, median requests per window, median bytes per window)`.
     pub detection_baseline: Vec<(String, u64, f64, f64)>,
+    /// Parts of the memory budget: `(part, bytes used, limit, overflows)`.
+    pub memory: Vec<(&'static str, u64, u64, u64)>,
     /// Backend requests in flight, and the most there may be.
     pub upstream_in_flight: (usize, usize),
     /// Requests refused for want of a backend slot, and for too many in flight per client.
     pub saturated: (u64, u64),
+    /// Management calls refused: wrong `Host` (421), failed credentials (401), while locked
+    /// out (429).
+    pub management_refused: (u64, u64, u64),
     /// `(ioa, type_id, count)`.
     pub ioas: Vec<(&'static str, u16, u64)>,
     pub sideband_pending: usize,
@@ -320,8 +329,8 @@ pub struct State {
     pub dropped: Vec<(String, &'static str, u64)>,
     /// `(api, count)`.
     pub expired: Vec<(String, u64)>,
-    /// `(healthy, flushes, errors)` when a store is attached.
-    pub store: Option<(bool, u64, u64)>,
+    /// `(healthy, flushes, errors, restoring)` when a store is attached.
+    pub store: Option<(bool, u64, u64, bool)>,
     /// Cluster mode: `(connected to Redis, errors talking to it, spike counts decided
     /// locally because Redis did not answer in time)`.
     pub cluster: Option<(bool, u64, u64)>,
@@ -384,6 +393,33 @@ impl State {
                 .collect(),
         ));
         out.push(family(
+            "enforcer_memory_bytes",
+            "Bytes kept per client-chosen value, per part of memory_budget (measured costs per entry).",
+            MetricType::GAUGE,
+            self.memory
+                .iter()
+                .map(|(part, used, _, _)| gauge_metric(&[("part", part)], gauge(*used as f64)))
+                .collect(),
+        ));
+        out.push(family(
+            "enforcer_memory_limit_bytes",
+            "The limit of each part of memory_budget.",
+            MetricType::GAUGE,
+            self.memory
+                .iter()
+                .map(|(part, _, limit, _)| gauge_metric(&[("part", part)], gauge(*limit as f64)))
+                .collect(),
+        ));
+        out.push(family(
+            "enforcer_memory_overflow_total",
+            "Values not kept (or entries evicted) because their part of memory_budget or a cap was full.",
+            MetricType::COUNTER,
+            self.memory
+                .iter()
+                .map(|(part, _, _, n)| counter_metric(&[("part", part)], counter(*n)))
+                .collect(),
+        ));
+        out.push(family(
             "enforcer_upstream_in_flight",
             "Requests in flight to backends (each holds a backend connection).",
             MetricType::GAUGE,
@@ -402,6 +438,16 @@ impl State {
             vec![
                 counter_metric(&[("limit", "upstream")], counter(self.saturated.0)),
                 counter_metric(&[("limit", "client_in_flight")], counter(self.saturated.1)),
+            ],
+        ));
+        out.push(family(
+            "enforcer_management_refused_total",
+            "Management calls refused: a Host that is not the port's (421), failed credentials (401), a source locked out after failures (429).",
+            MetricType::COUNTER,
+            vec![
+                counter_metric(&[("reason", "host")], counter(self.management_refused.0)),
+                counter_metric(&[("reason", "credentials")], counter(self.management_refused.1)),
+                counter_metric(&[("reason", "locked_out")], counter(self.management_refused.2)),
             ],
         ));
         out.push(family(
@@ -442,7 +488,13 @@ impl State {
                 })
                 .collect(),
         ));
-        if let Some((healthy, flushes, errors)) = self.store {
+        if let Some((healthy, flushes, errors, restoring)) = self.store {
+            out.push(family(
+                "enforcer_store_restoring",
+                "1 while the stored records are being loaded back after a start (reports are not complete yet).",
+                MetricType::GAUGE,
+                vec![gauge_metric(&[], gauge(f64::from(u8::from(restoring))))],
+            ));
             out.push(family(
                 "enforcer_store_healthy",
                 "1 while commits to the store succeed, 0 after a failed one.",

@@ -383,6 +383,13 @@ impl Users {
         if image.start.rem_euclid(HOUR) != 0 {
             return false;
         }
+        // Restored while traffic is recorded: an hour recorded since the start gets the
+        // stored one added in.
+        if let Some(live) = self.hours.get(&image.start) {
+            live.changes.fetch_add(1, Relaxed);
+            drop(live);
+            return self.merge_image(image);
+        }
         let users = match image.users {
             UsersImage::Exact(list) => {
                 let mut d = Distinct::default();

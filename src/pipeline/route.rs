@@ -145,7 +145,7 @@ impl Api {
                 ctx.enforce.flow_max_clients,
                 ctx.enforce.connection_queue_timeout,
             ),
-            detect: ApiDetect::default(),
+            detect: ApiDetect::new(ctx.enforce.detection_memory.clone()),
             prom: ctx.prom.api(&def.id),
             def,
             servers,

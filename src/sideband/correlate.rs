@@ -204,6 +204,11 @@ impl Pending {
         out
     }
 
+    /// Exchanges pending at most.
+    pub fn capacity(&self) -> usize {
+        self.per_shard.iter().sum()
+    }
+
     /// Exchanges pending now.
     pub fn len(&self) -> usize {
         self.shards

@@ -41,7 +41,16 @@ pub struct Stats {
 impl Sideband {
     pub fn new(settings: &Settings) -> Sideband {
         Sideband {
-            pending: Pending::new(settings.sideband_pending_max, settings.sideband_pending_ttl),
+            // The configured cap, within the pending part of the memory budget.
+            pending: Pending::new(
+                settings
+                    .sideband_pending_max
+                    .min(crate::memory::Budget::entries(
+                        crate::memory::Budget::new(settings.memory_budget).pending,
+                        crate::memory::cost::PENDING_EXCHANGE,
+                    )),
+                settings.sideband_pending_ttl,
+            ),
             tokens: Tokens::new(settings.enable_sideband_authentication),
             stats: Stats::default(),
         }

@@ -55,11 +55,17 @@ impl Embedded {
     }
 
     fn read_all(&self) -> Result<Loaded, redb::Error> {
+        let mut out = self.read_state()?;
+        out.buckets = self.read_buckets()?;
+        Ok(out)
+    }
+
+    fn read_buckets(&self) -> Result<Vec<(BucketKey, Vec<u8>)>, redb::Error> {
         let Some(db) = &self.db else {
-            return Ok(Loaded::default());
+            return Ok(Vec::new());
         };
         let tx = db.begin_read()?;
-        let mut out = Loaded::default();
+        let mut out = Vec::new();
         for row in tx.open_table(BUCKETS)?.iter()? {
             let (k, v) = row?;
             let (api, tier, start) = k.value();
@@ -68,8 +74,17 @@ impl Embedded {
                 tier,
                 start,
             };
-            out.buckets.push((key, v.value().to_vec()));
+            out.push((key, v.value().to_vec()));
         }
+        Ok(out)
+    }
+
+    fn read_state(&self) -> Result<Loaded, redb::Error> {
+        let Some(db) = &self.db else {
+            return Ok(Loaded::default());
+        };
+        let tx = db.begin_read()?;
+        let mut out = Loaded::default();
         for row in tx.open_table(LISTS)?.iter()? {
             let (k, v) = row?;
             let (list, id) = k.value();
@@ -114,6 +129,22 @@ impl Store for Embedded {
     fn load(&mut self) -> Result<Loaded, StoreError> {
         let file = self.file.clone();
         quietly(&file, || self.read_all())?.map_err(|e| StoreError::Corrupt {
+            file,
+            reason: e.to_string(),
+        })
+    }
+
+    fn load_state(&mut self) -> Result<Loaded, StoreError> {
+        let file = self.file.clone();
+        quietly(&file, || self.read_state())?.map_err(|e| StoreError::Corrupt {
+            file,
+            reason: e.to_string(),
+        })
+    }
+
+    fn load_buckets(&mut self) -> Result<Vec<(BucketKey, Vec<u8>)>, StoreError> {
+        let file = self.file.clone();
+        quietly(&file, || self.read_buckets())?.map_err(|e| StoreError::Corrupt {
             file,
             reason: e.to_string(),
         })

@@ -65,6 +65,16 @@ impl Batch {
 pub trait Store: Send {
     /// Everything stored.
     fn load(&mut self) -> Result<Loaded, StoreError>;
+    /// What must be in force before traffic is served (lists, tokens, credentials), and
+    /// for a store that cannot load in two steps, everything. See [`Store::load_buckets`].
+    fn load_state(&mut self) -> Result<Loaded, StoreError> {
+        self.load()
+    }
+    /// The bucket rows [`Store::load_state`] left out, loaded once the ports are bound
+    /// (records are merged into what was recorded meanwhile).
+    fn load_buckets(&mut self) -> Result<Vec<(BucketKey, Vec<u8>)>, StoreError> {
+        Ok(Vec::new())
+    }
     /// Applies one batch, all or nothing, durably once this returns.
     fn commit(&mut self, batch: Batch) -> Result<(), StoreError>;
     /// The rows other processes may have changed (a shared store: the lists and meta),

@@ -58,6 +58,8 @@ pub struct Health {
     /// Rows written by the last successful commit that wrote anything.
     pub last_rows: AtomicU64,
     pub last_error: Mutex<Option<String>>,
+    /// The stored records are still being loaded back (reports are not complete yet).
+    pub restoring: AtomicBool,
 }
 
 enum Command {
@@ -249,7 +251,9 @@ pub fn start(
     mut store: Box<dyn Store>,
     interval: Duration,
 ) -> Result<(Persister, Restored), StoreError> {
-    let loaded = store.load()?;
+    // Lists, tokens and credentials are in force before a port is bound; the records
+    // (large) follow once the ports are bound, merged into what was recorded meanwhile.
+    let loaded = store.load_state()?;
     let (mut tracker, restored) = restore(app, loaded);
     for (name, bytes) in meta_blobs(app) {
         if !tracker.meta.contains_key(name) {
@@ -259,6 +263,7 @@ pub fn start(
     let health = Arc::new(Health {
         store: store.describe(),
         healthy: AtomicBool::new(true),
+        restoring: AtomicBool::new(true),
         ..Health::default()
     });
     let (tx, rx) = mpsc::channel();
@@ -285,11 +290,15 @@ pub fn start(
     ))
 }
 
-fn restore(app: &App, loaded: Loaded) -> (Tracker, Restored) {
-    let mut tracker = Tracker::default();
-    let mut restored = Restored::default();
+/// Puts stored bucket rows back (merged into live ones), tracking them as committed.
+fn restore_buckets(
+    app: &App,
+    buckets: Vec<(BucketKey, Vec<u8>)>,
+    tracker: &mut Tracker,
+    restored: &mut Restored,
+) {
     let metrics = app.pipeline.metrics();
-    for (key, bytes) in loaded.buckets {
+    for (key, bytes) in buckets {
         if key.api == USERS {
             let image = postcard::from_bytes::<HourImage>(&bytes).ok();
             let changes = image.as_ref().map_or(u64::MAX, |i| i.changes);
@@ -346,7 +355,12 @@ fn restore(app: &App, loaded: Loaded) -> (Tracker, Restored) {
             .buckets
             .insert(key, if ok { requests } else { u64::MAX });
     }
+}
 
+fn restore(app: &App, loaded: Loaded) -> (Tracker, Restored) {
+    let mut tracker = Tracker::default();
+    let mut restored = Restored::default();
+    restore_buckets(app, loaded.buckets, &mut tracker, &mut restored);
     let now = unix_secs(std::time::SystemTime::now());
     let mut by_kind: [Vec<(Identifier, Entry)>; 2] = Default::default();
     for ((list, id), bytes) in loaded.entries {
@@ -374,7 +388,7 @@ fn restore(app: &App, loaded: Loaded) -> (Tracker, Restored) {
     }
     // Buckets that aged while the process was down move down the tiers now; the first
     // flush writes the result.
-    metrics.compact(now);
+    app.pipeline.metrics().compact(now);
     (tracker, restored)
 }
 
@@ -414,6 +428,7 @@ struct Worker {
 
 impl Worker {
     fn run(mut self, rx: mpsc::Receiver<Command>, interval: Duration) {
+        self.restore_records();
         let mut next = std::time::Instant::now() + interval;
         loop {
             let wait = next.saturating_duration_since(std::time::Instant::now());
@@ -437,6 +452,42 @@ impl Worker {
                     return;
                 }
             }
+        }
+    }
+
+    /// Loads the stored records back, once the ports are bound (a restart serves at once;
+    /// reports fill in as this goes), merged into what was recorded meanwhile. Nothing is
+    /// flushed before it is done, so a crash meanwhile loses nothing that was stored.
+    fn restore_records(&mut self) {
+        let waited = std::time::Instant::now();
+        while self.app.addresses.get().is_none() && waited.elapsed() < Duration::from_secs(60) {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let started = std::time::Instant::now();
+        let buckets = match self.store.load_buckets() {
+            Ok(b) => b,
+            Err(e) => {
+                // The rows stay in the store; the next start tries again.
+                tracing::error!("cannot load the stored records: {e}");
+                self.health.restoring.store(false, Relaxed);
+                return;
+            }
+        };
+        let mut restored = Restored::default();
+        restore_buckets(&self.app, buckets, &mut self.tracker, &mut restored);
+        self.app
+            .pipeline
+            .metrics()
+            .compact(unix_secs(std::time::SystemTime::now()));
+        self.health.restoring.store(false, Relaxed);
+        if restored.buckets + restored.skipped > 0 {
+            tracing::info!(
+                buckets = restored.buckets,
+                requests = restored.requests,
+                skipped = restored.skipped,
+                ms = started.elapsed().as_millis() as u64,
+                "records restored from the store"
+            );
         }
     }
 
@@ -631,6 +682,7 @@ impl Persister {
             "last_flush": (last > 0).then(|| jiff::Timestamp::from_millisecond(last).ok().map(|t| t.to_string())).flatten(),
             "last_rows": h.last_rows.load(Relaxed),
             "last_error": h.last_error.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+            "restoring": h.restoring.load(Relaxed),
         })
     }
 }

@@ -61,7 +61,7 @@ fn labelled_traffic_meets_the_targets_in_sideband() {
     assert_targets(&run(Mode::Sideband));
 }
 
-/// `enforcer demo --speed 30`, watched until the last attack of its first round (the
+/// `enforcer demo --speed 15`, watched until the last attack of its first round (the
 /// exfiltration, thirteen simulated minutes in) is caught: every attacker of the round was
 /// caught, and no benign client (shopper, office user, app, partner…) is on the deny list
 /// or has an IoA against it. (The three victims' stolen credentials are revoked, which
@@ -72,7 +72,7 @@ async fn the_demo_catches_its_attackers_and_blocks_no_shopper() {
     use serde_json::Value;
     use std::time::Duration;
 
-    let (_demo, mgmt, _dir) = crate::support::demo::start_demo(&["--speed", "30"]);
+    let (_demo, mgmt, _dir) = crate::support::demo::start_demo(&["--speed", "15"]);
     let m = model::generate(Plan {
         seed: enforcer::demo::DEMO_SEED,
         minutes: enforcer::demo::ROUND_MINUTES,
@@ -117,8 +117,8 @@ async fn the_demo_catches_its_attackers_and_blocks_no_shopper() {
         "the round's last attack was never caught"
     );
     let raised = ioas().await;
+    let list = get("/v4/ase/blacklist").await;
     let denied: Vec<String> = {
-        let list = get("/v4/ase/blacklist").await;
         ["ips", "cookies", "oauth_tokens", "api_keys", "usernames"]
             .iter()
             .flat_map(|k| list[*k].as_array().cloned().unwrap_or_default())
@@ -131,8 +131,12 @@ async fn the_demo_catches_its_attackers_and_blocks_no_shopper() {
                 for (kind, value) in &c.ids {
                     assert!(
                         !denied.contains(value),
-                        "{} is deny-listed ({value})",
-                        c.name
+                        "{} is deny-listed ({value}); IoAs against it: {:?}; the list: {list}",
+                        c.name,
+                        raised
+                            .iter()
+                            .filter(|(_, id, _)| id == value)
+                            .collect::<Vec<_>>()
                     );
                     assert!(
                         !raised

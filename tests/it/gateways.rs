@@ -60,7 +60,7 @@ impl Conn {
 
     fn send(&mut self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Answer {
         let mut head = format!(
-            "{method} {path} HTTP/1.1\r\nHost: enforcer.internal:8000\r\nContent-Length: {}\r\n",
+            "{method} {path} HTTP/1.1\r\nHost: localhost:8000\r\nContent-Length: {}\r\n",
             body.len()
         );
         for (k, v) in headers {
@@ -73,7 +73,7 @@ impl Conn {
     }
 
     fn get(&mut self, path: &str, headers: &[(&str, &str)]) -> Answer {
-        let mut head = format!("GET {path} HTTP/1.1\r\nHost: enforcer.internal\r\n");
+        let mut head = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n");
         for (k, v) in headers {
             head.push_str(&format!("{k}: {v}\r\n"));
         }

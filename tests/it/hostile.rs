@@ -390,6 +390,17 @@ async fn management_brute_force_and_rebinding_are_refused() {
             .unwrap();
         assert_eq!(r.status(), want, "Host: {host}");
     }
+    let text = crate::support::scrape(&e).await;
+    let refused = |reason: &str| {
+        sample(
+            &text,
+            &format!("enforcer_management_refused_total{{reason=\"{reason}\"}}"),
+        )
+        .unwrap_or(0.0)
+    };
+    assert_eq!(refused("host"), 2.0, "{text}");
+    assert!(refused("credentials") >= 6.0, "{text}");
+    assert!(refused("locked_out") >= 2.0, "{text}");
 
     // ASE's default secret on a reachable bind: refused before any port is bound.
     let dir = Setup::inline()
@@ -544,6 +555,123 @@ async fn backend_connections_are_bounded_in_total() {
     }
 }
 
+/// `n` requests to `url`, 32 at a time, each with values never seen before: path, address
+/// (for XFF), bearer token, session cookie, API key, username and user agent. Every one must
+/// be answered 200.
+fn flood(url: String, n: usize) -> Vec<tokio::task::JoinHandle<()>> {
+    const CONCURRENCY: usize = 32;
+    (0..CONCURRENCY)
+        .map(|t| {
+            let (c, url) = (client(), url.clone());
+            tokio::spawn(async move {
+                for i in (t..n).step_by(CONCURRENCY) {
+                    let r = c
+                        .get(format!("{url}/item-{i}-x"))
+                        .header(
+                            "x-forwarded-for",
+                            format!("10.{}.{}.{}", i >> 16, (i >> 8) & 255, i & 255),
+                        )
+                        .header("authorization", format!("Bearer token-{i}"))
+                        .header("cookie", format!("JSESSIONID=flood-{i}"))
+                        .header("x-api-key", format!("key-{i}"))
+                        .header("x-user", format!("user-{i}"))
+                        .header("user-agent", format!("agent/{i}"))
+                        .send()
+                        .await
+                        .unwrap();
+                    assert_eq!(r.status(), 200);
+                }
+            })
+        })
+        .collect()
+}
+
+/// A flood in which every request brings a new address, path, session, token, API key,
+/// user agent and username, at the default caps but a `memory_budget` of 32 MB: the
+/// process grows by about its budget (without it, the same flood grows it several times
+/// over), every part stays within its limit and counts what it refused, the store stays
+/// within the budget, and every request is still counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_stays_within_the_memory_budget() {
+    let b = Backend::start("shop").await;
+    let mut def = api("/shop", "*", &[b.addr]);
+    def["cookie"] = json!("JSESSIONID");
+    def["oauth2_access_token"] = json!(true);
+    def["apikey_header"] = json!("x-api-key");
+    def["username_header"] = json!("x-user");
+    let e = Enforcer::start(
+        &Setup::inline()
+            .set("enable_xff", "true")
+            .set("memory_budget", "32mb")
+            .set("store_flush_interval", "1s")
+            .api("shop", def),
+    );
+    let c = client();
+    assert_eq!(
+        c.get(e.url("/shop/warm")).send().await.unwrap().status(),
+        200
+    );
+    let before = e.peak_rss();
+
+    const FLOOD: usize = 30_000;
+    for t in flood(e.url("/shop"), FLOOD) {
+        t.await.unwrap();
+    }
+    let grown = e.peak_rss().saturating_sub(before);
+    eprintln!(
+        "{FLOOD} requests, every value new, grew the peak RSS by {} MiB",
+        grown >> 20
+    );
+    assert!(
+        grown < 80 << 20,
+        "the flood grew memory by {} MiB",
+        grown >> 20
+    );
+
+    let text = scrape(&e).await;
+    let mut refused = 0.0;
+    for part in [
+        "records",
+        "activity",
+        "detection",
+        "pending",
+        "lists",
+        "flow",
+    ] {
+        let used = sample(&text, &format!("enforcer_memory_bytes{{part=\"{part}\"}}")).unwrap();
+        let limit = sample(
+            &text,
+            &format!("enforcer_memory_limit_bytes{{part=\"{part}\"}}"),
+        )
+        .unwrap();
+        // A part checks before it takes: the last entry it lets in may go over by itself.
+        assert!(used <= limit + 65_536.0, "{part}: {used} of {limit}");
+        refused += sample(
+            &text,
+            &format!("enforcer_memory_overflow_total{{part=\"{part}\"}}"),
+        )
+        .unwrap();
+    }
+    assert!(refused > 0.0, "the flood filled no part of the budget");
+
+    // Every request counted, whatever detail was refused.
+    let m =
+        crate::support::manage(&e, reqwest::Method::GET, "/v4/abs/metrics?api=shop", None).await;
+    assert_eq!(m["req_resp_summary"]["total_requests"], json!(FLOOD + 1));
+
+    // The store, once it has flushed what the flood left, is within the budget too.
+    let flushed = crate::support::eventually(Duration::from_secs(20), || async {
+        let s = crate::support::manage(&e, reqwest::Method::GET, "/v4/ase/status", None).await;
+        s["persistence"]["flushes"].as_u64().unwrap_or(0) >= 2
+    })
+    .await;
+    assert!(flushed);
+    let store = e.config_dir().join("data/enforcer.redb");
+    let size = std::fs::metadata(&store).unwrap().len();
+    eprintln!("store: {} KiB", size >> 10);
+    assert!(size < 32 << 20, "the store holds {} MiB", size >> 20);
+}
+
 /// A cardinality flood: 20,000 requests, each from a new address with a new bearer token,
 /// session cookie, API key, path and user agent, against small caps. Memory stays bounded,
 /// the dropped detail is counted, and the report stays exact for a client that was there
@@ -581,30 +709,7 @@ async fn cardinality_flood_stays_within_caps_and_keeps_counts_exact() {
     let before = e.peak_rss();
 
     const FLOOD: usize = 20_000;
-    const CONCURRENCY: usize = 32;
-    let url = e.url("/shop");
-    let mut tasks = Vec::new();
-    for t in 0..CONCURRENCY {
-        let (c, url) = (client(), url.clone());
-        tasks.push(tokio::spawn(async move {
-            for i in (t..FLOOD).step_by(CONCURRENCY) {
-                let r = c
-                    .get(format!("{url}/item-{i}-x"))
-                    .header(
-                        "x-forwarded-for",
-                        format!("10.{}.{}.{}", i >> 16, (i >> 8) & 255, i & 255),
-                    )
-                    .header("authorization", format!("Bearer token-{i}"))
-                    .header("cookie", format!("JSESSIONID=flood-{i}"))
-                    .header("x-api-key", format!("key-{i}"))
-                    .header("user-agent", format!("agent/{i}"))
-                    .send()
-                    .await
-                    .unwrap();
-                assert_eq!(r.status(), 200);
-            }
-        }));
-    }
+    let tasks = flood(e.url("/shop"), FLOOD);
     // The good client keeps going during the flood, and is answered every time.
     let mut good_sent = 50;
     while tasks.iter().any(|t| !t.is_finished()) {

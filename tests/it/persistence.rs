@@ -320,3 +320,77 @@ async fn store_none_keeps_nothing() {
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["req_resp_summary"]["total_requests"], json!(0), "{v}");
 }
+
+/// A restart serves at once and loads the stored records back behind it: the ready line
+/// comes before the records are restored (so a large store no longer keeps the ports
+/// closed), traffic recorded meanwhile is merged with them, and once restored every report
+/// counts both. The deny list is in force before the first request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_serves_first_and_restores_its_records_behind() {
+    let b = Backend::start("shop").await;
+    let mut def = api("/shop", "*", &[b.addr]);
+    def["enable_blocking"] = json!(true);
+    let setup = Setup::inline().set("enable_xff", "true").api("shop", def);
+    let dir = setup.write();
+    let mut e = Enforcer::start_in(dir.path());
+    let c = client();
+    for i in 0..300 {
+        let r = c
+            .get(e.url(&format!("/shop/p{i}-x")))
+            .header("x-forwarded-for", format!("10.1.{}.{}", i / 250, i % 250))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    manage(
+        &e,
+        Method::POST,
+        "/v4/ase/blacklist",
+        Some(json!({ "ips": ["192.0.2.66"] })),
+    )
+    .await;
+    e.signal("TERM");
+    assert!(e.wait(Duration::from_secs(20)).success());
+
+    let started = Instant::now();
+    let e = Enforcer::start_serving(dir.path());
+    let ready = started.elapsed();
+    // The deny list is in force at once, before the records are back.
+    let denied = c
+        .get(e.url("/shop/x"))
+        .header("x-forwarded-for", "192.0.2.66")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(denied.status(), 403);
+    // Recorded while (or after) the records come back: merged, not overwritten.
+    let fresh = c
+        .get(e.url("/shop/fresh"))
+        .header("x-forwarded-for", "10.9.9.9")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(fresh.status(), 200);
+    assert!(
+        e.wait_for_log("records restored from the store", Duration::from_secs(30)),
+        "{}",
+        e.stderr()
+    );
+    let log = e.stderr();
+    let ready_at = log.find("enforcer ready").unwrap();
+    let restored_at = log.find("records restored from the store").unwrap();
+    assert!(
+        ready_at < restored_at,
+        "the records were restored before serving:\n{log}"
+    );
+    eprintln!("ready {} ms after the start", ready.as_millis());
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            total_requests(&e).await == 300 + 2
+        })
+        .await,
+        "not every request counted after the restore: {}",
+        total_requests(&e).await
+    );
+}

@@ -19,6 +19,7 @@ impl Drop for Killed {
     fn drop(&mut self) {
         let _ = Command::new("kill")
             .args(["-KILL", "--", &format!("-{}", self.0.id())])
+            .stderr(std::process::Stdio::null())
             .status();
         let _ = self.0.kill();
         let _ = self.0.wait();

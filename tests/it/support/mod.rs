@@ -143,7 +143,17 @@ impl Enforcer {
         e
     }
 
+    /// Starts enforcer on an existing config directory and returns as soon as it is
+    /// ready, while it may still be loading its stored records back.
+    pub fn start_serving(dir: &Path) -> Enforcer {
+        Enforcer::launch(dir, &[], false)
+    }
+
     fn start_under(dir: &Path, wrapper: &[&str]) -> Enforcer {
+        Enforcer::launch(dir, wrapper, true)
+    }
+
+    fn launch(dir: &Path, wrapper: &[&str], restored: bool) -> Enforcer {
         let mut cmd = match wrapper.split_first() {
             None => Command::new(bin()),
             Some((program, args)) => {
@@ -202,10 +212,14 @@ impl Enforcer {
                 .parse()
                 .unwrap()
         };
+        let management = field("management");
+        if restored {
+            wait_restored(management);
+        }
         Enforcer {
             http: field("http"),
             https: field("https"),
-            management: field("management"),
+            management,
             dir: dir.to_path_buf(),
             child,
             stderr,
@@ -304,6 +318,29 @@ impl Drop for Enforcer {
         if std::thread::panicking() {
             eprintln!("---- enforcer stderr ----\n{}", self.stderr());
         }
+    }
+}
+
+/// Waits until an instance that just started has loaded its stored records back (it
+/// serves at once and restores in the background; tests that compare reports across a
+/// restart want the whole of them). Returns at once without a store, or when `/metrics`
+/// needs credentials.
+fn wait_restored(management: SocketAddr) {
+    use std::io::{Read, Write};
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        let Ok(mut s) = std::net::TcpStream::connect(management) else {
+            return;
+        };
+        let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+        let _ =
+            s.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+        let mut text = String::new();
+        let _ = s.read_to_string(&mut text);
+        if !text.starts_with("HTTP/1.1 200") || !text.contains("\nenforcer_store_restoring 1") {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
