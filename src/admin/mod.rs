@@ -24,7 +24,7 @@
 //! | `POST /v4/ase/reload` | re-read the config directory and swap the API definitions | 200 `{"status":"success","apis":N,...}`; 400 when the config is invalid (nothing changes) |
 //! | `GET /v4/ase/firewall`, `POST /v4/ase/firewall?status=enable\|disable` | enforcement on or off | 200 `{"status":"enabled",...}` |
 //! | `GET /v4/ase/cluster` | the cluster: a single node | 200 `{"cluster":"disabled","mode":"single node","nodes":[...]}` |
-//! | `GET /v4/abs/metrics?api=NAME[&earlier_date=D1][&later_date=D2]` | the `api_metrics` report (`docs/reports.md`) | 200 report; 400 missing `api` or bad date (names the parameter); 404 unknown API |
+//! | `GET /v4/abs/metrics?api=NAME[&earlier_date=D1][&later_date=D2][&user_agent=raw]` | the `api_metrics` report (`docs/reports.md`) | 200 report; 400 missing `api`, bad date or bad `user_agent` (names the parameter); 404 unknown API |
 //! | `GET /v4/abs/flowcontrol?api=NAME` | the flow-control report: counters since start and the latest events | 200; 400; 404 |
 //! | `GET /v4/abs/attack?[api=NAME][&type=ID]` | the IoAs raised (latest first) | 200 `{"attacks":[...]}`; 400 bad type |
 //! | `GET /v4/ase/blacklist[?source=S]` | view the deny list | 200 `{"ips":[...],"cookies":[...],"oauth_tokens":[...],"api_keys":[...],"usernames":[...]}` |
