@@ -7,7 +7,8 @@
 //!
 //! Every endpoint but `userActivities` (bearer tokens) needs `x-ase-access-key` and `x-ase-secret-key` (`management_access_key`,
 //! `management_secret_key` in `ase.conf` until the secret is changed through the API;
-//! [`credentials`]), except `GET /metrics`
+//! [`credentials`]; on ABS's `/v4/abs/...` paths ABS's `x-abs-ak` and `x-abs-sk` carry the
+//! same), except `GET /metrics`
 //! unless `metrics_require_auth=true`. Without them: 401. With `management_tls=true` the
 //! listener speaks TLS with the data ports' certificate.
 //!
@@ -147,13 +148,18 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Response<Body> {
     }
     let open = full_path == "/metrics" && !app.settings.metrics_require_auth;
     if !open
-        && !authorized(&app, req.headers())
+        && !authorized(&app, &full_path, req.headers())
         && dashboard::api_user(&app, req.headers()).is_none()
     {
+        let wanted = if is_abs(&full_path) {
+            "x-ase-access-key / x-ase-secret-key (or ABS's x-abs-ak / x-abs-sk)"
+        } else {
+            "x-ase-access-key / x-ase-secret-key"
+        };
         return error(
             StatusCode::UNAUTHORIZED,
             "unauthorized",
-            "missing or wrong x-ase-access-key / x-ase-secret-key".into(),
+            format!("missing or wrong {wanted}"),
         );
     }
     // The sideband endpoints answer under ASE's /v5 prefix and under /v4.
@@ -203,15 +209,31 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Response<Body> {
 
 /// Whether the request carries the management credentials. Both are compared in
 /// constant time, and both are always compared.
-fn authorized(app: &App, headers: &http::HeaderMap) -> bool {
+/// On ABS's paths (`/v4/abs/...`) ABS's own headers are accepted too, so that tools written
+/// for ABS's REST API work unchanged; they carry the same credentials.
+fn authorized(app: &App, path: &str, headers: &http::HeaderMap) -> bool {
     let presented = |name: &str| headers.get(name).map_or(&[][..], |v| v.as_bytes());
-    app.credentials
-        .verify(presented(ACCESS_KEY), presented(SECRET_KEY))
+    let ase = app
+        .credentials
+        .verify(presented(ACCESS_KEY), presented(SECRET_KEY));
+    let abs = is_abs(path)
+        && app
+            .credentials
+            .verify(presented(ABS_ACCESS_KEY), presented(ABS_SECRET_KEY));
+    ase || abs
+}
+
+/// ABS's report paths.
+fn is_abs(path: &str) -> bool {
+    path.starts_with("/v4/abs/")
 }
 
 /// ASE's management credential headers.
 pub const ACCESS_KEY: &str = "x-ase-access-key";
 pub const SECRET_KEY: &str = "x-ase-secret-key";
+/// ABS's credential headers, accepted on ABS's paths.
+pub const ABS_ACCESS_KEY: &str = "x-abs-ak";
+pub const ABS_SECRET_KEY: &str = "x-abs-sk";
 
 /// Query parameters, form-decoded; the first occurrence of a name wins.
 struct Query(HashMap<String, String>);

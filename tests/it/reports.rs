@@ -448,3 +448,48 @@ async fn user_agents_are_named_as_abs_names_them() {
     assert_eq!(r.status(), 400);
     assert_eq!(r.json::<Value>().await.unwrap()["parameter"], "user_agent");
 }
+
+/// ABS's own credential headers (`x-abs-ak`, `x-abs-sk`) open ABS's paths, beside ASE's;
+/// they open nothing else, and a wrong one is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn abs_paths_take_abs_credential_headers() {
+    let b = Backend::start("b").await;
+    let e = Enforcer::start(&Setup::inline().api("shop", api("/shop", "*", &[b.addr])));
+    let c = client();
+    let call = |path: &str, headers: &[(&str, &str)]| {
+        let mut req = c.get(e.admin_url(path));
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        async move { req.send().await.unwrap() }
+    };
+    let abs = [("x-abs-ak", "admin"), ("x-abs-sk", "admin")];
+    for path in [
+        "/v4/abs/metrics?api=shop",
+        "/v4/abs/attack?api=shop",
+        "/v4/abs/flowcontrol?api=shop",
+    ] {
+        assert_eq!(call(path, &abs).await.status(), 200, "{path}");
+        let ase = [("x-ase-access-key", "admin"), ("x-ase-secret-key", "admin")];
+        assert_eq!(call(path, &ase).await.status(), 200, "{path}");
+        let wrong = [("x-abs-ak", "admin"), ("x-abs-sk", "nope")];
+        let r = call(path, &wrong).await;
+        assert_eq!(r.status(), 401, "{path}");
+        let body: Value = r.json().await.unwrap();
+        assert!(
+            body["message"].as_str().unwrap().contains("x-abs-ak"),
+            "{body}"
+        );
+        // One header of each kind is not a pair.
+        let mixed = [("x-abs-ak", "admin"), ("x-ase-secret-key", "admin")];
+        assert_eq!(call(path, &mixed).await.status(), 401, "{path}");
+    }
+    // Only ABS's paths.
+    let r = call("/v4/ase/status", &abs).await;
+    assert_eq!(r.status(), 401);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(
+        body["message"],
+        "missing or wrong x-ase-access-key / x-ase-secret-key"
+    );
+}
