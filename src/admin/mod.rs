@@ -44,7 +44,7 @@
 //! | `GET /v5/ase/attacks?period=&type=&client_type=&api=&search=&reviewed=&sort=time\|count` | attack management: clients with IoAs | 200 `{"period","count","attacks":[...]}` |
 //! | `POST /v5/ase/attacks/review` `{"client_type","client_id","reviewed":true}` | mark (or unmark) reviewed; persisted | 200; 404 no IoAs for that client |
 //! | `PUT /v5/ase/credentials` `{"secret_key":"…"}` | change the management secret key (stored hashed; overrides `ase.conf`) | 200 `{"status":"success",...}`; 400 too short or long |
-//! | `GET /v1/environments/{environment_id}/userActivities[?filter=...]` | PingOne's User Activities (`Authorization: Bearer`, not the management keys; `user_activities`) | 200 HAL report; 400 filter; 401 token; 404 other environment |
+//! | `GET /v1/environments/{environment_id}/userActivities[?filter=...][&sampleSize=...][&limit=N][&cursor=C]` | PingOne's User Activities (`Authorization: Bearer`, not the management keys; `user_activities`) | 200 HAL report (paged with `limit`, `_links.next`); 400 filter or parameter; 401 token; 404 other environment |
 //!
 //! The sideband paths also answer under `/v4/ase/...`. Any other path answers 404, a
 //! known path with another method 405. Errors are `{"error": "<code>", "message":
