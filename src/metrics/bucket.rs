@@ -24,7 +24,7 @@ use dashmap::DashMap;
 use http::Method;
 
 use super::Observation;
-use super::agent::{Agent, Browser, Os};
+use super::agent::{self, Agent, Browser, Os};
 
 pub(crate) type Hasher = foldhash::fast::RandomState;
 pub(crate) type Map<K, V> = DashMap<K, V, Hasher>;
@@ -345,7 +345,7 @@ impl Bucket {
     /// Records one request. `requests` is counted last (with release ordering): whoever
     /// reads it (acquire) sees the detail of at least that many requests, which is what
     /// lets the store use it to notice a changed bucket.
-    pub fn add(&self, obs: &Observation<'_>, budget: &Budget) -> Agent {
+    pub fn add(&self, obs: &Observation<'_>, budget: &Budget, agents: &agent::Cache) -> Agent {
         if obs.status.is_some_and(|s| (200..300).contains(&s)) {
             self.success.fetch_add(1, Relaxed);
         }
@@ -364,7 +364,7 @@ impl Bucket {
             server: Val::from_option(obs.server),
             agent: None,
         };
-        let agent = self.add_detail(&facts, 1, 1, budget);
+        let agent = self.add_detail(&facts, 1, 1, budget, Some(agents));
         self.requests
             .fetch_add(1, std::sync::atomic::Ordering::Release);
         agent
@@ -378,7 +378,15 @@ impl Bucket {
     /// Records the values of `combo_n` requests into the detail counters, adding `dim_n`
     /// to each dimension's own count (0 when merging, where dimension counts are merged
     /// on their own so that combinations lost to a cap do not lose them).
-    pub fn add_detail(&self, f: &Facts<'_>, dim_n: u64, combo_n: u64, budget: &Budget) -> Agent {
+    /// `agents` classifies an agent the facts do not come with (recording; merges know them).
+    pub fn add_detail(
+        &self,
+        f: &Facts<'_>,
+        dim_n: u64,
+        combo_n: u64,
+        budget: &Budget,
+        agents: Option<&agent::Cache>,
+    ) -> Agent {
         let method = match f.method {
             Val::Is(m) => {
                 self.methods
@@ -398,16 +406,16 @@ impl Bucket {
         let server = str_id(&self.servers, f.server, dim_n, self, budget);
         // An agent the bucket already holds comes with its classes; a new one is
         // classified once, here, and the answer kept with it.
+        let classify = |u: &str| {
+            f.agent
+                .unwrap_or_else(|| agents.map_or_else(|| Agent::of(u), |c| c.of(u)))
+        };
         let (ua, agent) = match f.user_agent {
             Val::Is(u) => {
                 let (id, known) = self.uas.touch(u, dim_n, self, budget, || {
-                    (
-                        Arc::from(u),
-                        f.agent.unwrap_or_else(|| Agent::of(u)),
-                        u.len(),
-                    )
+                    (Arc::from(u), classify(u), u.len())
                 });
-                (id, known.or(f.agent).unwrap_or_else(|| Agent::of(u)))
+                (id, known.unwrap_or_else(|| classify(u)))
             }
             Val::Absent => (ABSENT, f.agent.unwrap_or(Agent::UNKNOWN)),
             Val::Overflow => (OVERFLOW, f.agent.unwrap_or(Agent::UNKNOWN)),
@@ -503,7 +511,7 @@ impl Bucket {
                 server: resolve(&servers, c.server).map(|s| &**s),
                 agent: Some(c.agent()),
             };
-            self.add_detail(&facts, 0, e.load(Relaxed), budget);
+            self.add_detail(&facts, 0, e.load(Relaxed), budget, None);
         }
     }
 

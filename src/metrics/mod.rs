@@ -204,6 +204,8 @@ pub struct ApiRecorder {
     rollup: RwLock<()>,
     caps: Caps,
     budget: Budget,
+    /// Classifications of user agents, shared by the buckets.
+    agents: agent::Cache,
     /// Requests too old for any tier when they completed.
     expired: AtomicU64,
 }
@@ -216,6 +218,7 @@ impl ApiRecorder {
             rollup: RwLock::new(()),
             caps,
             budget: Budget::new(budget),
+            agents: agent::Cache::new(),
             expired: AtomicU64::new(0),
         }
     }
@@ -229,12 +232,12 @@ impl ApiRecorder {
     pub fn record_at(&self, obs: &Observation<'_>, now: i64) -> Agent {
         let Some(t) = tier_for(&TIERS, obs.time, now, 0) else {
             self.expired.fetch_add(1, Relaxed);
-            return obs.user_agent.map_or(Agent::UNKNOWN, Agent::of);
+            return obs.user_agent.map_or(Agent::UNKNOWN, |u| self.agents.of(u));
         };
         let start = floor(obs.time, TIERS[t].span);
         let mut agent = Agent::UNKNOWN;
         with_bucket(&self.tiers[t], start, &self.caps, |b| {
-            agent = b.add(obs, &self.budget);
+            agent = b.add(obs, &self.budget, &self.agents);
         });
         agent
     }

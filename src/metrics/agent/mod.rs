@@ -5,9 +5,10 @@
 //!
 //! Where it sits: the recorder ([`super::bucket`]) classifies each distinct agent once per
 //! bucket, when the agent is first seen there, and keeps the answer beside the raw string;
-//! later requests with the same agent reuse it through the bucket's read guard. A
-//! classification is a lower-casing and some two hundred substring tests (a few
-//! microseconds), never a regex.
+//! later requests with the same agent reuse it through the bucket's read guard. Between
+//! buckets, and for agents beyond a bucket's cap, an API's [`Cache`] remembers answers. A
+//! classification is a lower-casing and at most a few hundred substring tests, never a
+//! regex.
 //!
 //! The rules are the library's own (see [`browser`] and [`os`]), not a mapping from another
 //! parser's answers: they reproduce its quirks, which are what ABS shows (Chromium Edge and
@@ -49,6 +50,59 @@ impl Agent {
             Os::of_lowercase(&l)
         };
         Agent { browser, os }
+    }
+}
+
+/// A small lock-free memo of classifications, shared by an API's buckets: a new minute
+/// bucket meets mostly agents an earlier one classified, and a bucket that reached its cap
+/// of distinct agents (`metrics_max_user_agents`) keeps none of the rest, so without it
+/// those would be classified on every request. Direct-mapped: each slot is one atomic
+/// holding a 48-bit hash of the agent and its 16-bit class code, and a collision only
+/// means classifying again. The hash is seeded per process, so clients cannot aim at a
+/// slot.
+#[derive(Debug)]
+pub struct Cache {
+    slots: Box<[std::sync::atomic::AtomicU64]>,
+    hasher: foldhash::fast::RandomState,
+}
+
+impl Default for Cache {
+    fn default() -> Cache {
+        Cache::new()
+    }
+}
+
+impl Cache {
+    /// Slots (a power of two): 32 KiB.
+    const SLOTS: usize = 4_096;
+
+    pub fn new() -> Cache {
+        Cache {
+            slots: (0..Cache::SLOTS)
+                .map(|_| std::sync::atomic::AtomicU64::new(0))
+                .collect(),
+            hasher: foldhash::fast::RandomState::default(),
+        }
+    }
+
+    /// [`Agent::of`], remembered.
+    pub fn of(&self, user_agent: &str) -> Agent {
+        use std::hash::BuildHasher;
+        use std::sync::atomic::Ordering::Relaxed;
+        let hash = self.hasher.hash_one(user_agent);
+        let tag = hash >> 16;
+        let Some(slot) = self.slots.get(hash as usize & (Cache::SLOTS - 1)) else {
+            return Agent::of(user_agent);
+        };
+        let held = slot.load(Relaxed);
+        if held >> 16 == tag
+            && let Ok(agent) = Agent::try_from(held as u16)
+        {
+            return agent;
+        }
+        let agent = Agent::of(user_agent);
+        slot.store(tag << 16 | u64::from(u16::from(agent)), Relaxed);
+        agent
     }
 }
 
@@ -166,6 +220,16 @@ mod tests {
         ] {
             let a = Agent::of(ua);
             assert_eq!((a.browser.as_str(), a.os.as_str()), (browser, os), "{ua}");
+        }
+    }
+
+    #[test]
+    fn the_cache_answers_as_the_classifier() {
+        let cache = Cache::new();
+        for _ in 0..2 {
+            for [ua, ..] in corpus() {
+                assert_eq!(cache.of(ua), Agent::of(ua), "{ua}");
+            }
         }
     }
 
