@@ -183,31 +183,17 @@ pub(super) async fn handle(app: Arc<App>, req: Request<Incoming>) -> Response<Bo
             });
         }
     };
-    let now = jiff::Timestamp::now().as_second();
-    let query = match user_activities::compile(parsed.as_ref(), sample, now) {
-        Ok(q) => q,
-        Err(QueryError { message, part }) => {
-            return invalid(Detail {
-                code: "INVALID_FILTER",
-                target: "filter",
-                message,
-                inner_error: part.map(|p| Inner {
-                    position: None,
-                    expected: None,
-                    fragment: Some(p),
-                }),
-            });
-        }
-    };
-
     let base = self_base(&app, req.headers(), path);
     let limit = asked.unwrap_or(max);
     let href = move |cursor: Option<i64>| Href {
         href: with_query(&base, text.as_deref(), sample, asked, cursor),
     };
     let env = settings.environment_id.clone();
-    // Folding up to 200 days of hours is CPU work: keep it off the connection threads.
+    // Evaluating the filter on up to 5,000 buckets and folding up to 200 days of hours is
+    // CPU work: keep it off the connection threads.
     let built = tokio::task::spawn_blocking(move || {
+        let now = jiff::Timestamp::now().as_second();
+        let query = user_activities::compile(parsed.as_ref(), sample, now)?;
         let page = query.page(cursor, limit);
         let links = Links {
             this: href(cursor),
@@ -215,7 +201,7 @@ pub(super) async fn handle(app: Arc<App>, req: Request<Incoming>) -> Response<Bo
             prev: page.prev.map(|c| href(Some(c))),
         };
         let users = &app.pipeline.metrics().users;
-        match &app.cluster {
+        Ok(match &app.cluster {
             // The cluster's report: this node's hours and every other node's, summed.
             Some(c) => {
                 let (from, to) = page.hours(query.sample);
@@ -234,11 +220,21 @@ pub(super) async fn handle(app: Arc<App>, req: Request<Incoming>) -> Response<Bo
                 user_activities::build(&all, &query, &page, &env, links)
             }
             None => user_activities::build(users, &query, &page, &env, links),
-        }
+        })
     })
     .await;
     match built {
-        Ok(report) => json(StatusCode::OK, &report),
+        Ok(Ok(report)) => json(StatusCode::OK, &report),
+        Ok(Err(QueryError { message, part })) => invalid(Detail {
+            code: "INVALID_FILTER",
+            target: "filter",
+            message,
+            inner_error: part.map(|p| Inner {
+                position: None,
+                expected: None,
+                fragment: Some(p),
+            }),
+        }),
         Err(e) => failure(
             StatusCode::INTERNAL_SERVER_ERROR,
             "UNEXPECTED_ERROR",
