@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use enforcer::enforce::detect::Ioa;
-use enforcer::metrics::Device;
+use enforcer::metrics::Os;
 use enforcer::metrics::activity::{Activity, ActivityCaps, ClientType, Request, WordRef};
 use enforcer::reports::activity::{AttackQuery, Period, attacks, client_activity};
 
@@ -41,6 +41,7 @@ fn build() -> (Activity, Vec<String>, Vec<String>, Vec<String>) {
     let users: Vec<String> = (0..CLIENTS).map(|i| format!("user{i}")).collect();
     let apis: Vec<String> = (0..20).map(|i| format!("api{i}")).collect();
     let paths: Vec<String> = (0..200).map(|i| format!("/api/v1/items/{i}")).collect();
+    let ios = Os::named("IOS").unwrap();
     let mut x: u32 = 12345;
     let mut next = move || {
         x ^= x << 13;
@@ -61,7 +62,7 @@ fn build() -> (Activity, Vec<String>, Vec<String>, Vec<String>) {
                         method: if k == 3 { "POST" } else { "GET" },
                         path: &paths[(next() % 200) as usize],
                         status: Some(if next().is_multiple_of(10) { 404 } else { 200 }),
-                        device: Device::Ios,
+                        os: ios,
                         ip: ip(c),
                         token: Some(&tokens[c as usize]),
                         cookie: None,
@@ -111,6 +112,7 @@ fn bench(c: &mut Criterion) {
         .unwrap();
     let id = ip(probe).to_string();
 
+    let ios = Os::named("IOS").unwrap();
     let mut g = c.benchmark_group("activity");
     g.measurement_time(Duration::from_secs(5));
     for (name, spread) in [
@@ -128,7 +130,7 @@ fn bench(c: &mut Criterion) {
                         method: "GET",
                         path: "/api/v1/items/7",
                         status: Some(200),
-                        device: Device::Ios,
+                        os: ios,
                         ip: ip(i),
                         token: Some(&tokens[i as usize]),
                         cookie: None,

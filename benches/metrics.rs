@@ -6,6 +6,8 @@
 //!   the time is per observation per thread.
 //! * `report/api_metrics_1m_requests_10k_sessions`: snapshot + report over an hour holding
 //!   1,000,000 requests from 10,000 sessions.
+//! * `agent/classify`: one User-Agent classified (browser group and OS), as a bucket does
+//!   once per distinct agent.
 
 #![allow(clippy::unwrap_used)] // a bench may panic on bad setup
 
@@ -15,8 +17,9 @@ use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use enforcer::metrics::{ApiRecorder, Caps, Observation, unix_secs};
-use enforcer::reports::{Window, api_metrics};
+use enforcer::metrics::{Agent, ApiRecorder, Caps, Observation, unix_secs};
+use enforcer::reports::Window;
+use enforcer::reports::api_metrics::{self, UserAgents};
 use http::Method;
 
 const UAS: [&str; 5] = [
@@ -108,6 +111,16 @@ fn recording(c: &mut Criterion) {
     });
 }
 
+fn classifying(c: &mut Criterion) {
+    let mut i = 0usize;
+    c.bench_function("agent/classify", |b| {
+        b.iter(|| {
+            i = i.wrapping_add(1);
+            black_box(Agent::of(black_box(UAS[i % UAS.len()])))
+        })
+    });
+}
+
 fn reporting(c: &mut Criterion) {
     let mix = Mix::new(10_000);
     let recorder = ApiRecorder::new("bench", Caps::default(), 1 << 30);
@@ -128,6 +141,7 @@ fn reporting(c: &mut Criterion) {
         &window,
         &tz,
         &recorder.snapshot(hour, hour + 3_600),
+        UserAgents::Classes,
     );
     assert_eq!(check.req_resp_summary.total_requests, 1_000_000);
     assert_eq!(check.req_resp_summary.sessions, 10_000);
@@ -138,11 +152,18 @@ fn reporting(c: &mut Criterion) {
     group.bench_function("api_metrics_1m_requests_10k_sessions", |b| {
         b.iter(|| {
             let snap = recorder.snapshot(hour, hour + 3_600);
-            black_box(api_metrics::build("bench", "/shop", &window, &tz, &snap))
+            black_box(api_metrics::build(
+                "bench",
+                "/shop",
+                &window,
+                &tz,
+                &snap,
+                UserAgents::Classes,
+            ))
         })
     });
     group.finish();
 }
 
-criterion_group!(benches, recording, reporting);
+criterion_group!(benches, recording, classifying, reporting);
 criterion_main!(benches);

@@ -250,6 +250,10 @@ enum Report {
         /// Default: now.
         #[arg(long)]
         to: Option<String>,
+        /// List the User-Agent headers as sent instead of their browser groups (CHROME,
+        /// DOWNLOAD, BOT, ...).
+        #[arg(long)]
+        raw_user_agents: bool,
         #[command(flatten)]
         dir: ConfigDir,
     },
@@ -408,9 +412,18 @@ fn main() -> ExitCode {
             }
             Err(code) => code,
         },
-        Command::Report(Report::ApiMetrics { api, from, to, dir }) => {
+        Command::Report(Report::ApiMetrics {
+            api,
+            from,
+            to,
+            raw_user_agents,
+            dir,
+        }) => {
             let mut query = form_urlencoded::Serializer::new(String::new());
             query.append_pair("api", &api);
+            if raw_user_agents {
+                query.append_pair("user_agent", "raw");
+            }
             if let Some(from) = &from {
                 query.append_pair("earlier_date", from);
             }

@@ -223,7 +223,7 @@ function goBack(fallback) {
 let current = null; // the page on screen: { root, load, render, seq, inflight, data }
 let mutations = 0; // changes in flight: refreshes wait for them
 
-const NAV_FOR = { overview: 'nav-overview', apis: 'nav-apis', api: 'nav-apis', attacks: 'nav-attacks', lists: 'nav-lists', users: 'nav-users' };
+const NAV_FOR = { overview: 'nav-overview', apis: 'nav-apis', api: 'nav-apis', attacks: 'nav-attacks', ioas: 'nav-attacks', lists: 'nav-lists', users: 'nav-users' };
 
 function mount() {
   trackDepth();
@@ -917,7 +917,10 @@ function clientPage(route) {
     ? h('div', { class: 'crumbs' }, h('a', { id: 'crumb-blocklist', href: '#/lists' }, 'Blocklist'), h('span', {}, 'Client activity'))
     : from === 'attacks'
       ? h('div', { class: 'crumbs' }, h('a', { id: 'crumb-attacks', href: '#/attacks' }, 'Attacks'), h('span', {}, 'Client activity'))
-      : null;
+      : from === 'ioas'
+        ? h('div', { class: 'crumbs' }, h('a', { id: 'crumb-attacks', href: '#/attacks' }, 'Attacks'),
+          h('a', { id: 'crumb-ioas', href: ioasHash(type, id) }, 'IoAs'), h('span', {}, 'Client activity'))
+        : null;
   const actions = [
     fromBlocklist ? h('button', { id: 'back', type: 'button', class: 'btn', onclick: () => go('#/lists') }, '← Back') : null,
     h('button', { id: 'close', type: 'button', class: 'btn', onclick: () => goBack('#/overview') }, 'Close'),
@@ -979,7 +982,6 @@ function attacksPage(route) {
     reviewed: oneOf(p.reviewed, ['all', 'true', 'false'], 'all'),
     sort: oneOf(p.sort, ['time', 'count'], 'time'),
   };
-  let expanded = ''; // `${type} ${id}` of the row whose IoAs are open
   let searchTimer = 0;
 
   const apply = (patch) => {
@@ -1009,12 +1011,8 @@ function attacksPage(route) {
   async function load() {
     const query = new URLSearchParams({ period: state.period, sort: state.sort, reviewed: state.reviewed });
     for (const key of ['type', 'client_type', 'api', 'search']) if (state[key]) query.set(key, state[key]);
-    const [list, apis, detections] = await Promise.all([
-      getJson(`/v5/ase/attacks?${query}`),
-      getJson('/v4/ase/api'),
-      expanded ? getJson('/v4/abs/attack') : null,
-    ]);
-    return { list, apis: apis.apis.map((a) => a.api_id), detections };
+    const [list, apis] = await Promise.all([getJson(`/v5/ase/attacks?${query}`), getJson('/v4/ase/api')]);
+    return { list, apis: apis.apis.map((a) => a.api_id) };
   }
 
   // Keeps the API choices in step with the definitions without disturbing the selection.
@@ -1027,33 +1025,27 @@ function attacksPage(route) {
     apiSelect.value = state.api;
   }
 
-  function toggle(key) {
-    expanded = expanded === key ? '' : key;
-    rerender();
-    if (expanded) reload(current);
-  }
+  // A row opens the client's IoAs screen, for the same period.
+  const open = (a) => go(ioasHash(a.client_type, a.client_id, { period: state.period }));
 
-  function render({ list, apis, detections }) {
+  function render({ list, apis }) {
     fillApis(apis);
     const filtered = ['type', 'client_type', 'api', 'search'].some((k) => state[k]) || state.reviewed !== 'all';
     if (!list.attacks.length) {
       body.replaceChildren(empty(filtered ? 'No attacks match these filters' : 'No IoAs in this period'));
       return;
     }
-    const rows = list.attacks.flatMap((a) => {
-      const key = `${a.client_type} ${a.client_id}`;
-      const isOpen = key === expanded;
-      const row = h('tr', {
-        class: `clickable attack-row${isOpen ? ' expanded' : ''}`, tabindex: 0, 'aria-expanded': String(isOpen),
-        'data-client-type': a.client_type, 'data-client-id': a.client_id,
-        onclick: () => toggle(key),
-        onkeydown: (e) => {
-          if (e.key === 'Enter' || e.key === ' ') {
-            e.preventDefault();
-            toggle(key);
-          }
-        },
+    const rows = list.attacks.map((a) => h('tr', {
+      class: 'clickable attack-row', tabindex: 0, title: 'Open this client\'s IoAs',
+      'data-client-type': a.client_type, 'data-client-id': a.client_id,
+      onclick: () => open(a),
+      onkeydown: (e) => {
+        if (e.key === 'Enter' || e.key === ' ') {
+          e.preventDefault();
+          open(a);
+        }
       },
+    },
       h('td', { class: 'id-cell break mono' }, a.client_id),
       h('td', {}, TYPE_LABEL[a.client_type] || a.client_type),
       h('td', { class: 'num' }, fmt(a.ioa_count)),
@@ -1063,9 +1055,7 @@ function attacksPage(route) {
       h('td', {}, h('div', { class: 'chips' },
         a.deny_listed ? h('span', { class: 'badge badge-danger' }, 'blocked') : null,
         h('span', { class: `badge ${a.reviewed ? 'badge-ok' : 'badge-warn'}` }, a.reviewed ? 'reviewed' : 'not reviewed'))),
-      h('td', { class: 'actions' }, attackMenu(a)));
-      return isOpen ? [row, attackDetail(a, detections)] : [row];
-    });
+      h('td', { class: 'actions' }, attackMenu(a))));
     body.replaceChildren(h('section', { class: 'panel panel-flush' },
       h('div', { class: 'panel-head' }, h('h2', {}, `${fmt(list.count)} ${list.count === 1 ? 'client' : 'clients'}`),
         h('span', { class: 'muted' }, fmtRange(list.period.start, list.period.end))),
@@ -1078,10 +1068,12 @@ function attacksPage(route) {
   return { root, load, render };
 }
 
-function attackMenu(a) {
+// The actions on an attacker: on its row in the list, and on its IoAs screen. `from` says
+// where Client activity is opened from (its crumbs).
+function attackMenu(a, from = 'attacks') {
   const label = `${TYPE_LABEL[a.client_type] || a.client_type} ${a.client_id}`;
   return rowMenu(`Actions for ${label}`, [
-    ['Client activity', () => go(clientHash(a.client_type, a.client_id, { from: 'attacks' })), { action: 'activity' }],
+    ['Client activity', () => go(clientHash(a.client_type, a.client_id, { from })), { action: 'activity' }],
     ['Remove from deny list', () => mutate(() => unblockClient(a.client_type, a.client_id), `${label} removed from the blocklist`),
       { action: 'unblock', disabled: !a.deny_listed }],
     a.reviewed
@@ -1090,26 +1082,90 @@ function attackMenu(a) {
   ]);
 }
 
-// The expanded row: the client's IoAs by type and each detection kept.
-function attackDetail(a, detections) {
-  const mine = detections
-    ? detections.attacks.filter((d) => d.client_type === a.client_type && d.client_id === a.client_id)
-    : null;
-  const list = mine === null
-    ? h('div', { class: 'loading' }, 'Loading IoAs…')
-    : mine.length
-      ? h('div', { class: 'table-wrap' }, h('table', {},
-        h('thead', {}, h('tr', {}, h('th', {}, 'Detected'), h('th', {}, 'IoA'), h('th', {}, 'API'), h('th', {}, 'Detail'))),
-        h('tbody', {}, mine.slice(0, 50).map((d) => h('tr', {},
-          h('td', {}, fmtTime(d.detected_at)), h('td', {}, d.name), h('td', {}, d.api), h('td', { class: 'muted' }, d.detail))))))
-      : empty('No detection of this client is kept any more');
-  return h('tr', { class: 'detail', 'data-detail': `${a.client_type} ${a.client_id}` }, h('td', { colspan: 8 },
-    h('div', { class: 'grid grid-2' },
-      panel('IoAs by type', `${fmtTime(a.first_detected)} – ${fmtTime(a.last_detected)}`,
-        barList(a.ioa_types.map((t) => ({ value: t.type, count: t.count })), { cls: 'c-ioa' })),
-      panel('Detections', mine ? `${fmt(mine.length)} kept` : null, list)),
-    h('div', { class: 'detail-actions' },
-      h('a', { class: 'btn btn-primary', 'data-action': 'activity', href: clientHash(a.client_type, a.client_id, { from: 'attacks' }) }, 'Client activity'))));
+// ---- page: one client's IoAs -----------------------------------------------------------
+
+const ioasHash = (type, id, params = {}) => hashFor(['ioas', type, id], params);
+
+// Detections per hour (day, week) or per UTC day (month, 6 months) over the period.
+function ioaChart(detections, start, end, period) {
+  const step = period === 'month' || period === '6months' ? DAY_MS : HOUR_MS;
+  const first = Math.floor(Date.parse(start) / step) * step;
+  const last = Date.parse(end);
+  const buckets = [];
+  for (let t = first; t <= last; t += step) buckets.push({ start: new Date(t), end: new Date(t + step), utc: step === DAY_MS });
+  const counts = buckets.map(() => 0);
+  for (const d of detections) {
+    const i = Math.floor((Date.parse(d.detected_at) - first) / step);
+    if (i >= 0 && i < counts.length) counts[i] += 1;
+  }
+  return { buckets, counts };
+}
+
+// As PingIntelligence's: a client's IoAs by type and over time, under a summary line whose
+// menu leads to its client activity. Close goes back to where it was opened from.
+function ioasPage(route) {
+  const [type = '', id = ''] = route.args;
+  let period = periodOf(route.params);
+  const label = `${TYPE_LABEL[type] || type} ${id}`;
+  const picker = segmented('Period', 'period', PERIODS, period, (p) => {
+    period = p;
+    setParams({ period });
+    reload(current, true);
+  });
+  const crumbs = h('div', { class: 'crumbs' }, h('a', { id: 'crumb-attacks', href: '#/attacks' }, 'Attacks'), h('span', {}, 'IoAs'));
+  const actions = [picker, h('button', { id: 'close', type: 'button', class: 'btn', onclick: () => goBack('#/attacks') }, 'Close')];
+  const title = h('span', {}, `${TYPE_LABEL[type] || type} `, h('span', { class: 'mono' }, id));
+  const summary = h('section', { class: 'panel summary-line', id: 'ioa-summary' });
+  const body = h('div', { class: 'stack' }, h('div', { class: 'loading' }, 'Loading…'));
+  const root = pageRoot('ioas', pageHead('IoAs', title, actions, crumbs), summary, body);
+
+  async function load() {
+    const query = new URLSearchParams({ period, client_type: type, search: id, reviewed: 'all' });
+    const [list, log] = await Promise.all([getJson(`/v5/ase/attacks?${query}`), getJson('/v4/abs/attack')]);
+    const entry = list.attacks.find((a) => a.client_type === type && a.client_id === id) || null;
+    const detections = log.attacks.filter((d) => d.client_type === type && d.client_id === id);
+    return { entry, period: list.period, detections };
+  }
+
+  function render({ entry, period: p, detections }) {
+    const a = entry || { client_type: type, client_id: id, ioa_count: 0, ioa_types: [], apis: [], deny_listed: false, reviewed: false };
+    const inPeriod = detections.filter((d) => {
+      const t = Date.parse(d.detected_at);
+      return t >= Date.parse(p.start) && t <= Date.parse(p.end);
+    });
+    summary.replaceChildren(h('div', { class: 'summary-row' },
+      h('div', { class: 'summary' },
+        h('div', {}, h('div', { class: 'big', id: 'ioa-count' }, fmt(a.ioa_count)), h('div', { class: 'cap' }, 'IoAs')),
+        h('div', {}, h('div', { class: 'big' }, fmt(a.ioa_types.length)), h('div', { class: 'cap' }, 'IoA types')),
+        h('div', {}, h('div', { class: 'big' }, fmt(a.apis.length)), h('div', { class: 'cap' }, a.apis.length === 1 ? 'API' : 'APIs')),
+        h('div', { class: 'chips' },
+          a.deny_listed ? h('span', { class: 'badge badge-danger' }, 'blocked') : null,
+          h('span', { class: `badge ${a.reviewed ? 'badge-ok' : 'badge-warn'}` }, a.reviewed ? 'reviewed' : 'not reviewed'),
+          h('span', { class: 'muted' }, entry
+            ? `on ${a.apis.join(', ')} · detected ${fmtRange(a.first_detected, a.last_detected)}`
+            : fmtRange(p.start, p.end)))),
+      attackMenu(a, 'ioas')));
+    if (!entry) {
+      body.replaceChildren(empty(`No IoAs of ${label} in this period`));
+      return;
+    }
+    const chart = ioaChart(inPeriod, p.start, p.end, period);
+    const series = [{ label: 'IoAs', cls: 'c-ioa', values: chart.counts, area: true, total: sum(chart.counts) }];
+    body.replaceChildren(
+      h('div', { class: 'grid grid-2' },
+        panel('IoAs by type', fmtRange(p.start, p.end),
+          h('div', { 'data-pane': 'ioa-types' }, barList(a.ioa_types.map((t) => ({ value: t.type, count: t.count })), { cls: 'c-ioa' }))),
+        panel('IoAs over time', inPeriod.length ? `${plural(inPeriod.length, 'detection')} kept` : null, legend(series),
+          chartBox((width) => lineChart(chart.buckets, series, { width, label: `IoAs of ${label} over time` })))),
+      panel('Detections', null, inPeriod.length
+        ? h('div', { class: 'table-wrap' }, h('table', { id: 'detections' },
+          h('thead', {}, h('tr', {}, h('th', {}, 'Detected'), h('th', {}, 'IoA'), h('th', {}, 'API'), h('th', {}, 'Detail'))),
+          h('tbody', {}, inPeriod.slice(0, 50).map((d) => h('tr', {},
+            h('td', {}, fmtTime(d.detected_at)), h('td', {}, d.name), h('td', {}, d.api), h('td', { class: 'muted' }, d.detail))))))
+        : empty('No detection of this client in this period is kept any more')));
+  }
+
+  return { root, load, render };
 }
 
 // ---- page: deny and allow lists --------------------------------------------------------
@@ -1238,13 +1294,31 @@ function listRow(row, tab, onRemove) {
 const RANGES = [['day', 'Last day'], ['week', '7 days'], ['month', '30 days'], ['6months', '6 months']];
 const SAMPLES = [['HOUR', 'Hour'], ['DAY', 'Day'], ['WEEK', 'Week']];
 
-// ISO 8601 in the browser's offset: the server aligns buckets to the hour, midnight or
-// Monday in the offset of startDate, so days start at the reader's midnight.
-function isoLocal(date) {
+// ISO 8601 of `ms` (unix milliseconds) in a fixed offset of `offsetMin` minutes.
+function isoAt(ms, offsetMin) {
   const pad = (n) => String(Math.floor(Math.abs(n))).padStart(2, '0');
-  const offset = -date.getTimezoneOffset();
-  const sign = offset >= 0 ? '+' : '-';
-  return `${date.getFullYear()}-${pad(date.getMonth() + 1)}-${pad(date.getDate())}T${pad(date.getHours())}:${pad(date.getMinutes())}:${pad(date.getSeconds())}${sign}${pad(offset / 60)}:${pad(offset % 60)}`;
+  const local = new Date(ms + offsetMin * 60e3);
+  const sign = offsetMin >= 0 ? '+' : '-';
+  return `${local.getUTCFullYear()}-${pad(local.getUTCMonth() + 1)}-${pad(local.getUTCDate())}T${pad(local.getUTCHours())}:${pad(local.getUTCMinutes())}:${pad(local.getUTCSeconds())}${sign}${pad(Math.abs(offsetMin) / 60)}:${pad(Math.abs(offsetMin) % 60)}`;
+}
+
+// The user activity filter for the last `days` days in buckets of `sample`: exactly as many
+// whole buckets as the range holds (7 days of DAY is seven days), the current one last.
+// The server keeps the buckets that lie wholly between startDate and endDate and aligns them
+// to the hour, midnight or Monday in the offset of startDate, so both ends are bucket
+// boundaries in the browser's current offset (fixed for the whole range, so that a daylight
+// saving change inside it does not shift a boundary).
+function userFilter(days, sample, now = Date.now()) {
+  const offsetMin = -new Date(now).getTimezoneOffset();
+  const shift = offsetMin * 60e3;
+  const len = { HOUR: HOUR_MS, DAY: DAY_MS, WEEK: 7 * DAY_MS }[sample];
+  const local = now + shift;
+  // Day 0 (1970-01-01) was a Thursday: weeks start on day 4, a Monday.
+  const end = sample === 'WEEK'
+    ? (Math.floor((Math.floor(local / DAY_MS) - 4) / 7) * 7 + 4) * DAY_MS + len
+    : (Math.floor(local / len) + 1) * len;
+  const start = end - Math.ceil((days * DAY_MS) / len) * len;
+  return `startDate ge "${isoAt(start - shift, offsetMin)}" and endDate le "${isoAt(end - shift, offsetMin)}" and sampleSize eq "${sample}"`;
 }
 
 let session = null; // the /dashboard/api/session promise
@@ -1269,9 +1343,7 @@ function usersPage(route) {
 
   async function load() {
     const env = (await session).environment_id;
-    const now = new Date();
-    const start = new Date(now.getTime() - PERIOD_DAYS[range] * DAY_MS);
-    const filter = `startDate ge "${isoLocal(start)}" and endDate le "${isoLocal(now)}" and sampleSize eq "${sample}"`;
+    const filter = userFilter(PERIOD_DAYS[range], sample);
     return getJson(`/v1/environments/${enc(env)}/userActivities?filter=${enc(filter)}`);
   }
 
@@ -1287,6 +1359,7 @@ function usersPage(route) {
     ];
     const total = (i) => sum(series[i].values);
     const unit = { HOUR: 'hour', DAY: 'day', WEEK: 'week' }[sample];
+    body.setAttribute('data-buckets', String(rows.length));
     body.replaceChildren(
       h('div', { class: 'cards' },
         card('Sign-on successes', fmt(total(0)), null, 'ok', 'sign-on-successes'),
@@ -1308,6 +1381,7 @@ const PAGES = {
   api: apiPage,
   client: clientPage,
   attacks: attacksPage,
+  ioas: ioasPage,
   lists: listsPage,
   users: usersPage,
 };

@@ -17,7 +17,7 @@ fuzz_target!(|data: &[u8]| {
                 Ok(again) => assert_eq!(filter, again, "{text:?} printed as {printed:?}"),
                 Err(e) => panic!("{text:?} printed as {printed:?}, which does not parse: {e}"),
             }
-            let _ = enforcer::reports::user_activities::compile(Some(&filter), 1_800_000_000);
+            let _ = enforcer::reports::user_activities::compile(Some(&filter), None, 1_800_000_000);
         }
         Err(e) => assert!(e.offset <= text.len(), "{text:?}: offset {}", e.offset),
     }

@@ -7,7 +7,8 @@
 //!
 //! Every endpoint but `userActivities` (bearer tokens) needs `x-ase-access-key` and `x-ase-secret-key` (`management_access_key`,
 //! `management_secret_key` in `ase.conf` until the secret is changed through the API;
-//! [`credentials`]), except `GET /metrics`
+//! [`credentials`]; on ABS's `/v4/abs/...` paths ABS's `x-abs-ak` and `x-abs-sk` carry the
+//! same), except `GET /metrics`
 //! unless `metrics_require_auth=true`. Without them: 401. With `management_tls=true` the
 //! listener speaks TLS with the data ports' certificate.
 //!
@@ -24,7 +25,7 @@
 //! | `POST /v4/ase/reload` | re-read the config directory and swap the API definitions | 200 `{"status":"success","apis":N,...}`; 400 when the config is invalid (nothing changes) |
 //! | `GET /v4/ase/firewall`, `POST /v4/ase/firewall?status=enable\|disable` | enforcement on or off | 200 `{"status":"enabled",...}` |
 //! | `GET /v4/ase/cluster` | the cluster: a single node | 200 `{"cluster":"disabled","mode":"single node","nodes":[...]}` |
-//! | `GET /v4/abs/metrics?api=NAME[&earlier_date=D1][&later_date=D2]` | the `api_metrics` report (`docs/reports.md`) | 200 report; 400 missing `api` or bad date (names the parameter); 404 unknown API |
+//! | `GET /v4/abs/metrics?api=NAME[&earlier_date=D1][&later_date=D2][&user_agent=raw]` | the `api_metrics` report (`docs/reports.md`) | 200 report; 400 missing `api`, bad date or bad `user_agent` (names the parameter); 404 unknown API |
 //! | `GET /v4/abs/flowcontrol?api=NAME` | the flow-control report: counters since start and the latest events | 200; 400; 404 |
 //! | `GET /v4/abs/attack?[api=NAME][&type=ID]` | the IoAs raised (latest first) | 200 `{"attacks":[...]}`; 400 bad type |
 //! | `GET /v4/ase/blacklist[?source=S]` | view the deny list | 200 `{"ips":[...],"cookies":[...],"oauth_tokens":[...],"api_keys":[...],"usernames":[...]}` |
@@ -43,7 +44,7 @@
 //! | `GET /v5/ase/attacks?period=&type=&client_type=&api=&search=&reviewed=&sort=time\|count` | attack management: clients with IoAs | 200 `{"period","count","attacks":[...]}` |
 //! | `POST /v5/ase/attacks/review` `{"client_type","client_id","reviewed":true}` | mark (or unmark) reviewed; persisted | 200; 404 no IoAs for that client |
 //! | `PUT /v5/ase/credentials` `{"secret_key":"…"}` | change the management secret key (stored hashed; overrides `ase.conf`) | 200 `{"status":"success",...}`; 400 too short or long |
-//! | `GET /v1/environments/{environment_id}/userActivities[?filter=...]` | PingOne's User Activities (`Authorization: Bearer`, not the management keys; `user_activities`) | 200 HAL report; 400 filter; 401 token; 404 other environment |
+//! | `GET /v1/environments/{environment_id}/userActivities[?filter=...][&sampleSize=...][&limit=N][&cursor=C]` | PingOne's User Activities (`Authorization: Bearer`, not the management keys; `user_activities`) | 200 HAL report (paged with `limit`, `_links.next`); 400 filter or parameter; 401 token; 404 other environment |
 //!
 //! The sideband paths also answer under `/v4/ase/...`. Any other path answers 404, a
 //! known path with another method 405. Errors are `{"error": "<code>", "message":
@@ -215,13 +216,18 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Response<Body> {
     }
     let open = full_path == "/metrics" && !app.settings.metrics_require_auth;
     if !open
-        && !authorized(&app, req.headers())
+        && !authorized(&app, &full_path, req.headers())
         && dashboard::api_user(&app, req.headers()).is_none()
     {
+        let wanted = if is_abs(&full_path) {
+            "x-ase-access-key / x-ase-secret-key (or ABS's x-abs-ak / x-abs-sk)"
+        } else {
+            "x-ase-access-key / x-ase-secret-key"
+        };
         return error(
             StatusCode::UNAUTHORIZED,
             "unauthorized",
-            "missing or wrong x-ase-access-key / x-ase-secret-key".into(),
+            format!("missing or wrong {wanted}"),
         );
     }
     // The sideband endpoints answer under ASE's /v5 prefix and under /v4.
@@ -271,15 +277,31 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Response<Body> {
 
 /// Whether the request carries the management credentials. Both are compared in
 /// constant time, and both are always compared.
-fn authorized(app: &App, headers: &http::HeaderMap) -> bool {
+/// On ABS's paths (`/v4/abs/...`) ABS's own headers are accepted too, so that tools written
+/// for ABS's REST API work unchanged; they carry the same credentials.
+fn authorized(app: &App, path: &str, headers: &http::HeaderMap) -> bool {
     let presented = |name: &str| headers.get(name).map_or(&[][..], |v| v.as_bytes());
-    app.credentials
-        .verify(presented(ACCESS_KEY), presented(SECRET_KEY))
+    let ase = app
+        .credentials
+        .verify(presented(ACCESS_KEY), presented(SECRET_KEY));
+    let abs = is_abs(path)
+        && app
+            .credentials
+            .verify(presented(ABS_ACCESS_KEY), presented(ABS_SECRET_KEY));
+    ase || abs
+}
+
+/// ABS's report paths.
+fn is_abs(path: &str) -> bool {
+    path.starts_with("/v4/abs/")
 }
 
 /// ASE's management credential headers.
 pub const ACCESS_KEY: &str = "x-ase-access-key";
 pub const SECRET_KEY: &str = "x-ase-secret-key";
+/// ABS's credential headers, accepted on ABS's paths.
+pub const ABS_ACCESS_KEY: &str = "x-abs-ak";
+pub const ABS_SECRET_KEY: &str = "x-abs-sk";
 
 /// Query parameters, form-decoded; the first occurrence of a name wins.
 struct Query(HashMap<String, String>);

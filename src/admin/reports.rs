@@ -9,6 +9,7 @@ use super::{Body, Query, bad_parameter, error, json};
 use crate::app::App;
 use crate::enforce::detect::Ioa;
 use crate::pipeline::Api;
+use crate::reports::api_metrics::UserAgents;
 use crate::reports::{self, Window};
 
 /// Why the `api` parameter names no API.
@@ -45,6 +46,16 @@ pub(super) async fn api_metrics(app: Arc<App>, q: &Query) -> Response<Body> {
         Ok(api) => api,
         Err(missing) => return missing.response(),
     };
+    let agents = match q.get("user_agent") {
+        None | Some("class") => UserAgents::Classes,
+        Some("raw") => UserAgents::Raw,
+        Some(other) => {
+            return bad_parameter(
+                "user_agent",
+                format!("user_agent: {other:?} is neither class nor raw"),
+            );
+        }
+    };
     let window = match Window::parse(
         q.get("earlier_date"),
         q.get("later_date"),
@@ -72,7 +83,7 @@ pub(super) async fn api_metrics(app: Arc<App>, q: &Query) -> Response<Body> {
             None => Vec::new(),
         };
         let snap = api.recorder.snapshot_with(from, to, remote);
-        reports::api_metrics::build(api.id(), &api.def.url, &window, &tz, &snap)
+        reports::api_metrics::build(api.id(), &api.def.url, &window, &tz, &snap, agents)
     })
     .await;
     match built {

@@ -7,7 +7,7 @@
 //! compiled and built by `reports::user_activities`.
 //!
 //! Checks, in order: the token (401), the environment id and path (404), the method
-//! (405), the filter (400). Errors use PingOne's shape: `{"id", "code", "message",
+//! (405), the parameters (`filter`, `sampleSize`, `limit`, `cursor`; 400). Errors use PingOne's shape: `{"id", "code", "message",
 //! "details": [{"code", "target", "message", "innerError": {...}}]}`.
 
 use std::sync::Arc;
@@ -21,7 +21,7 @@ use subtle::ConstantTimeEq;
 use super::{Body, json};
 use crate::app::App;
 use crate::config::value::Secret;
-use crate::reports::user_activities::{self, QueryError};
+use crate::reports::user_activities::{self, Href, Links, MAX_BUCKETS, QueryError, Sample};
 use crate::scim;
 
 /// The path prefix this module answers under.
@@ -86,21 +86,41 @@ pub(super) async fn handle(app: Arc<App>, req: Request<Incoming>) -> Response<Bo
         return resp;
     }
 
-    let filters: Vec<String> =
+    let params: Vec<(String, String)> =
         form_urlencoded::parse(req.uri().query().unwrap_or_default().as_bytes())
-            .filter(|(k, _)| k == "filter")
-            .map(|(_, v)| v.into_owned())
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
             .collect();
-    let text = match filters.as_slice() {
-        [] => None,
-        [one] if one.trim().is_empty() => None,
-        [one] => Some(one.clone()),
-        _ => {
-            return invalid(Detail::plain(
-                "INVALID_FILTER",
-                "filter",
-                "give one filter parameter (combine conditions with and)".into(),
-            ));
+    // Each parameter at most once; the error names the one repeated.
+    let one = |name: &'static str| -> Result<Option<&str>, &'static str> {
+        let mut values = params
+            .iter()
+            .filter(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str());
+        match (values.next(), values.next()) {
+            (Some(v), None) if !v.trim().is_empty() => Ok(Some(v)),
+            (_, None) => Ok(None),
+            _ => Err(name),
+        }
+    };
+    let (text, sample, limit, cursor) = match (
+        one("filter"),
+        one("sampleSize"),
+        one("limit"),
+        one("cursor"),
+    ) {
+        (Ok(f), Ok(s), Ok(l), Ok(c)) => (f.map(str::to_string), s, l, c),
+        (Err(name), ..) | (_, Err(name), ..) | (_, _, Err(name), _) | (.., Err(name)) => {
+            let code = if name == "filter" {
+                "INVALID_FILTER"
+            } else {
+                "INVALID_VALUE"
+            };
+            let why = if name == "filter" {
+                "give one filter parameter (combine conditions with and)".to_string()
+            } else {
+                format!("give one {name} parameter")
+            };
+            return invalid(Detail::plain(code, name, why));
         }
     };
     if text.as_ref().is_some_and(|t| t.len() > MAX_FILTER) {
@@ -110,6 +130,40 @@ pub(super) async fn handle(app: Arc<App>, req: Request<Incoming>) -> Response<Bo
             format!("the filter is longer than {MAX_FILTER} bytes"),
         ));
     }
+    let sample = match sample.map(|s| Sample::parse(s).ok_or(s)).transpose() {
+        Ok(s) => s,
+        Err(bad) => {
+            return invalid(Detail::plain(
+                "INVALID_VALUE",
+                "sampleSize",
+                format!("sampleSize {bad:?} is not one of HOUR, DAY or WEEK"),
+            ));
+        }
+    };
+    let max = MAX_BUCKETS as usize;
+    let asked = match limit
+        .map(|l| l.parse::<usize>().ok().filter(|n| *n > 0).ok_or(l))
+        .transpose()
+    {
+        Ok(l) => l.map(|l| l.min(max)),
+        Err(bad) => {
+            return invalid(Detail::plain(
+                "INVALID_VALUE",
+                "limit",
+                format!("limit {bad:?} is not a positive whole number"),
+            ));
+        }
+    };
+    let cursor = match cursor.map(|c| c.parse::<i64>().map_err(|_| c)).transpose() {
+        Ok(c) => c,
+        Err(bad) => {
+            return invalid(Detail::plain(
+                "INVALID_VALUE",
+                "cursor",
+                format!("cursor {bad:?} is not one this API gave (use _links.next)"),
+            ));
+        }
+    };
     let parsed = match text.as_deref().map(scim::parse).transpose() {
         Ok(f) => f,
         Err(e) => {
@@ -129,32 +183,28 @@ pub(super) async fn handle(app: Arc<App>, req: Request<Incoming>) -> Response<Bo
             });
         }
     };
-    let now = jiff::Timestamp::now().as_second();
-    let query = match user_activities::compile(parsed.as_ref(), now) {
-        Ok(q) => q,
-        Err(QueryError { message, part }) => {
-            return invalid(Detail {
-                code: "INVALID_FILTER",
-                target: "filter",
-                message,
-                inner_error: part.map(|p| Inner {
-                    position: None,
-                    expected: None,
-                    fragment: Some(p),
-                }),
-            });
-        }
+    let base = self_base(&app, req.headers(), path);
+    let limit = asked.unwrap_or(max);
+    let href = move |cursor: Option<i64>| Href {
+        href: with_query(&base, text.as_deref(), sample, asked, cursor),
     };
-
-    let href = self_href(&app, req.headers(), path, text.as_deref());
     let env = settings.environment_id.clone();
-    // Folding up to 200 days of hours is CPU work: keep it off the connection threads.
+    // Evaluating the filter on up to 5,000 buckets and folding up to 200 days of hours is
+    // CPU work: keep it off the connection threads.
     let built = tokio::task::spawn_blocking(move || {
+        let now = jiff::Timestamp::now().as_second();
+        let query = user_activities::compile(parsed.as_ref(), sample, now)?;
+        let page = query.page(cursor, limit);
+        let links = Links {
+            this: href(cursor),
+            next: page.next.map(|c| href(Some(c))),
+            prev: page.prev.map(|c| href(Some(c))),
+        };
         let users = &app.pipeline.metrics().users;
-        match &app.cluster {
+        Ok(match &app.cluster {
             // The cluster's report: this node's hours and every other node's, summed.
             Some(c) => {
-                let (from, to) = query.hours();
+                let (from, to) = page.hours(query.sample);
                 let others = c
                     .remote_rows(crate::store::persist::USERS)
                     .unwrap_or_else(|e| {
@@ -167,14 +217,24 @@ pub(super) async fn handle(app: Arc<App>, req: Request<Incoming>) -> Response<Bo
                     .filter_map(|(_, _, bytes)| postcard::from_bytes(&bytes).ok())
                     .collect();
                 let all = users.with_others(from, to, others);
-                user_activities::build(&all, &query, &env, href)
+                user_activities::build(&all, &query, &page, &env, links)
             }
-            None => user_activities::build(users, &query, &env, href),
-        }
+            None => user_activities::build(users, &query, &page, &env, links),
+        })
     })
     .await;
     match built {
-        Ok(report) => json(StatusCode::OK, &report),
+        Ok(Ok(report)) => json(StatusCode::OK, &report),
+        Ok(Err(QueryError { message, part })) => invalid(Detail {
+            code: "INVALID_FILTER",
+            target: "filter",
+            message,
+            inner_error: part.map(|p| Inner {
+                position: None,
+                expected: None,
+                fragment: Some(p),
+            }),
+        }),
         Err(e) => failure(
             StatusCode::INTERNAL_SERVER_ERROR,
             "UNEXPECTED_ERROR",
@@ -209,8 +269,8 @@ fn bearer(tokens: &[Secret], headers: &http::HeaderMap) -> Result<(), String> {
     }
 }
 
-/// `_links.self.href`: this request's URL as the client addressed it.
-fn self_href(app: &App, headers: &http::HeaderMap, path: &str, filter: Option<&str>) -> String {
+/// This request's URL, without its query, as the client addressed it (`Host`).
+fn self_base(app: &App, headers: &http::HeaderMap, path: &str) -> String {
     let scheme = if app.settings.management_tls {
         "https"
     } else {
@@ -229,12 +289,38 @@ fn self_href(app: &App, headers: &http::HeaderMap, path: &str, filter: Option<&s
             },
             str::to_string,
         );
-    let mut href = format!("{scheme}://{host}{path}");
+    format!("{scheme}://{host}{path}")
+}
+
+/// `base` with the parameters that shape the answer, percent-encoded: the `_links` hrefs.
+fn with_query(
+    base: &str,
+    filter: Option<&str>,
+    sample: Option<Sample>,
+    limit: Option<usize>,
+    cursor: Option<i64>,
+) -> String {
+    let mut parts = Vec::new();
     if let Some(f) = filter {
-        href.push_str("?filter=");
-        href.extend(percent_encoding::utf8_percent_encode(f, COMPONENT));
+        parts.push(format!(
+            "filter={}",
+            percent_encoding::utf8_percent_encode(f, COMPONENT)
+        ));
     }
-    href
+    if let Some(s) = sample {
+        parts.push(format!("sampleSize={}", s.name()));
+    }
+    if let Some(l) = limit {
+        parts.push(format!("limit={l}"));
+    }
+    if let Some(c) = cursor {
+        parts.push(format!("cursor={c}"));
+    }
+    if parts.is_empty() {
+        base.to_string()
+    } else {
+        format!("{base}?{}", parts.join("&"))
+    }
 }
 
 #[derive(Serialize)]

@@ -390,7 +390,7 @@ impl Cluster {
                 if !(from..to).contains(&start) {
                     continue;
                 }
-                match postcard::from_bytes::<Image>(&bytes) {
+                match Image::decode(&bytes) {
                     Ok(image) => out.push((tier, image)),
                     Err(e) => {
                         tracing::warn!(%node, api, start, "skipping an unreadable bucket image: {e}")

@@ -27,8 +27,8 @@ use std::sync::{Arc, OnceLock, RwLock};
 
 use serde::{Deserialize, Serialize};
 
+use super::agent::Os;
 use super::bucket::{Hasher, Map};
-use super::device::Device;
 use super::{TierSpec, floor, tier_for};
 use crate::enforce::detect::Ioa;
 
@@ -141,6 +141,21 @@ impl Pane {
     /// Whether the pane's values are dictionary ids (else small codes stored inline).
     fn interned(self) -> bool {
         !matches!(self, Pane::Ioas | Pane::ErrorCodes | Pane::Devices)
+    }
+}
+
+/// The Device Types pane stores `OS_CODES + ` [`Os::code`]. Codes below are the device
+/// classes of records written before (see `legacy`), read under their nearest name today.
+const OS_CODES: u32 = 0x100;
+
+fn device_label(code: u32) -> &'static str {
+    match code.checked_sub(OS_CODES) {
+        Some(os) => u8::try_from(os)
+            .ok()
+            .and_then(Os::from_code)
+            .unwrap_or(Os::UNKNOWN)
+            .as_str(),
+        None => super::legacy::os_of_device(code).as_str(),
     }
 }
 
@@ -445,7 +460,8 @@ pub struct Request<'a> {
     pub method: &'a str,
     pub path: &'a str,
     pub status: Option<u16>,
-    pub device: Device,
+    /// The User-Agent's operating system (the Device Types pane).
+    pub os: Os,
     pub ip: IpAddr,
     pub token: Option<&'a str>,
     pub cookie: Option<&'a str>,
@@ -593,7 +609,7 @@ impl ActivityBucket {
                     Pane::Ips => ip.or(Some(LOST)),
                     Pane::Users => r.username.map(|_| user.unwrap_or(LOST)),
                     Pane::Tokens => r.token.map(|_| token.unwrap_or(LOST)),
-                    Pane::Devices => Some(r.device.index() as u32),
+                    Pane::Devices => Some(OS_CODES + u32::from(r.os.code())),
                     Pane::ErrorCodes => error,
                     Pane::Ioas => None,
                 };
@@ -1122,7 +1138,7 @@ impl Tally {
             let label = match pane {
                 Pane::Ioas => Ioa::ALL.get(v as usize).map(|i| i.name().to_string()),
                 Pane::ErrorCodes => Some(v.to_string()),
-                Pane::Devices => Device::ALL.get(v as usize).map(|d| d.as_str().to_string()),
+                Pane::Devices => Some(device_label(v).to_string()),
                 _ => b.dict.word(v).map(|w| w.to_string()),
             };
             match label {
@@ -1256,7 +1272,7 @@ mod tests {
             method: "GET",
             path,
             status: Some(status),
-            device: Device::Unknown,
+            os: Os::UNKNOWN,
             ip: ip.parse().unwrap(),
             token,
             cookie: None,
@@ -1344,6 +1360,27 @@ mod tests {
                     .pane(pane)
             );
         }
+    }
+
+    #[test]
+    fn device_types_read_records_of_both_layouts_under_todays_names() {
+        let ios = Os::named("IOS").unwrap();
+        assert_eq!(device_label(OS_CODES + u32::from(ios.code())), "IOS");
+        // Layout 1 stored woothee's classes: 2 was WINDOWS, 12 BOT, 10 MOBILE_PHONE.
+        assert_eq!(device_label(2), "WINDOWS");
+        assert_eq!(device_label(12), "UNKNOWN");
+        assert_eq!(device_label(10), "UNKNOWN_MOBILE");
+        assert_eq!(device_label(OS_CODES + 250), "UNKNOWN");
+        let a = Activity::new(caps());
+        a.record(
+            &Request {
+                os: ios,
+                ..req(NOW, "10.0.0.1", "/x", 200, None)
+            },
+            NOW,
+        );
+        let t = a.client(ClientType::Ip, "10.0.0.1", 0, i64::MAX).unwrap();
+        assert_eq!(t.pane(Pane::Devices), vec![("IOS".into(), 1)]);
     }
 
     #[test]

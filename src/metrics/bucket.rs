@@ -1,12 +1,14 @@
 //! One time bucket of one API's records: the counters the reports read.
 //!
 //! A bucket keeps exact totals (requests, 2xx, no-session requests, bytes, latency) in
-//! atomics, a count per device class, and one [`Interner`] per dimension (method, client
-//! IP, session, path, user agent, server): a `DashMap` from the value to a small id and an
-//! atomic count. The per-session and per-path details of the reports come from one more
-//! map, from the [`Combo`] of a request's ids to an atomic count, so recording a request
-//! costs one lookup per dimension and one for its combination, each through a read guard
-//! unless the value is new.
+//! atomics, a count per operating system ([`Os`], the report's `device`), and one
+//! [`Interner`] per dimension (method, client IP, session, path, user agent, server): a
+//! `DashMap` from the value to a small id and an atomic count. A user agent is classified
+//! ([`Agent`]: browser group and OS) once, when the bucket first sees it, and the answer
+//! kept beside it. The per-session and per-path details of the reports come from one more
+//! map, from the [`Combo`] of a request's ids and classes to an atomic count, so recording
+//! a request costs one lookup per dimension and one for its combination, each through a
+//! read guard unless the value is new.
 //!
 //! Distinct values are capped per bucket ([`Caps`]) and per API ([`Budget`], from the API's
 //! `api_memory_size`). A value that does not fit is counted under a shared overflow id:
@@ -22,7 +24,7 @@ use dashmap::DashMap;
 use http::Method;
 
 use super::Observation;
-use super::device::Device;
+use super::agent::{self, Agent, Browser, Os};
 
 pub(crate) type Hasher = foldhash::fast::RandomState;
 pub(crate) type Map<K, V> = DashMap<K, V, Hasher>;
@@ -233,7 +235,9 @@ impl<K: Eq + Hash, P: Copy> Interner<K, P> {
     }
 }
 
-/// The ids of one request's values: the key of the detail counters.
+/// The ids of one request's values: the key of the detail counters. The user agent's
+/// classes are kept beside its id, so a request whose raw agent did not fit the bucket's
+/// cap still reports its browser group and OS.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct Combo {
     pub session: u32,
@@ -242,7 +246,20 @@ pub struct Combo {
     pub ua: u32,
     pub server: u32,
     pub method: u32,
-    pub device: u8,
+    /// [`Os::code`].
+    pub os: u8,
+    /// [`Browser::code`].
+    pub browser: u8,
+}
+
+impl Combo {
+    /// The classes of the combination's user agent.
+    pub fn agent(&self) -> Agent {
+        Agent {
+            browser: Browser::from_code(self.browser).unwrap_or(Browser::Unknown),
+            os: Os::from_code(self.os).unwrap_or(Os::UNKNOWN),
+        }
+    }
 }
 
 /// One API's records for one time span.
@@ -256,12 +273,13 @@ pub struct Bucket {
     pub bytes_in: AtomicU64,
     pub bytes_out: AtomicU64,
     pub latency_us: AtomicU64,
-    pub devices: [AtomicU64; Device::COUNT],
+    /// Requests per operating system, indexed by [`Os::index`].
+    pub devices: [AtomicU64; Os::COUNT],
     pub methods: Interner<Method>,
     pub ips: Interner<IpAddr>,
     pub sessions: Interner<Arc<str>>,
     pub paths: Interner<Arc<str>>,
-    pub uas: Interner<Arc<str>, Device>,
+    pub uas: Interner<Arc<str>, Agent>,
     pub servers: Interner<Arc<str>>,
     pub combos: Map<Combo, AtomicU64>,
     combo_count: AtomicU32,
@@ -303,8 +321,9 @@ pub struct Facts<'a> {
     pub path: Val<&'a str>,
     pub user_agent: Val<&'a str>,
     pub server: Val<&'a str>,
-    /// Known when merging; computed from the user agent when recording.
-    pub device: Option<Device>,
+    /// The user agent's classes: known when merging; computed from the user agent (once
+    /// per bucket) when recording.
+    pub agent: Option<Agent>,
 }
 
 impl Bucket {
@@ -345,7 +364,7 @@ impl Bucket {
     /// Records one request. `requests` is counted last (with release ordering): whoever
     /// reads it (acquire) sees the detail of at least that many requests, which is what
     /// lets the store use it to notice a changed bucket.
-    pub fn add(&self, obs: &Observation<'_>, budget: &Budget) -> Device {
+    pub fn add(&self, obs: &Observation<'_>, budget: &Budget, agents: &agent::Cache) -> Agent {
         if obs.status.is_some_and(|s| (200..300).contains(&s)) {
             self.success.fetch_add(1, Relaxed);
         }
@@ -362,12 +381,12 @@ impl Bucket {
             path: Val::Is(obs.path),
             user_agent: Val::from_option(obs.user_agent),
             server: Val::from_option(obs.server),
-            device: None,
+            agent: None,
         };
-        let device = self.add_detail(&facts, 1, 1, budget);
+        let agent = self.add_detail(&facts, 1, 1, budget, Some(agents));
         self.requests
             .fetch_add(1, std::sync::atomic::Ordering::Release);
-        device
+        agent
     }
 
     /// Requests recorded (acquire: the detail of at least these many is visible).
@@ -378,7 +397,15 @@ impl Bucket {
     /// Records the values of `combo_n` requests into the detail counters, adding `dim_n`
     /// to each dimension's own count (0 when merging, where dimension counts are merged
     /// on their own so that combinations lost to a cap do not lose them).
-    pub fn add_detail(&self, f: &Facts<'_>, dim_n: u64, combo_n: u64, budget: &Budget) -> Device {
+    /// `agents` classifies an agent the facts do not come with (recording; merges know them).
+    pub fn add_detail(
+        &self,
+        f: &Facts<'_>,
+        dim_n: u64,
+        combo_n: u64,
+        budget: &Budget,
+        agents: Option<&agent::Cache>,
+    ) -> Agent {
         let method = match f.method {
             Val::Is(m) => {
                 self.methods
@@ -396,22 +423,24 @@ impl Bucket {
         let session = str_id(&self.sessions, f.session, dim_n, self, budget);
         let path = str_id(&self.paths, f.path, dim_n, self, budget);
         let server = str_id(&self.servers, f.server, dim_n, self, budget);
-        let (ua, device) = match f.user_agent {
+        // An agent the bucket already holds comes with its classes; a new one is
+        // classified once, here, and the answer kept with it.
+        let classify = |u: &str| {
+            f.agent
+                .unwrap_or_else(|| agents.map_or_else(|| Agent::of(u), |c| c.of(u)))
+        };
+        let (ua, agent) = match f.user_agent {
             Val::Is(u) => {
                 let (id, known) = self.uas.touch(u, dim_n, self, budget, || {
-                    (
-                        Arc::from(u),
-                        f.device.unwrap_or_else(|| Device::of(u)),
-                        u.len(),
-                    )
+                    (Arc::from(u), classify(u), u.len())
                 });
-                (id, known.or(f.device).unwrap_or_else(|| Device::of(u)))
+                (id, known.unwrap_or_else(|| classify(u)))
             }
-            Val::Absent => (ABSENT, f.device.unwrap_or(Device::Unknown)),
-            Val::Overflow => (OVERFLOW, f.device.unwrap_or(Device::Unknown)),
+            Val::Absent => (ABSENT, f.agent.unwrap_or(Agent::UNKNOWN)),
+            Val::Overflow => (OVERFLOW, f.agent.unwrap_or(Agent::UNKNOWN)),
         };
         if dim_n > 0 {
-            self.devices[device.index()].fetch_add(dim_n, Relaxed);
+            self.devices[agent.os.index()].fetch_add(dim_n, Relaxed);
         }
         let combo = Combo {
             session,
@@ -420,10 +449,11 @@ impl Bucket {
             ua,
             server,
             method,
-            device: device as u8,
+            os: agent.os.code(),
+            browser: agent.browser.code(),
         };
         self.add_combo(combo, combo_n, budget);
-        device
+        agent
     }
 
     fn add_combo(&self, combo: Combo, n: u64, budget: &Budget) {
@@ -477,9 +507,9 @@ impl Bucket {
         });
         for e in src.uas.map.iter() {
             let n = e.count.load(Relaxed);
-            let (key, device) = (e.key().clone(), e.payload);
+            let (key, agent) = (e.key().clone(), e.payload);
             self.uas
-                .touch(&*key, n, self, budget, || (key.clone(), device, key.len()));
+                .touch(&*key, n, self, budget, || (key.clone(), agent, key.len()));
         }
         self.uas.overflow.fetch_add(src.uas.overflow(), Relaxed);
 
@@ -498,9 +528,9 @@ impl Bucket {
                 path: resolve(&paths, c.path).map(|s| &**s),
                 user_agent: resolve(&uas, c.ua).map(|s| &**s),
                 server: resolve(&servers, c.server).map(|s| &**s),
-                device: Device::ALL.get(c.device as usize).copied(),
+                agent: Some(c.agent()),
             };
-            self.add_detail(&facts, 0, e.load(Relaxed), budget);
+            self.add_detail(&facts, 0, e.load(Relaxed), budget, None);
         }
     }
 
@@ -607,11 +637,44 @@ pub struct Image {
     pub ips: InternerImage<IpAddr>,
     pub sessions: InternerImage<String>,
     pub paths: InternerImage<String>,
-    pub uas: InternerImage<String, Device>,
+    pub uas: InternerImage<String, Agent>,
     pub servers: InternerImage<String>,
     pub combos: Vec<(Combo, u64)>,
     pub combo_count: u32,
     pub combo_overflow: u64,
+}
+
+/// The first bytes of a stored [`Image`]: a mark, then the layout version. Images written
+/// before the mark existed (version 1: woothee device classes, no browser group) start
+/// with their bucket's start, a multiple of 60 seconds, which postcard writes as a zigzag
+/// varint whose first byte is never 1; [`Image::decode`] reads and converts them.
+const IMAGE_MARK: u8 = 1;
+/// Version 2: user agents carry their [`Agent`] classes, combinations their OS and browser.
+const IMAGE_VERSION: u8 = 2;
+
+/// Why stored bytes are not a bucket image.
+#[derive(Debug, thiserror::Error)]
+pub enum ImageError {
+    #[error("bucket image layout {0} is newer than this build reads")]
+    Version(u8),
+    #[error("undecodable bucket image: {0}")]
+    Bytes(#[from] postcard::Error),
+}
+
+impl Image {
+    /// The image as stored (in the embedded store, or in Redis for the other nodes).
+    pub fn encode(&self) -> Result<Vec<u8>, ImageError> {
+        Ok(postcard::to_extend(self, vec![IMAGE_MARK, IMAGE_VERSION])?)
+    }
+
+    /// Reads a stored image, of this layout or of the one before (converted).
+    pub fn decode(bytes: &[u8]) -> Result<Image, ImageError> {
+        match bytes {
+            [IMAGE_MARK, IMAGE_VERSION, rest @ ..] => Ok(postcard::from_bytes(rest)?),
+            [IMAGE_MARK, version, ..] => Err(ImageError::Version(*version)),
+            _ => Ok(super::legacy::image(postcard::from_bytes(bytes)?)),
+        }
+    }
 }
 
 impl<K: Eq + Hash + Clone, P: Copy> Interner<K, P> {

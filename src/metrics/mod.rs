@@ -39,8 +39,9 @@
 //! at all.
 
 pub mod activity;
+pub mod agent;
 pub mod bucket;
-pub mod device;
+mod legacy;
 pub mod prom;
 pub mod snapshot;
 pub mod users;
@@ -53,8 +54,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use http::Method;
 
+pub use agent::{Agent, Browser, Os};
 pub use bucket::{Budget, Caps, Image, Overflow};
-pub use device::Device;
 pub use snapshot::Snapshot;
 
 use bucket::{Bucket, Hasher, Map};
@@ -228,6 +229,8 @@ pub struct ApiRecorder {
     rollup: RwLock<()>,
     caps: Caps,
     budget: Budget,
+    /// Classifications of user agents, shared by the buckets.
+    agents: agent::Cache,
     /// Requests too old for any tier when they completed.
     expired: AtomicU64,
 }
@@ -240,27 +243,28 @@ impl ApiRecorder {
             rollup: RwLock::new(()),
             caps,
             budget: Budget::new(budget),
+            agents: agent::Cache::new(),
             expired: AtomicU64::new(0),
         }
     }
 
-    /// Records one finished exchange; returns the device class of its user agent.
-    pub fn record(&self, obs: &Observation<'_>) -> Device {
+    /// Records one finished exchange; returns the classes of its user agent.
+    pub fn record(&self, obs: &Observation<'_>) -> Agent {
         self.record_at(obs, unix_secs(SystemTime::now()))
     }
 
     /// Records one finished exchange as of `now` (unix seconds).
-    pub fn record_at(&self, obs: &Observation<'_>, now: i64) -> Device {
+    pub fn record_at(&self, obs: &Observation<'_>, now: i64) -> Agent {
         let Some(t) = tier_for(&TIERS, obs.time, now, 0) else {
             self.expired.fetch_add(1, Relaxed);
-            return Device::Unknown;
+            return obs.user_agent.map_or(Agent::UNKNOWN, |u| self.agents.of(u));
         };
         let start = floor(obs.time, TIERS[t].span);
-        let mut device = Device::Unknown;
+        let mut agent = Agent::UNKNOWN;
         with_bucket(&self.tiers[t], start, &self.caps, |b| {
-            device = b.add(obs, &self.budget);
+            agent = b.add(obs, &self.budget, &self.agents);
         });
-        device
+        agent
     }
 
     /// Moves every bucket that has aged out of its tier into the next one (or drops it

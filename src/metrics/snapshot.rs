@@ -3,7 +3,9 @@
 //!
 //! Requests with a session are grouped by session id, requests without one by path, as
 //! the `api_metrics` report presents them. A value lost to a cap appears as `(other)` (an
-//! IP as `None`); a request without a User-Agent shows `-`.
+//! IP as `None`); a request without a User-Agent shows `-`. Browser groups and operating
+//! systems are never lost to a cap: they come from the combinations, which keep them even
+//! when the raw agent did not fit.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -11,8 +13,8 @@ use std::sync::atomic::Ordering::Relaxed;
 
 use http::Method;
 
+use super::agent::{Browser, Os};
 use super::bucket::{Bucket, Overflow, Val, resolve};
-use super::device::Device;
 
 /// Hash maps with a fast, randomly seeded hasher (the keys come from clients).
 pub type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
@@ -33,7 +35,8 @@ pub struct Snapshot {
     pub latency_us: u64,
     /// Per method; `None` for methods beyond the cap.
     pub methods: HashMap<Option<Method>, u64>,
-    pub devices: [u64; Device::COUNT],
+    /// Requests per operating system.
+    pub devices: Classes<Os>,
     /// Per client IP; `None` for IPs beyond the cap.
     pub ips: HashMap<Option<IpAddr>, u64>,
     pub servers: HashMap<Arc<str>, u64>,
@@ -67,10 +70,37 @@ fn group_of<'m>(map: &'m mut HashMap<Arc<str>, Group>, key: &Arc<str>) -> Option
 pub struct Group {
     pub requests: u64,
     pub ips: HashMap<Option<IpAddr>, IpUse>,
+    /// Raw User-Agent headers.
     pub user_agents: HashMap<Arc<str>, u64>,
+    pub browsers: Classes<Browser>,
     pub paths: HashMap<Arc<str>, u64>,
-    pub devices: [u64; Device::COUNT],
+    pub devices: Classes<Os>,
     pub servers: HashMap<Arc<str>, u64>,
+}
+
+/// Counts per class (browser group or OS), sorted by class. A group rarely sees more than
+/// a few, so a short vector beats a table of every class.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Classes<K>(Vec<(K, u64)>);
+
+impl<K> Default for Classes<K> {
+    fn default() -> Classes<K> {
+        Classes(Vec::new())
+    }
+}
+
+impl<K: Ord + Copy> Classes<K> {
+    pub fn add(&mut self, class: K, n: u64) {
+        match self.0.binary_search_by(|(k, _)| k.cmp(&class)) {
+            Ok(i) => self.0[i].1 += n,
+            Err(i) => self.0.insert(i, (class, n)),
+        }
+    }
+
+    /// Every class with its count, in class order.
+    pub fn iter(&self) -> impl Iterator<Item = (K, u64)> + '_ {
+        self.0.iter().copied()
+    }
 }
 
 /// Requests from one IP within a group, and the methods they used.
@@ -90,8 +120,11 @@ impl Snapshot {
         self.bytes_in += b.bytes_in.load(Relaxed);
         self.bytes_out += b.bytes_out.load(Relaxed);
         self.latency_us += b.latency_us.load(Relaxed);
-        for (sum, d) in self.devices.iter_mut().zip(&b.devices) {
-            *sum += d.load(Relaxed);
+        for (os, d) in Os::all().zip(&b.devices) {
+            let n = d.load(Relaxed);
+            if n > 0 {
+                self.devices.add(os, n);
+            }
         }
         self.overflow.add(b.overflow());
 
@@ -157,10 +190,10 @@ impl Snapshot {
                 &label(resolve(&uas, c.ua), &no_ua),
                 n,
             );
+            let agent = c.agent();
+            group.browsers.add(agent.browser, n);
+            group.devices.add(agent.os, n);
             bump(&mut group.paths, &path, n);
-            if let Some(d) = group.devices.get_mut(c.device as usize) {
-                *d += n;
-            }
             if let Val::Is(server) = resolve(&servers, c.server) {
                 bump(&mut group.servers, server, n);
             }

@@ -194,7 +194,7 @@ impl Pipeline {
         ex.latency = Some(latency);
         let latency_us = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
         let time = unix_secs(ex.received_at);
-        let device = ex.api.recorder.record(&Observation {
+        let agent = ex.api.recorder.record(&Observation {
             time,
             method: &ex.method,
             path: ex.uri.path(),
@@ -217,7 +217,7 @@ impl Pipeline {
                 method: ex.method.as_str(),
                 path: ex.uri.path(),
                 status: backend_status,
-                device,
+                os: agent.os,
                 ip: ex.client_ip,
                 token: ex.token.as_deref(),
                 cookie: ex.session.as_deref(),

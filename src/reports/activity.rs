@@ -112,20 +112,38 @@ fn panes(
     (out, overflow)
 }
 
-/// Keeps the panes in the seed's order when serialised.
-#[derive(Debug, Serialize)]
-pub struct Panes(serde_json::Map<String, serde_json::Value>);
+/// The panes in the dashboard's order (for a client, the seed's: IoAs, Error Codes,
+/// Methods, APIs, User, Device Types, Endpoints, IP Address), serialised as one JSON object
+/// in that order. A `serde_json::Map` would not do: without serde_json's `preserve_order`
+/// feature (which only the tests turn on) it sorts its keys.
+#[derive(Debug)]
+pub struct Panes(Vec<(&'static str, Vec<Count>)>);
+
+impl Serialize for Panes {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = s.serialize_map(Some(self.0.len()))?;
+        for (name, list) in &self.0 {
+            map.serialize_entry(name, list)?;
+        }
+        map.end()
+    }
+}
+
+impl Panes {
+    /// The pane names, in order.
+    pub fn names(&self) -> impl Iterator<Item = &'static str> + '_ {
+        self.0.iter().map(|(name, _)| *name)
+    }
+}
 
 fn ordered(which: &[Pane], mut lists: BTreeMap<&'static str, Vec<Count>>) -> Panes {
-    let mut m = serde_json::Map::new();
-    for pane in which {
-        let list = lists.remove(pane.name()).unwrap_or_default();
-        m.insert(
-            pane.name().to_string(),
-            serde_json::to_value(list).unwrap_or_default(),
-        );
-    }
-    Panes(m)
+    Panes(
+        which
+            .iter()
+            .map(|pane| (pane.name(), lists.remove(pane.name()).unwrap_or_default()))
+            .collect(),
+    )
 }
 
 #[derive(Debug, Serialize)]
@@ -408,5 +426,69 @@ pub fn attacks_of(
         period: PeriodOut::new(period, at),
         count: out.len(),
         attacks: out,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::activity::{ActivityCaps, Request};
+
+    #[test]
+    fn client_panes_keep_the_seeds_order() {
+        let a = Activity::new(ActivityCaps {
+            clients: 10,
+            memory: 1 << 20,
+        });
+        a.record(
+            &Request {
+                time: 1_800_000_000,
+                api: "shop",
+                method: "GET",
+                path: "/shop/x",
+                status: Some(404),
+                os: crate::metrics::Os::UNKNOWN,
+                ip: "10.0.0.1".parse().unwrap(),
+                token: None,
+                cookie: None,
+                username: Some("alice"),
+                api_key: None,
+            },
+            1_800_000_000,
+        );
+        let report = client_activity(
+            &a,
+            ClientType::Ip,
+            "10.0.0.1",
+            Period::Day,
+            1_800_000_000,
+            false,
+        )
+        .unwrap();
+        // The JSON text is written in serialisation order, whatever serde_json's features.
+        assert_eq!(
+            serde_json::to_string(&report.panes).unwrap(),
+            concat!(
+                r#"{"ioas":[],"error_codes":[{"value":"404","count":1}],"#,
+                r#""methods":[{"value":"GET","count":1}],"apis":[{"value":"shop","count":1}],"#,
+                r#""users":[{"value":"alice","count":1}],"#,
+                r#""device_types":[{"value":"UNKNOWN","count":1}],"#,
+                r#""endpoints":[{"value":"/shop/x","count":1}],"#,
+                r#""ip_addresses":[{"value":"10.0.0.1","count":1}]}"#
+            )
+        );
+        let api = api_activity(&a, "shop", Period::Day, 1_800_000_000);
+        assert_eq!(
+            api.panes.names().collect::<Vec<_>>(),
+            [
+                "ioas",
+                "error_codes",
+                "tokens",
+                "users",
+                "ip_addresses",
+                "device_types",
+                "endpoints"
+            ]
+        );
     }
 }

@@ -5,6 +5,8 @@
 //! those answered 2xx; `sessions` the distinct session ids (values of the API's `cookie`);
 //! `no_sessions` the requests without one; `servers` counts per backend `host:port`
 //! (`0.0.0.0` in sideband mode), and a request that reached no server adds to none.
+//! `user_agent` is the agent's browser group and `device` its operating system, in ABS's
+//! vocabulary (`metrics::agent`); [`UserAgents::Raw`] lists the raw headers instead.
 //!
 //! Order, so that equal input always gives equal output: every `{value, count}` list is
 //! sorted by count, highest first, ties by value; `session_details` by `total_requests`
@@ -20,8 +22,8 @@ use http::Method;
 use serde::Serialize;
 
 use super::window::{Window, ase_date};
-use crate::metrics::Device;
-use crate::metrics::snapshot::{Group, HashMap, OTHER, Snapshot};
+use crate::metrics::Os;
+use crate::metrics::snapshot::{Classes, Group, HashMap, OTHER, Snapshot};
 
 /// How many addresses `most_popular_ips` lists.
 pub const TOP_IPS: usize = 3;
@@ -115,6 +117,17 @@ pub struct RequestDetail {
     pub server: Vec<ServerCount>,
 }
 
+/// What the `user_agent` lists hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum UserAgents {
+    /// The browser group, as ABS reports it (`CHROME`, `DOWNLOAD`, `BOT`, …).
+    #[default]
+    Classes,
+    /// The User-Agent header as sent (`-` without one): an enforcer addition, to see which
+    /// client a session is.
+    Raw,
+}
+
 /// Builds the report for API `api_name` (base path `api_url`) from a snapshot of `window`.
 pub fn build(
     api_name: &str,
@@ -122,7 +135,21 @@ pub fn build(
     window: &Window,
     tz: &jiff::tz::TimeZone,
     snap: &Snapshot,
+    agents: UserAgents,
 ) -> ApiMetrics {
+    let user_agents = |g: &Group| -> Vec<UserAgentCount> {
+        let counts = match agents {
+            UserAgents::Classes => ranked(g.browsers.iter().map(|(b, n)| (b.as_str(), n)))
+                .into_iter()
+                .map(|(b, n)| (b.to_string(), n))
+                .collect(),
+            UserAgents::Raw => ranked_arc(&g.user_agents).collect::<Vec<_>>(),
+        };
+        counts
+            .into_iter()
+            .map(|(user_agent, count)| UserAgentCount { user_agent, count })
+            .collect()
+    };
     let methods = ranked(snap.methods.iter().map(|(m, n)| (method_label(m), *n)));
     let devices = device_counts(&snap.devices);
     let ips = ranked(
@@ -137,9 +164,7 @@ pub fn build(
             session_id: id.to_string(),
             total_requests: g.requests,
             source_ip: source_ips(g),
-            user_agent: ranked_arc(&g.user_agents)
-                .map(|(user_agent, count)| UserAgentCount { user_agent, count })
-                .collect(),
+            user_agent: user_agents(g),
             path_info: ranked_arc(&g.paths)
                 .map(|(path, count)| PathCount { path, count })
                 .collect(),
@@ -158,9 +183,7 @@ pub fn build(
         .map(|(path, g)| RequestDetail {
             total_requests: g.requests,
             source_ip: source_ips(g),
-            user_agent: ranked_arc(&g.user_agents)
-                .map(|(user_agent, count)| UserAgentCount { user_agent, count })
-                .collect(),
+            user_agent: user_agents(g),
             path: path.to_string(),
             device: device_counts(&g.devices),
             server: server_counts(&g.servers),
@@ -237,8 +260,8 @@ fn server_counts(map: &HashMap<Arc<str>, u64>) -> Vec<ServerCount> {
         .collect()
 }
 
-fn device_counts(devices: &[u64; Device::COUNT]) -> Vec<DeviceCount> {
-    ranked(Device::ALL.iter().map(|d| (d.as_str(), devices[d.index()])))
+fn device_counts(devices: &Classes<Os>) -> Vec<DeviceCount> {
+    ranked(devices.iter().map(|(os, n)| (os.as_str(), n)))
         .into_iter()
         .map(|(d, count)| DeviceCount {
             device: d.to_string(),

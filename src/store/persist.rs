@@ -120,7 +120,7 @@ impl Tracker {
                     let image = b.image();
                     // The image may hold a little more than `seen` (requests in flight);
                     // remembering `seen` makes the next tick write it again.
-                    match postcard::to_stdvec(&image) {
+                    match image.encode() {
                         Ok(bytes) => batch.put_buckets.push((key.clone(), bytes)),
                         Err(e) => tracing::warn!(api = %key.api, "cannot encode a bucket: {e}"),
                     }
@@ -334,7 +334,7 @@ fn restore_buckets(
                 .insert(key, if ok { changes } else { u64::MAX });
             continue;
         }
-        let image = postcard::from_bytes::<Image>(&bytes).ok();
+        let image = Image::decode(&bytes).ok();
         let requests = image.as_ref().map_or(u64::MAX, |i| i.requests);
         let ok = image.is_some_and(|image| {
             usize::from(key.tier) < TIERS.len()

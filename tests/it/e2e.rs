@@ -1,9 +1,10 @@
 //! The dashboard end to end, in a real headless Chromium driven over WebDriver (Debian's
 //! `chromium` and `chromium-driver`, installed by `scripts/test`), against `enforcer demo`
 //! on the shipped config: log in, open every page, switch periods and sample sizes,
-//! follow deny list → client activity → Back and attack management → client activity →
-//! Close, remove a deny-list entry, mark an attacker reviewed, log out. Each step saves a
-//! screenshot in `target/e2e-screenshots/`.
+//! follow deny list → client activity → Back (and Close), attack management → client
+//! activity → Close, attack management → a client's IoAs → client activity → Close → Close,
+//! remove a deny-list entry, mark an attacker reviewed, count the user activity page's
+//! buckets, log out. Each step saves a screenshot in `target/e2e-screenshots/`.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -263,7 +264,40 @@ async fn dashboard_in_headless_chromium() {
     shots.take(&c, "client-from-attacks").await;
     click(&c, "#close").await;
     ready(&c, "attacks").await;
-    // Mark reviewed, from the same menu.
+    // A click on the row opens the client's IoAs screen: its IoAs by type and over time
+    // under a summary line, whose menu has Client activity; Close there comes back to the
+    // IoAs screen, and Close on the IoAs screen to the list.
+    click(&c, &format!("{row} td.id-cell")).await;
+    ready(&c, "ioas").await;
+    let count = text(&c, "#ioa-count").await;
+    assert!(
+        count.chars().any(|ch| ch.is_ascii_digit() && ch != '0'),
+        "IoAs: {count}"
+    );
+    let types = texts(&c, "[data-pane='ioa-types'] .bar-row").await;
+    assert!(!types.is_empty(), "no IoA types on the IoAs screen");
+    assert!(
+        c.find(Locator::Css("[data-page='ioas'] svg.chart"))
+            .await
+            .is_ok(),
+        "no IoAs-over-time chart"
+    );
+    shots.take(&c, "ioas").await;
+    click(&c, "#ioa-summary [data-test='menu']").await;
+    click(&c, ".menu:not([hidden]) [data-action='activity']").await;
+    ready(&c, "client").await;
+    assert!(c.find(Locator::Css("#crumb-ioas")).await.is_ok());
+    shots.take(&c, "client-from-ioas").await;
+    click(&c, "#close").await;
+    ready(&c, "ioas").await;
+    let url = c.current_url().await.unwrap();
+    assert!(
+        url.fragment().is_some_and(|f| f.starts_with("/ioas/ip/")),
+        "Close went to {url}"
+    );
+    click(&c, "#close").await;
+    ready(&c, "attacks").await;
+    // Mark reviewed, from the row's menu.
     click(&c, &format!("{row} [data-test='menu']")).await;
     click(&c, ".menu:not([hidden]) [data-action='review']").await;
     assert!(
@@ -324,6 +358,11 @@ async fn dashboard_in_headless_chromium() {
     assert!(c.find(Locator::Css("#crumb-blocklist")).await.is_ok());
     click(&c, "#back").await;
     ready(&c, "lists").await;
+    // Close, too, returns to the Blocklist.
+    click(&c, &format!("tr[data-id='{login_attacker}'] a.client-link")).await;
+    ready(&c, "client").await;
+    click(&c, "#close").await;
+    ready(&c, "lists").await;
 
     // Remove the prober from the deny list.
     click(
@@ -361,6 +400,30 @@ async fn dashboard_in_headless_chromium() {
         failures.chars().any(|ch| ch.is_ascii_digit() && ch != '0'),
         "failures: {failures}"
     );
+    // "7 days" is seven days (and 24 hours, one week); "Last day" by hour is 24 hours.
+    for (range, sample, buckets) in [
+        ("week", "DAY", "7"),
+        ("week", "HOUR", "168"),
+        ("week", "WEEK", "1"),
+        ("day", "HOUR", "24"),
+    ] {
+        click(&c, &format!("[data-range='{range}']")).await;
+        ready(&c, "users").await;
+        click(&c, &format!("[data-sample='{sample}']")).await;
+        ready(&c, "users").await;
+        let shown = retrying(&c, "[data-page='users'] [data-buckets]", |e| async move {
+            e.attr("data-buckets").await
+        })
+        .await
+        .unwrap_or_default();
+        assert_eq!(shown, buckets, "{range} by {sample}");
+        if (range, sample) == ("week", "DAY") {
+            let note = texts(&c, "[data-page='users'] .panel-head .muted")
+                .await
+                .join(" ");
+            assert!(note.contains("7 days"), "{note}");
+        }
+    }
 
     // Logout: back to the form, and the session is gone.
     click(&c, "#nav-logout").await;

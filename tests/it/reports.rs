@@ -10,6 +10,9 @@ use crate::support::{Backend, Enforcer, Setup, admin_client, api, client, run_cl
 
 const API: &str = "atm_app_public";
 
+/// A download tool, which ABS's report (like the seed) names `DOWNLOAD`, on no known OS.
+const CURL: &str = "curl/7.61.1";
+
 /// Today's date in UTC, `2026-11-30`.
 fn utc_today() -> String {
     jiff::Timestamp::now()
@@ -78,9 +81,10 @@ fn documented_order(report: &mut Value) {
     requests.iter_mut().for_each(group);
 }
 
-/// Replays the seed's 2508 requests (session11 from 127.0.0.1 with the seed's per-path counts;
-/// `session_protocol`, whose request reaches no server; one request from 3.1.1.4 without a
-/// session through a trusted X-Forwarded-For) and compares the whole report with the seed's.
+/// Replays the seed's 2508 requests from curl (session11 from 127.0.0.1 with the seed's
+/// per-path counts; `session_protocol`, whose request reaches no server; one request from
+/// 3.1.1.4 without a session through a trusted X-Forwarded-For) and compares the whole
+/// report with the seed's, `DOWNLOAD` and `UNKNOWN` included.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn seed_traffic_gives_the_seed_report() {
     let b = Backend::start("atm").await;
@@ -100,7 +104,7 @@ async fn seed_traffic_gives_the_seed_report() {
     let r = c
         .get(url("get400"))
         .header("cookie", "session_id=session_protocol")
-        .header("user-agent", "DOWNLOAD")
+        .header("user-agent", CURL)
         .send()
         .await
         .unwrap();
@@ -120,7 +124,7 @@ async fn seed_traffic_gives_the_seed_report() {
             let req = c
                 .request(method.parse().unwrap(), url(suffix))
                 .header("cookie", "theme=dark; session_id=session11")
-                .header("user-agent", "DOWNLOAD")
+                .header("user-agent", CURL)
                 .send();
             async move { req.await.unwrap().status().as_u16() }
         })
@@ -134,7 +138,7 @@ async fn seed_traffic_gives_the_seed_report() {
     let r = c
         .get(url("get400"))
         .header("x-forwarded-for", "3.1.1.4")
-        .header("user-agent", "DOWNLOAD")
+        .header("user-agent", CURL)
         .send()
         .await
         .unwrap();
@@ -303,4 +307,189 @@ async fn report_errors_and_default_window() {
     ]);
     assert_eq!(status.code(), Some(1));
     assert!(stderr.contains("no running enforcer found"), "{stderr}");
+}
+
+/// Real agents through the proxy: `user_agent` is the browser group and `device` the OS in
+/// ABS's vocabulary (report compared whole); `user_agent=raw` lists the headers as sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn user_agents_are_named_as_abs_names_them() {
+    const CHROME_WINDOWS_10: &str = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36";
+    const IE_WINDOWS_7: &str =
+        "Mozilla/5.0 (Windows NT 6.1; WOW64; Trident/7.0; rv:11.0) like Gecko";
+    const FIREFOX_XP: &str = "Mozilla/5.0 (Windows NT 5.1; rv:52.0) Gecko/20100101 Firefox/52.0";
+    const FIREFOX_UBUNTU: &str =
+        "Mozilla/5.0 (X11; Ubuntu; Linux x86_64; rv:125.0) Gecko/20100101 Firefox/125.0";
+    const SAFARI_MAC: &str = "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.4 Safari/605.1.15";
+    const SAFARI_IPHONE: &str = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.4 Mobile/15E148 Safari/604.1";
+    const CHROME_ANDROID: &str = "Mozilla/5.0 (Linux; Android 10; K) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Mobile Safari/537.36";
+    const GOOGLEBOT: &str =
+        "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)";
+    // (session, agent, requests); `None`: no User-Agent header.
+    let traffic: [(&str, Option<&str>, usize); 11] = [
+        ("s-chrome", Some(CHROME_WINDOWS_10), 5),
+        ("s-ie", Some(IE_WINDOWS_7), 4),
+        ("s-xp", Some(FIREFOX_XP), 1),
+        ("s-ubuntu", Some(FIREFOX_UBUNTU), 2),
+        ("s-mac", Some(SAFARI_MAC), 2),
+        ("s-iphone", Some(SAFARI_IPHONE), 3),
+        ("s-android", Some(CHROME_ANDROID), 2),
+        ("s-bots", Some(GOOGLEBOT), 1),
+        ("s-bots", Some("python-requests/2.31.0"), 1),
+        ("s-tools", Some("Wget/1.21.2"), 2),
+        ("s-tools", None, 1),
+    ];
+    let b = Backend::start("b").await;
+    let mut def = api("/shop", "*", &[b.addr]);
+    def["cookie"] = json!("sid");
+    let e = Enforcer::start(&Setup::inline().api("shop", def));
+    let c = client();
+    for (session, agent, n) in traffic {
+        for _ in 0..n {
+            let mut req = c
+                .get(e.url("/shop/get200"))
+                .header("cookie", format!("sid={session}"));
+            if let Some(a) = agent {
+                req = req.header("user-agent", a);
+            }
+            assert_eq!(req.send().await.unwrap().status(), 200);
+        }
+    }
+
+    let get = |q: &'static str| {
+        let url = e.admin_url(&format!(
+            "/v4/abs/metrics?api=shop&earlier_date=2000-01-01&later_date=2100-01-01{q}"
+        ));
+        async move {
+            let r = admin_client().get(url).send().await.unwrap();
+            assert_eq!(r.status(), 200);
+            r.json::<Value>().await.unwrap()
+        }
+    };
+    let server = b.addr.to_string();
+    let counts = |key: &str, list: &[(&str, u64)]| -> Value {
+        list.iter()
+            .map(|(v, n)| json!({ key: v, "count": n }))
+            .collect()
+    };
+    let session = |id: &str, n: u64, agents: &[(&str, u64)], devices: &[(&str, u64)]| {
+        json!({
+            "session_id": id, "total_requests": n,
+            "source_ip": [{ "ip": "127.0.0.1", "count": n, "method": ["GET"] }],
+            "user_agent": counts("user_agent", agents),
+            "path_info": [{ "path": "/shop/get200", "count": n }],
+            "device": counts("device", devices),
+            "server": [{ "server": server, "count": n }]
+        })
+    };
+    let expected = json!({
+        "company": "ping identity",
+        "name": "api_metrics",
+        "description": "This report contains metrics for request/response traffic for the specified API",
+        "earlier_date": "Sat Jan 01 00:00:00:000 2000",
+        "later_date": "Fri Jan 01 00:00:00:000 2100",
+        "api_name": "shop",
+        "req_resp_summary": {
+            "api_url": "/shop", "total_requests": 24, "success": 24, "sessions": 9,
+            "no_sessions": 0, "most_popular_method": "GET", "most_popular_device": "UNKNOWN",
+            "most_popular_ips": ["127.0.0.1"],
+            "servers": [{ "server": server, "count": 24 }]
+        },
+        "req_resp_details": {
+            "api_url": "/shop",
+            "session_details": [
+                session("s-chrome", 5, &[("CHROME", 5)], &[("WINDOWS_10", 5)]),
+                session("s-ie", 4, &[("IE", 4)], &[("WINDOWS_7", 4)]),
+                session("s-iphone", 3, &[("SAFARI", 3)], &[("IOS", 3)]),
+                session("s-tools", 3, &[("DOWNLOAD", 2), ("UNKNOWN", 1)], &[("UNKNOWN", 3)]),
+                session("s-android", 2, &[("CHROME", 2)], &[("ANDROID", 2)]),
+                session("s-bots", 2, &[("BOT", 2)], &[("UNKNOWN", 2)]),
+                session("s-mac", 2, &[("SAFARI", 2)], &[("MAC_OS_X", 2)]),
+                session("s-ubuntu", 2, &[("FIREFOX", 2)], &[("LINUX", 2)]),
+                session("s-xp", 1, &[("FIREFOX", 1)], &[("WINDOWS_XP", 1)]),
+            ],
+            "no_session": { "request_details": [] }
+        }
+    });
+    let report = get("").await;
+    assert_eq!(
+        serde_json::to_string_pretty(&report).unwrap(),
+        serde_json::to_string_pretty(&expected).unwrap()
+    );
+    // `user_agent=class` is the default, spelled out.
+    assert_eq!(get("&user_agent=class").await, report);
+
+    // Raw: the same report with the headers as sent (`-` for none).
+    let raw = get("&user_agent=raw").await;
+    let agents_of = |r: &Value, id: &str| {
+        r["req_resp_details"]["session_details"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["session_id"] == id)
+            .unwrap()["user_agent"]
+            .clone()
+    };
+    assert_eq!(
+        agents_of(&raw, "s-tools"),
+        counts("user_agent", &[("Wget/1.21.2", 2), ("-", 1)])
+    );
+    assert_eq!(
+        agents_of(&raw, "s-bots"),
+        counts(
+            "user_agent",
+            &[(GOOGLEBOT, 1), ("python-requests/2.31.0", 1)]
+        )
+    );
+    let r = admin_client()
+        .get(e.admin_url("/v4/abs/metrics?api=shop&user_agent=browser"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert_eq!(r.json::<Value>().await.unwrap()["parameter"], "user_agent");
+}
+
+/// ABS's own credential headers (`x-abs-ak`, `x-abs-sk`) open ABS's paths, beside ASE's;
+/// they open nothing else, and a wrong one is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn abs_paths_take_abs_credential_headers() {
+    let b = Backend::start("b").await;
+    let e = Enforcer::start(&Setup::inline().api("shop", api("/shop", "*", &[b.addr])));
+    let c = client();
+    let call = |path: &str, headers: &[(&str, &str)]| {
+        let mut req = c.get(e.admin_url(path));
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        async move { req.send().await.unwrap() }
+    };
+    let abs = [("x-abs-ak", "admin"), ("x-abs-sk", "admin")];
+    for path in [
+        "/v4/abs/metrics?api=shop",
+        "/v4/abs/attack?api=shop",
+        "/v4/abs/flowcontrol?api=shop",
+    ] {
+        assert_eq!(call(path, &abs).await.status(), 200, "{path}");
+        let ase = [("x-ase-access-key", "admin"), ("x-ase-secret-key", "admin")];
+        assert_eq!(call(path, &ase).await.status(), 200, "{path}");
+        let wrong = [("x-abs-ak", "admin"), ("x-abs-sk", "nope")];
+        let r = call(path, &wrong).await;
+        assert_eq!(r.status(), 401, "{path}");
+        let body: Value = r.json().await.unwrap();
+        assert!(
+            body["message"].as_str().unwrap().contains("x-abs-ak"),
+            "{body}"
+        );
+        // One header of each kind is not a pair.
+        let mixed = [("x-abs-ak", "admin"), ("x-ase-secret-key", "admin")];
+        assert_eq!(call(path, &mixed).await.status(), 401, "{path}");
+    }
+    // Only ABS's paths.
+    let r = call("/v4/ase/status", &abs).await;
+    assert_eq!(r.status(), 401);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(
+        body["message"],
+        "missing or wrong x-ase-access-key / x-ase-secret-key"
+    );
 }

@@ -114,7 +114,7 @@ async fn gateway_payloads_are_decided_and_recorded_with_server_0000() {
     let group = json!({
         "total_requests": 2,
         "source_ip": [{ "ip": "10.240.0.6", "count": 2, "method": ["GET"] }],
-        "user_agent": [{ "user_agent": "curl/7.64.1", "count": 2 }],
+        "user_agent": [{ "user_agent": "DOWNLOAD", "count": 2 }],
         "path": "/shopapi/get",
         "device": [{ "device": "UNKNOWN", "count": 2 }],
         "server": [{ "server": "0.0.0.0", "count": 2 }]

@@ -1,6 +1,6 @@
 //! PingOne-style `userActivities`: sign-ons, password resets and active users from real
 //! traffic (inline and sideband), every sampleSize, offsets, the seed's example requests,
-//! persistence across a restart, and every error answer.
+//! every filter operator, paging, persistence across a restart, and every error answer.
 
 use std::time::Duration;
 
@@ -159,11 +159,11 @@ async fn user_activities_from_traffic_for_every_window_and_offset() {
         json!(format!("{}", e.admin_url(&path(None))))
     );
 
-    // A 3-hour range defaults to HOUR; the hour boundaries are whole UTC hours.
-    let from = now.checked_sub(2.hours()).unwrap();
+    // A 4-hour range defaults to HOUR: the whole UTC hours inside it.
+    let from = now.checked_sub(3.hours()).unwrap();
     let to = now.checked_add(1.hours()).unwrap();
     let f = format!(
-        r#"startDate eq "{}" and endDate eq "{}""#,
+        r#"startDate ge "{}" and endDate le "{}""#,
         date(from, 0),
         date(to, 0)
     );
@@ -197,22 +197,22 @@ async fn user_activities_from_traffic_for_every_window_and_offset() {
 
     // DAY, explicitly, in +05:00: buckets start at local midnight.
     let f = format!(
-        r#"startDate eq "{}" and endDate eq "{}" and sampleSize eq "DAY""#,
+        r#"startDate ge "{}" and endDate le "{}" and sampleSize eq "DAY""#,
         date(now.checked_sub(26.hours()).unwrap(), 5),
-        date(to, 5)
+        date(now.checked_add(25.hours()).unwrap(), 5)
     );
     let r = ok(&e, Some(&f)).await;
     let s = starts(&r);
     assert!(s.iter().all(|d| d.ends_with("T00:00:00+05:00")), "{s:?}");
-    assert!((2..=3).contains(&s.len()), "{s:?}");
+    assert!((1..=3).contains(&s.len()), "{s:?}");
     let t = totals(&r);
     assert_eq!((t.1, t.2, t.3), (EXPECTED.1, EXPECTED.2, EXPECTED.3));
 
     // WEEK over 30 days: Monday-aligned weeks, one of which holds everything.
     let f = format!(
-        r#"startDate eq "{}" and endDate eq "{}" and sampleSize in ["WEEK"]"#,
+        r#"startDate ge "{}" and endDate le "{}" and sampleSize in ["WEEK"]"#,
         date(now.checked_sub(720.hours()).unwrap(), 0),
-        date(to, 0)
+        date(now.checked_add(192.hours()).unwrap(), 0)
     );
     let r = ok(&e, Some(&f)).await;
     for d in starts(&r) {
@@ -225,42 +225,30 @@ async fn user_activities_from_traffic_for_every_window_and_offset() {
     }
     assert_eq!(totals(&r).1, EXPECTED.1);
 
-    // The seed's examples. The second, exactly as the doc URL-encodes it: six days → DAY.
+    // The sampleSize parameter, and dates alone (midnight UTC).
+    let yesterday = today.checked_sub(1.days()).unwrap();
+    let tomorrow = today.checked_add(1.days()).unwrap();
     let (s, r) = call(
         &e,
-        &format!("/v1/environments/{ENV}/userActivities?filter=startDate%20eq%20%222018-02-17T09:10:12-04:00%22%20and%20endDate%20eq%20%222018-02-23T09:10:12-04:00%22"),
+        &format!(
+            "{}&sampleSize=day",
+            path(Some(&format!(
+                r#"startDate ge "{yesterday}" and endDate le "{tomorrow}""#
+            )))
+        ),
         Some(TOKEN),
     )
     .await;
     assert_eq!(s, 200, "{r}");
-    let s = starts(&r);
-    assert_eq!(s.len(), 7);
-    assert_eq!(s[0], "2018-02-17T00:00:00-04:00");
-    assert_eq!(s[6], "2018-02-23T00:00:00-04:00");
-    assert_eq!(totals(&r), (0, 0, 0, 0));
-    // The first names February 31st, which does not exist: a 400 that says so.
-    let (s, err) = call(
-        &e,
-        &path(Some(
-            r#"startDate gt "2019-01-01T00:00:00Z" AND EndDate lt "2019-02-31T23:59:00Z""#,
-        )),
-        Some(TOKEN),
-    )
-    .await;
-    assert_eq!(s, 400);
-    let detail = err["details"][0]["message"].as_str().unwrap();
-    assert!(detail.contains("\"2019-02-31T23:59:00Z\""), "{err}");
     assert_eq!(
-        err["details"][0]["innerError"]["fragment"],
-        json!(r#"EndDate lt "2019-02-31T23:59:00Z""#)
+        starts(&r),
+        [
+            format!("{yesterday}T00:00:00Z"),
+            format!("{today}T00:00:00Z")
+        ]
     );
-    // With a real end of February it answers 59 UTC days (58+ days: DAY).
-    let r = ok(
-        &e,
-        Some(r#"startDate gt "2019-01-01T00:00:00Z" AND EndDate lt "2019-02-28T23:59:00Z""#),
-    )
-    .await;
-    assert_eq!(r["count"], json!(59));
+    let t = totals(&r);
+    assert_eq!((t.1, t.2, t.3), (EXPECTED.1, EXPECTED.2, EXPECTED.3));
     // The other configured token works too.
     assert_eq!(call(&e, &path(None), Some(OTHER_TOKEN)).await.0, 200);
 
@@ -432,27 +420,77 @@ async fn every_error_answer() {
         "{body}"
     );
 
-    // 400: filters that parse but do not describe a report, each naming its part.
-    let d = r#"startDate eq "2026-01-01T00:00:00Z""#;
-    let end = r#"endDate eq "2026-01-02T00:00:00Z""#;
+    // 400: filters that parse but name another attribute, a date that is none, or leave
+    // the window open on one side; each names its part.
+    let d = r#"startDate ge "2026-01-01T00:00:00Z""#;
+    let end = r#"endDate le "2026-01-02T00:00:00Z""#;
+    let huge = r#"startDate ge "2019-01-01T00:00:00Z" and endDate le "2026-01-01T00:00:00Z" and sampleSize eq "HOUR""#;
     for (filter, says, part) in [
-        (d.to_string(), "needs an endDate", d.to_string()),
-        (end.to_string(), "needs a startDate", end.to_string()),
-        (format!("{d} or {end}"), "'or'", format!("{d} or {end}")),
-        (format!("{d} and not ({end})"), "'not'", format!("not ({end})")),
-        (format!(r#"{d} and {end} and userName eq "x""#), "unknown attribute userName", r#"userName eq "x""#.into()),
-        (format!(r#"{d} and {end} and sampleSize eq "YEAR""#), "\"YEAR\"", r#"sampleSize eq "YEAR""#.into()),
-        (format!(r#"{d} and endDate eq "2025-01-01T00:00:00Z""#), "after startDate", r#"endDate eq "2025-01-01T00:00:00Z""#.into()),
-        (r#"startDate le "2026-01-01T00:00:00Z" and endDate eq "2026-01-02T00:00:00Z""#.into(), "'le'", r#"startDate le "2026-01-01T00:00:00Z""#.into()),
-        (r#"startDate eq "2019-01-01T00:00:00Z" and endDate eq "2026-01-01T00:00:00Z" and sampleSize eq "HOUR""#.into(), "at most 5000", r#"sampleSize eq "HOUR""#.into()),
-        (r#"startDate eq "yesterday" and endDate eq "2026-01-01T00:00:00Z""#.into(), "ISO 8601", r#"startDate eq "yesterday""#.into()),
+        (d.to_string(), "open from above", d.to_string()),
+        (end.to_string(), "open from below", end.to_string()),
+        (
+            format!("{d} or {end}"),
+            "open on both sides",
+            format!("{d} or {end}"),
+        ),
+        (
+            format!(r#"{d} and {end} and userName eq "x""#),
+            "unknown attribute userName",
+            r#"userName eq "x""#.into(),
+        ),
+        (
+            format!(r#"{d} and {end} and name.givenName pr"#),
+            "unknown attribute name.givenName",
+            "name.givenName pr".into(),
+        ),
+        (huge.into(), "at most 5000", huge.into()),
+        (
+            r#"startDate eq "yesterday" and endDate eq "2026-01-01T00:00:00Z""#.into(),
+            "is not a date",
+            r#"startDate eq "yesterday""#.into(),
+        ),
+        (
+            r#"startDate ge "2026-01-32" and endDate le "2026-02-02""#.into(),
+            "no such month or day",
+            r#"startDate ge "2026-01-32""#.into(),
+        ),
+        (
+            r#"startDate ge 20260101 and endDate le "2026-02-02""#.into(),
+            "compares with a date string",
+            "startDate ge 20260101".into(),
+        ),
     ] {
         let (s, body) = call(&e, &path(Some(&filter)), Some(TOKEN)).await;
         assert_eq!(s, 400, "{filter}: {body}");
         shape(s, &body, "INVALID_DATA");
         let detail = &body["details"][0];
-        assert!(detail["message"].as_str().unwrap().contains(says), "{filter}: {body}");
-        assert_eq!(detail["innerError"]["fragment"], json!(part), "{filter}: {body}");
+        assert!(
+            detail["message"].as_str().unwrap().contains(says),
+            "{filter}: {body}"
+        );
+        assert_eq!(
+            detail["innerError"]["fragment"],
+            json!(part),
+            "{filter}: {body}"
+        );
+    }
+    // Parameters: each names itself.
+    let range = path(Some(&format!("{d} and {end}")));
+    for (query, target) in [
+        ("&sampleSize=MONTH", "sampleSize"),
+        ("&sampleSize=DAY&sampleSize=HOUR", "sampleSize"),
+        ("&limit=0", "limit"),
+        ("&limit=ten", "limit"),
+        ("&cursor=soon", "cursor"),
+    ] {
+        let (s, body) = call(&e, &format!("{range}{query}"), Some(TOKEN)).await;
+        assert_eq!(s, 400, "{query}: {body}");
+        shape(s, &body, "INVALID_DATA");
+        assert_eq!(
+            body["details"][0]["target"],
+            json!(target),
+            "{query}: {body}"
+        );
     }
     // Two filter parameters.
     let two = format!("{}&filter=x%20pr", path(Some(d)));
@@ -494,4 +532,198 @@ fn a_bad_token_or_environment_stops_start_up() {
             "the token is not echoed: {stderr}"
         );
     }
+}
+
+/// `_links.self.href` of a request to `query` (the filter percent-encoded as the answer
+/// writes it).
+fn href(e: &Enforcer, query: &str) -> String {
+    e.admin_url(&format!("/v1/environments/{ENV}/userActivities{query}"))
+}
+
+fn encoded(filter: &str) -> String {
+    const COMPONENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'.')
+        .remove(b'_')
+        .remove(b'~');
+    percent_encoding::utf8_percent_encode(filter, COMPONENT).to_string()
+}
+
+/// Empty buckets, as the report prints them: (start, end) pairs.
+fn empty_buckets(dates: &[(String, String)]) -> Value {
+    dates
+        .iter()
+        .map(|(start, end)| {
+            json!({
+                "startDate": start, "endDate": end, "environment": { "id": ENV },
+                "totalActiveUsers": 0, "userSignOns": { "successes": 0, "failures": 0 },
+                "passwordResets": 0
+            })
+        })
+        .collect()
+}
+
+/// The seed's three example requests, as docs/user-activities.md prints them, each
+/// answered 200 (the whole answer compared): its first filter names February 31st (the
+/// 28th) with strict gt and lt; its second pins both ends with eq, which no bucket meets.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_seeds_examples_answer_200() {
+    let b = Backend::start("b").await;
+    let e = Enforcer::start(&setup(b.addr));
+
+    // GET .../userActivities: the past 30 days.
+    let r = ok(&e, None).await;
+    assert_eq!(
+        (r["count"].clone(), r["size"].clone()),
+        (json!(30), json!(30))
+    );
+
+    // ?filter=startDate gt "2019-01-01T00:00:00Z" AND EndDate lt "2019-02-31T23:59:00Z"
+    let first = r#"startDate gt "2019-01-01T00:00:00Z" AND EndDate lt "2019-02-31T23:59:00Z""#;
+    let (s, r) = call(&e, &path(Some(first)), Some(TOKEN)).await;
+    assert_eq!(s, 200, "{r}");
+    let day = |d: jiff::civil::Date| format!("{d}T00:00:00Z");
+    let jan2 = jiff::civil::date(2019, 1, 2);
+    let days: Vec<(String, String)> = (0..57)
+        .map(|i| {
+            let d = jan2.checked_add(i.days()).unwrap();
+            (day(d), day(d.checked_add(1.days()).unwrap()))
+        })
+        .collect();
+    assert_eq!(days.last().unwrap().0, "2019-02-27T00:00:00Z");
+    let expected = json!({
+        "_links": { "self": { "href": href(&e, &format!("?filter={}", encoded(first))) } },
+        "_embedded": { "userActivities": empty_buckets(&days) },
+        "count": 57,
+        "size": 57
+    });
+    assert_eq!(r.to_string(), expected.to_string());
+
+    // The second, URL-encoded exactly as the seed prints it.
+    let second = "?filter=startDate%20eq%20%222018-02-17T09:10:12-04:00%22%20and%20endDate%20eq%20%222018-02-23T09:10:12-04:00%22";
+    let (s, r) = call(
+        &e,
+        &format!("/v1/environments/{ENV}/userActivities{second}"),
+        Some(TOKEN),
+    )
+    .await;
+    assert_eq!(s, 200, "{r}");
+    let expected = json!({
+        "_links": { "self": { "href": href(&e, &format!("?filter={}", encoded(
+            r#"startDate eq "2018-02-17T09:10:12-04:00" and endDate eq "2018-02-23T09:10:12-04:00""#
+        ))) } },
+        "_embedded": { "userActivities": [] },
+        "count": 0,
+        "size": 0
+    });
+    assert_eq!(r.to_string(), expected.to_string());
+    // Asked as a range (ge, le), the same dates give the six whole days inside them.
+    let range =
+        r#"startDate ge "2018-02-17T09:10:12-04:00" and endDate le "2018-02-23T09:10:12-04:00""#;
+    let r = ok(&e, Some(range)).await;
+    assert_eq!(
+        starts(&r),
+        (18..=22)
+            .map(|d| format!("2018-02-{d}T00:00:00-04:00"))
+            .collect::<Vec<_>>()
+    );
+}
+
+/// Every operator the seed lists selects buckets by their attributes, or and not included;
+/// limit pages the answer with _links.next (and prev) until every bucket was given.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn filters_select_buckets_and_limit_pages_them() {
+    let b = Backend::start("b").await;
+    let e = Enforcer::start(&setup(b.addr));
+    let range = r#"startDate ge "2026-01-01" and endDate le "2026-01-11""#;
+    let days = |ds: &[u32]| -> Vec<String> {
+        ds.iter()
+            .map(|d| format!("2026-01-{d:02}T00:00:00Z"))
+            .collect()
+    };
+    for (filter, want) in [
+        (range.to_string(), days(&[1, 2, 3, 4, 5, 6, 7, 8, 9, 10])),
+        (
+            r#"startDate gt "2026-01-01" and endDate lt "2026-01-11""#.into(),
+            days(&[2, 3, 4, 5, 6, 7, 8, 9]),
+        ),
+        (
+            r#"startDate eq "2026-01-03T00:00:00Z" and EndDate eq "2026-01-04T00:00:00Z""#.into(),
+            days(&[3]),
+        ),
+        (
+            format!(r#"{range} and startDate in ["2026-01-02", "2026-01-09"]"#),
+            days(&[2, 9]),
+        ),
+        (
+            format!(r#"{range} and not (startDate ge "2026-01-04" and startDate le "2026-01-08")"#),
+            days(&[1, 2, 3, 9, 10]),
+        ),
+        (
+            r#"startDate ge "2026-01-01" and endDate le "2026-01-03" or startDate ge "2026-01-09" and endDate le "2026-01-11""#.into(),
+            days(&[1, 2, 9, 10]),
+        ),
+        (format!(r#"{range} and startDate sw "2026-01-0""#), days(&[1, 2, 3, 4, 5, 6, 7, 8, 9])),
+        (format!(r#"{range} and endDate ew "-05T00:00:00Z""#), days(&[4])),
+        (format!(r#"{range} and startDate co "-1""#), days(&[10])),
+        (format!(r#"{range} and startDate ne "2026-01-05""#), days(&[1, 2, 3, 4, 6, 7, 8, 9, 10])),
+        (format!(r#"{range} and startDate pr and sampleSize pr"#), days(&[1, 2, 3, 4, 5, 6, 7, 8, 9, 10])),
+        (format!(r#"{range} and sampleSize eq "week""#), Vec::new()),
+        (format!(r#"{range} and not (startDate pr)"#), Vec::new()),
+    ] {
+        let r = ok(&e, Some(&filter)).await;
+        assert_eq!(starts(&r), want, "{filter}");
+        assert_eq!(r["count"], json!(want.len()), "{filter}");
+    }
+    // sampleSize compares by length too, here inside a week-long range.
+    let week = r#"startDate ge "2026-01-05" and endDate le "2026-01-12""#;
+    for (term, size) in [
+        (r#"sampleSize gt "HOUR""#, 7),
+        (r#"sampleSize lt "DAY""#, 168),
+        (r#"sampleSize ge "WEEK""#, 1),
+        (r#"sampleSize in ["day", "WEEK"]"#, 7),
+    ] {
+        let r = ok(&e, Some(&format!("{week} and {term}"))).await;
+        assert_eq!(r["count"], json!(size), "{term}");
+    }
+
+    // limit: pages of 4 of the 10 days, each pointing at the next until the last.
+    let all = ok(&e, Some(range)).await;
+    let mut url = format!("{}&limit=4", path(Some(range)));
+    let mut pages = Vec::new();
+    loop {
+        let (s, r) = call(&e, &url, Some(TOKEN)).await;
+        assert_eq!(s, 200, "{r}");
+        assert_eq!(r["count"], json!(10));
+        assert_eq!(r["size"], json!(starts(&r).len()));
+        assert_eq!(r["_links"]["prev"].is_null(), pages.is_empty(), "{r}");
+        pages.push(r["_embedded"]["userActivities"].clone());
+        let Some(next) = r["_links"]["next"]["href"].as_str() else {
+            break;
+        };
+        let next: reqwest::Url = next.parse().unwrap();
+        let pairs: Vec<(String, String)> = next.query_pairs().into_owned().collect();
+        assert_eq!(pairs[0], ("filter".into(), range.into()));
+        assert_eq!(pairs[1], ("limit".into(), "4".into()));
+        assert_eq!(pairs[2].0, "cursor");
+        url = format!("{}?{}", next.path(), next.query().unwrap());
+    }
+    assert_eq!(
+        pages
+            .iter()
+            .map(|p| p.as_array().unwrap().len())
+            .collect::<Vec<_>>(),
+        [4, 4, 2]
+    );
+    let joined: Vec<Value> = pages
+        .iter()
+        .flat_map(|p| p.as_array().unwrap().clone())
+        .collect();
+    assert_eq!(Value::Array(joined), all["_embedded"]["userActivities"]);
+    // A limit past the end is the whole answer, without a next link.
+    let (_, r) = call(&e, &format!("{}&limit=50", path(Some(range))), Some(TOKEN)).await;
+    assert_eq!(
+        (r["size"].clone(), r["_links"]["next"].clone()),
+        (json!(10), Value::Null)
+    );
 }
