@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use enforcer::enforce::detect::{ApiDetect, Facts};
 use enforcer::metrics::activity::{Activity, ActivityCaps, Request};
-use enforcer::metrics::{ApiRecorder, Caps, Device, Observation};
+use enforcer::metrics::{ApiRecorder, Caps, Observation, Os};
 
 fn rss() -> i64 {
     let statm = std::fs::read_to_string("/proc/self/statm").unwrap();
@@ -81,7 +81,7 @@ fn main() {
                     method: "GET",
                     path: "/shop/items",
                     status: Some(200),
-                    device: Device::Unknown,
+                    os: Os::UNKNOWN,
                     ip: ip(i),
                     token: None,
                     cookie: None,
