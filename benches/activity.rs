@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use criterion::{Criterion, criterion_group, criterion_main};
 use enforcer::enforce::detect::Ioa;
 use enforcer::metrics::Os;
-use enforcer::metrics::activity::{Activity, ActivityCaps, ClientType, Request, WordRef};
+use enforcer::metrics::activity::{Activity, ActivityCaps, ClientKind, Request, WordRef};
 use enforcer::reports::activity::{AttackQuery, Period, attacks, client_activity};
 
 const NOW: i64 = 1_800_000_000;
@@ -74,7 +74,7 @@ fn build() -> (Activity, Vec<String>, Vec<String>, Vec<String>) {
             }
             if c.is_multiple_of(50) {
                 a.record_ioa(
-                    (ClientType::Ip, WordRef::Ip(ip(c))),
+                    (ClientKind::Ip, WordRef::Ip(ip(c))),
                     &apis[(c % 20) as usize],
                     Ioa::ApiProbing,
                     base + 100,
@@ -101,7 +101,7 @@ fn bench(c: &mut Criterion) {
         .find(|i| {
             client_activity(
                 &a,
-                ClientType::Ip,
+                ClientKind::Ip,
                 &ip(*i).to_string(),
                 Period::SixMonths,
                 NOW,
@@ -146,7 +146,7 @@ fn bench(c: &mut Criterion) {
         b.iter(|| {
             black_box(client_activity(
                 &a,
-                ClientType::Ip,
+                ClientKind::Ip,
                 &id,
                 Period::SixMonths,
                 NOW,
@@ -158,7 +158,7 @@ fn bench(c: &mut Criterion) {
         b.iter(|| {
             black_box(client_activity(
                 &a,
-                ClientType::Ip,
+                ClientKind::Ip,
                 &id,
                 Period::Day,
                 NOW,

@@ -53,15 +53,14 @@ fn routing(c: &mut Criterion) {
             "/api",
         ));
     }
-    let metrics = Metrics::new(Caps::default(), 1 << 20, Default::default());
+    let prom = std::sync::Arc::new(enforcer::metrics::prom::Prom::new("inline").unwrap());
+    let metrics = Metrics::new(Caps::default(), 1 << 20, Default::default(), prom);
     let enforce = enforcer::enforce::Config::from_settings(&enforcer::config::Settings::defaults(
         Path::new("."),
     ));
-    let prom = enforcer::metrics::prom::Prom::new("inline").unwrap();
     let ctx = Context {
         metrics: &metrics,
         enforce: &enforce,
-        prom: &prom,
     };
     let table = ApiTable::new(defs, &ctx);
     c.bench_function("route/wildcard_deep", |b| {
@@ -143,7 +142,8 @@ fn exchanges(c: &mut Criterion) {
     use enforcer::pipeline::{Decision, Exchange};
     let dir = tempfile::tempdir().unwrap();
     let app = exchange_app(dir.path());
-    let pipeline = &app.pipeline;
+    let pipeline = app.pipeline();
+    let pipeline = &pipeline;
     let ips: Vec<String> = (0..1_000)
         .map(|i| format!("10.1.{}.{}", i / 256, i % 256))
         .collect();

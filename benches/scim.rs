@@ -17,7 +17,8 @@ use std::hint::black_box;
 use criterion::{Criterion, criterion_group, criterion_main};
 use enforcer::metrics::users::{Event, HOUR, Users};
 use enforcer::reports::user_activities::{Href, Links, Query, build, compile};
-use enforcer::scim::{AttrPath, Resource, Value, parse};
+use enforcer::scim::parse::parse;
+use enforcer::scim::{AttrPath, Resource, Value};
 
 const NOW: i64 = 1_800_000_000;
 const SEED: &str =

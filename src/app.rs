@@ -15,18 +15,25 @@ use tokio::sync::{mpsc, watch};
 use crate::admin::credentials::Credentials;
 use crate::cluster::{Cluster, ClusterError};
 use crate::config::{ApiDef, Config, ConfigError, Settings, Timezone, Warning};
+use crate::enforce::Enforcer;
 use crate::metrics::prom::Prom;
 use crate::metrics::{Caps, Metrics};
-use crate::pipeline::Pipeline;
+use crate::pipeline::{Apis, Context, Pipeline};
 use crate::sideband::Sideband;
-use crate::store::persist::Persister;
+use crate::store::persister::Persister;
 use crate::tls::{self, TlsError};
 
 /// Shared state of a running enforcer.
 pub struct App {
     pub config_dir: PathBuf,
     pub settings: Settings,
-    pub pipeline: Pipeline,
+    /// The API table in service (each API with its handles into the components below).
+    pub apis: Apis,
+    /// Decisions: lists, flow control, detection.
+    pub enforcer: Enforcer,
+    /// The one sink and everything reports read: api_metrics, activity, users,
+    /// Prometheus, the IoA log.
+    pub metrics: Arc<Metrics>,
     pub sideband: Sideband,
     pub server_tls: Arc<rustls::ServerConfig>,
     pub upstream_tls: Arc<rustls::ClientConfig>,
@@ -46,7 +53,7 @@ pub struct App {
     /// The management credentials (the secret can change at run time).
     pub credentials: Credentials,
     /// The dashboard's browser sessions.
-    pub sessions: crate::admin::dashboard::Sessions,
+    pub sessions: crate::admin::sessions::Sessions,
     /// The management port's host and brute-force guards.
     pub guard: crate::admin::guard::Guard,
     /// File descriptors, backend connections, requests in flight per client.
@@ -97,6 +104,9 @@ impl App {
         let upstream_tls =
             tls::upstream_config(s.server_ca_cert_path.as_deref()).map_err(tls_error)?;
         let budget = crate::memory::Budget::new(s.memory_budget);
+        let prom = Arc::new(Prom::new(s.mode.as_str()).map_err(|e| ConfigError::State {
+            reason: format!("cannot set up Prometheus metrics: {e}"),
+        })?);
         let metrics = Arc::new(Metrics::within(
             Caps {
                 sessions: s.metrics_max_sessions,
@@ -111,6 +121,7 @@ impl App {
                 memory: s.activity_memory.min(budget.activity),
             },
             budget.records,
+            prom,
         ));
         let timezone = match s.timezone {
             Timezone::Utc => jiff::tz::TimeZone::UTC,
@@ -119,9 +130,6 @@ impl App {
         let sideband = Sideband::new(s);
         let credentials =
             Credentials::new(&s.management_access_key, s.management_secret_key.expose());
-        let prom = Arc::new(Prom::new(s.mode.as_str()).map_err(|e| ConfigError::State {
-            reason: format!("cannot set up Prometheus metrics: {e}"),
-        })?);
         let cluster = Cluster::from_settings(s).map_err(|e| ConfigError::Value {
             file: conf_file.clone(),
             line: None,
@@ -133,15 +141,24 @@ impl App {
         })?;
         let guard = crate::admin::guard::Guard::new(&s.management_hosts);
         let limits = crate::limits::Limits::new(s);
-        let pipeline = Pipeline::new(&config, metrics, prom);
+        let enforcer = Enforcer::new(crate::enforce::Config::from_settings(s));
         if let Some(c) = &cluster {
-            pipeline.share_counters(c.spikes.clone());
+            enforcer.share_counters(c.spikes.clone());
         }
+        let apis = Apis::new(
+            config.apis.clone(),
+            Context {
+                metrics: &metrics,
+                enforce: &enforcer.cfg,
+            },
+        );
         Ok(App {
             cluster,
             sideband,
             timezone,
-            pipeline,
+            apis,
+            enforcer,
+            metrics,
             config_dir: config.dir,
             settings: config.settings,
             server_tls,
@@ -170,7 +187,7 @@ impl App {
                 (n < max).then_some(n + 1)
             })
             .ok()?;
-        self.pipeline.prom().connections_active.inc();
+        self.metrics.prom.connections_active.inc();
         Some(Live {
             app: self.clone(),
             _drain: drain,
@@ -200,7 +217,7 @@ impl App {
             );
         }
         let apis = config.apis.len();
-        self.pipeline.replace_apis(config.apis);
+        self.replace_apis(config.apis);
         self.apis_changed.send_modify(|v| *v += 1);
         tracing::info!(apis, "reload: the new API definitions are in service");
         Ok(Reloaded {
@@ -291,8 +308,29 @@ impl App {
     }
 
     fn swap_apis(&self, defs: Vec<ApiDef>) {
-        self.pipeline.replace_apis(defs);
+        self.replace_apis(defs);
         self.apis_changed.send_modify(|v| *v += 1);
+    }
+
+    fn replace_apis(&self, defs: Vec<ApiDef>) {
+        self.apis.replace(
+            defs,
+            Context {
+                metrics: &self.metrics,
+                enforce: &self.enforcer.cfg,
+            },
+        );
+    }
+
+    /// The request pipeline over this instance's components.
+    pub fn pipeline(&self) -> Pipeline<'_> {
+        Pipeline {
+            mode: self.settings.mode,
+            enable_xff: self.settings.enable_xff,
+            apis: &self.apis,
+            enforcer: &self.enforcer,
+            metrics: &self.metrics,
+        }
     }
 
     /// A number for a new client connection.
@@ -338,7 +376,7 @@ pub struct Live {
 impl Drop for Live {
     fn drop(&mut self) {
         self.app.live.fetch_sub(1, Ordering::AcqRel);
-        self.app.pipeline.prom().connections_active.dec();
+        self.app.metrics.prom.connections_active.dec();
     }
 }
 

@@ -1,39 +1,48 @@
 //! enforcer: an API Security Enforcer, wire-compatible with PingIntelligence ASE.
 //!
 //! # Layout
-//! The modules follow a request's path through the process:
+//! The modules follow a request's path through the process, top to bottom; imports only
+//! point down (docs/architecture.md; `tests/it/architecture.rs` fails on a circle):
 //!
 //! * [`config`]: `ase.conf` and `api/*.json` (ASE's formats) → a validated [`config::Config`].
-//! * [`app`]: the shared state built once from the config ([`app::App`]).
-//! * [`tls`]: rustls configs (one crypto provider, ring, named explicitly).
-//! * [`memory`]: the memory budget, divided among everything kept per client-chosen value.
-//! * [`limits`]: file descriptors, backend connections and requests in flight per client,
-//!   bounded so that no client can exhaust the process.
+//! * [`app`]: [`app::App`] owns the components side by side (API table, enforcer, metrics,
+//!   sideband state, sessions, persister, cluster), built once from the config.
 //! * [`server`]: listeners, the worker model, connection life and graceful shutdown.
 //! * [`proxy`]: inline mode, the reverse proxy: handler → forward → respond.
 //! * [`sideband`]: sideband mode, ASE's decision service for gateways: wire → handler.
-//! * [`pipeline`]: the one model of a request both modes share: [`pipeline::Exchange`]
-//!   and the phases `route`, `on_request → Decision`, `on_response`, `on_complete`.
+//! * [`pipeline`]: the stateless sequencer both modes drive: `route`, `on_request →
+//!   Decision`, `on_response`, `on_complete`, over borrowed components.
 //! * [`enforce`]: decisions: identities, deny/allow lists, API patterns, decoys, flow
-//!   control and real-time attack detection.
-//! * [`metrics`]: the only writer: per-API time buckets of lock-free counters, and the
+//!   control and real-time attack detection. Writes nothing into metrics.
+//! * [`metrics`]: the one sink ([`metrics::Metrics::record`]): per-API time buckets of
+//!   lock-free counters, client and user activity, Prometheus, the IoA log; and the
 //!   read-only snapshots reports are built from.
 //! * [`reports`]: pure functions from a snapshot and a query to a report.
 //! * [`store`]: persistence beside the request path: the [`store::Store`] trait, the
-//!   embedded redb store, and the thread that flushes changed state to it.
+//!   embedded redb store, the persister handle and the thread that flushes to the store.
 //! * [`cluster`]: cluster mode (`redis_url`): the Redis store, shared lists and tokens,
-//!   the node registry, cluster-wide reports and spike counters.
-//! * [`scim`]: SCIM filter parsing, printing and evaluation (pure; for `userActivities`).
-//! * [`admin`]: the management API on its own listener (reports now, operations later),
-//!   and the client the CLI uses to reach a running instance.
+//!   the node registry and its thread, cluster-wide reports and spike counters.
+//! * [`admin`]: the management API on its own listener, the dashboard, and the client the
+//!   CLI uses to reach a running instance.
+//! * [`demo`]: `enforcer demo`: a sample backend and the labelled traffic model around the
+//!   real server.
 //!
-//! * [`demo`]: `enforcer demo`: a sample backend and generated traffic around the real
-//!   server, so the dashboard has something to show.
+//! At the bottom, importing nothing above them:
+//!
+//! * [`vocab`]: the shared words: [`vocab::Exchange`], [`vocab::ClientKind`] and
+//!   [`vocab::ClientId`], [`vocab::Reason`], [`vocab::Verdict`], [`vocab::Ioa`], [`vocab::Mode`].
+//! * [`backend`]: one backend server, its health and connection quota.
+//! * [`memory`]: the memory budget, divided among everything kept per client-chosen value.
+//! * [`limits`]: file descriptors, backend connections and requests in flight per client.
+//! * [`tls`]: rustls configs (one crypto provider, ring, named explicitly).
+//! * [`scim`]: SCIM filter parsing, printing and evaluation (pure; for `userActivities`).
+//! * [`shutdown`]: the shutdown signal every listener waits on.
 //!
 //! `main.rs` is only the command line.
 
 pub mod admin;
 pub mod app;
+pub mod backend;
 pub mod cluster;
 pub mod config;
 pub mod demo;
@@ -46,6 +55,8 @@ pub mod proxy;
 pub mod reports;
 pub mod scim;
 pub mod server;
+pub mod shutdown;
 pub mod sideband;
 pub mod store;
 pub mod tls;
+pub mod vocab;

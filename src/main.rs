@@ -979,7 +979,7 @@ fn check(dir: &std::path::Path) -> ExitCode {
                 "{}: valid ({} mode, {})",
                 dir.display(),
                 app.settings.mode.as_str(),
-                count(app.pipeline.apis().all().len(), "API")
+                count(app.apis.load().all().len(), "API")
             );
             ExitCode::SUCCESS
         }
@@ -1051,7 +1051,7 @@ fn demo(dir: &std::path::Path, speed: f64) -> ExitCode {
     };
     // The traffic model talks to the shipped shop API.
     if app
-        .pipeline
+        .pipeline()
         .route(Some("shop.example"), "/shop/items")
         .is_err()
     {
@@ -1153,7 +1153,7 @@ fn serve(app: Arc<App>, beside: impl FnOnce(&Arc<App>)) -> ExitCode {
             redis = %c.shown,
             "cluster mode: state is shared through Redis"
         );
-        if let Err(e) = enforcer::cluster::Cluster::start(&app) {
+        if let Err(e) = enforcer::cluster::thread::start(&app) {
             eprintln!("enforcer: cannot start the cluster thread: {e}");
             return ExitCode::from(2);
         }

@@ -56,7 +56,8 @@ use crate::config::{Mode, RuntimeShape};
 use crate::metrics::unix_secs;
 use crate::proxy::body::ProxyBody;
 use crate::proxy::{self, Conn, Inline};
-use crate::sideband::{self, Caller};
+use crate::shutdown::stopped;
+use crate::sideband::{self, handler::Caller};
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -281,7 +282,7 @@ async fn supervise_health(app: Arc<App>) {
     loop {
         let tasks = proxy::health::spawn(
             checker.clone(),
-            &app.pipeline.apis(),
+            &app.apis.load(),
             app.settings.upstream_timeout,
         );
         let changed = changes.changed().await;
@@ -301,7 +302,7 @@ async fn sweep_enforcement(app: Arc<App>) {
     loop {
         tick.tick().await;
         let app = app.clone();
-        let _ = tokio::task::spawn_blocking(move || app.pipeline.sweep()).await;
+        let _ = tokio::task::spawn_blocking(move || app.pipeline().sweep()).await;
     }
 }
 
@@ -320,7 +321,7 @@ async fn compact_every_minute(app: Arc<App>) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        let metrics = app.pipeline.metrics().clone();
+        let metrics = app.metrics.clone();
         let now = unix_secs(std::time::SystemTime::now());
         let _ = tokio::task::spawn_blocking(move || metrics.compact(now)).await;
     }
@@ -636,10 +637,10 @@ async fn drive<I>(
         let in_flight = InFlight::start(tracker.clone());
         async move {
             let resp = match handler {
-                Handler::Inline(conn) => proxy::handle(conn, req).await,
-                Handler::Sideband(caller) => {
-                    sideband::handle(caller, req).await.map(ProxyBody::local)
-                }
+                Handler::Inline(conn) => proxy::handler::handle(conn, req).await,
+                Handler::Sideband(caller) => sideband::handler::handle(caller, req)
+                    .await
+                    .map(ProxyBody::local),
             };
             Ok::<_, Infallible>(resp.map(|body| Tracked {
                 inner: body,
@@ -709,11 +710,6 @@ impl<B: hyper::body::Body> hyper::body::Body for Tracked<B> {
     fn size_hint(&self) -> hyper::body::SizeHint {
         self.inner.size_hint()
     }
-}
-
-/// Resolves once shutdown has been requested (or the control side is gone).
-pub(crate) async fn stopped(stop: &mut watch::Receiver<bool>) {
-    let _ = stop.wait_for(|&v| v).await.map(|_| ());
 }
 
 /// A hyper connection that can be asked to finish gracefully.

@@ -94,7 +94,7 @@ fuzz_target!(|data: &[u8]| {
         let (mut client, server) = tokio::io::duplex(64 * 1024);
         let svc = service_fn(move |req| {
             let conn = conn.clone();
-            async move { Ok::<_, Infallible>(enforcer::proxy::handle(conn, req).await) }
+            async move { Ok::<_, Infallible>(enforcer::proxy::handler::handle(conn, req).await) }
         });
         let serve = http1::Builder::new().serve_connection(TokioIo::new(server), svc);
         let talk = async {

@@ -10,10 +10,10 @@ fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
-    match enforcer::scim::parse(text) {
+    match enforcer::scim::parse::parse(text) {
         Ok(filter) => {
             let printed = filter.to_string();
-            match enforcer::scim::parse(&printed) {
+            match enforcer::scim::parse::parse(&printed) {
                 Ok(again) => assert_eq!(filter, again, "{text:?} printed as {printed:?}"),
                 Err(e) => panic!("{text:?} printed as {printed:?}, which does not parse: {e}"),
             }

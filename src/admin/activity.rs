@@ -13,7 +13,7 @@ use super::{Body, Query, bad_parameter, body, durably, error, json, not_allowed}
 use crate::app::App;
 use crate::enforce::detect::Ioa;
 use crate::enforce::lists::{Identifier, ListKind};
-use crate::metrics::activity::ClientType;
+use crate::metrics::activity::ClientKind;
 use crate::reports::activity::{self as report, AttackQuery, Period};
 use crate::reports::window::parse_date;
 
@@ -47,8 +47,8 @@ fn period(app: &App, q: &Query) -> Result<(Period, i64), Bad> {
     Ok((p, at))
 }
 
-fn client_type(param: &'static str, s: &str) -> Result<ClientType, Bad> {
-    ClientType::parse(s).ok_or_else(|| {
+fn client_type(param: &'static str, s: &str) -> Result<ClientKind, Bad> {
+    ClientKind::parse(s).ok_or_else(|| {
         Bad(
             param,
             format!("{param}: use ip, token, cookie, username or api_key, not {s:?}"),
@@ -66,23 +66,23 @@ impl Bad {
 }
 
 /// Whether a client is on the deny list (any cookie or API key name; IPs also by CIDR).
-fn deny_check(app: &App) -> impl Fn(ClientType, &str) -> bool + use<> {
+fn deny_check(app: &App) -> impl Fn(ClientKind, &str) -> bool + use<> {
     let now = jiff::Timestamp::now().as_second();
-    let entries = app.pipeline.enforcer.lists.load(ListKind::Deny).entries();
+    let entries = app.enforcer.lists.load(ListKind::Deny).entries();
     move |kind, value| {
         entries.iter().any(|(id, e)| {
             e.live(now)
                 && match (kind, id) {
-                    (ClientType::Ip, Identifier::Ip(ip)) => {
+                    (ClientKind::Ip, Identifier::Ip(ip)) => {
                         value.parse::<IpAddr>().is_ok_and(|v| v == *ip)
                     }
-                    (ClientType::Ip, Identifier::Net(n)) => {
+                    (ClientKind::Ip, Identifier::Net(n)) => {
                         value.parse::<IpAddr>().is_ok_and(|v| n.contains(&v))
                     }
-                    (ClientType::Token, Identifier::Token(t)) => t == value,
-                    (ClientType::Cookie, Identifier::Cookie { value: v, .. }) => v == value,
-                    (ClientType::ApiKey, Identifier::ApiKey { value: v, .. }) => v == value,
-                    (ClientType::Username, Identifier::Username(u)) => u == value,
+                    (ClientKind::Token, Identifier::Token(t)) => t == value,
+                    (ClientKind::Cookie, Identifier::Cookie { value: v, .. }) => v == value,
+                    (ClientKind::ApiKey, Identifier::ApiKey { value: v, .. }) => v == value,
+                    (ClientKind::Username, Identifier::Username(u)) => u == value,
                     _ => false,
                 }
         })
@@ -129,7 +129,7 @@ pub(super) async fn client(
     let built = tokio::task::spawn_blocking(move || {
         let listed = denied(kind, &id);
         let (from, to) = period.window(at);
-        let mut tally = app.pipeline.metrics().activity.client(kind, &id, from, to);
+        let mut tally = app.metrics.activity.client(kind, &id, from, to);
         for other in other_nodes(&app, from, to) {
             if let Some(t) = other.client(kind, &id, from, to) {
                 match &mut tally {
@@ -173,7 +173,7 @@ pub(super) async fn api(app: Arc<App>, method: &Method, rest: &str, q: &Query) -
     };
     let name = decode(name);
     // An API is known while it is defined or while records of it remain.
-    if app.pipeline.apis().get(&name).is_none() && app.pipeline.metrics().get(&name).is_none() {
+    if app.apis.load().get(&name).is_none() && app.metrics.get(&name).is_none() {
         return error(
             StatusCode::NOT_FOUND,
             "unknown_api",
@@ -193,7 +193,7 @@ pub(super) async fn api(app: Arc<App>, method: &Method, rest: &str, q: &Query) -
     };
     let built = tokio::task::spawn_blocking(move || {
         let (from, to) = period.window(at);
-        let local = &app.pipeline.metrics().activity;
+        let local = &app.metrics.activity;
         let mut tally = local.api(&name, from, to);
         let others = other_nodes(&app, from, to);
         let points = if per_minute {
@@ -225,14 +225,14 @@ fn last_hour_per_minute(app: &App, api: &str, at: i64) -> Vec<(i64, u64, u64)> {
     let from = to - 3_600;
     let mut points: std::collections::BTreeMap<i64, (u64, u64)> =
         (from..to).step_by(60).map(|m| (m, (0, 0))).collect();
-    if let Some(recorder) = app.pipeline.metrics().get(api) {
+    if let Some(recorder) = app.metrics.get(api) {
         for (start, n) in recorder.minutes(from, to) {
             if let Some(p) = points.get_mut(&start) {
                 p.0 += n;
             }
         }
     }
-    for ioa in app.pipeline.enforcer.ioas.recent() {
+    for ioa in app.metrics.ioas.recent() {
         if &*ioa.api == api
             && let Some(p) = points.get_mut(&ioa.at.div_euclid(60).saturating_mul(60))
         {
@@ -333,15 +333,15 @@ pub(super) async fn attacks(app: Arc<App>, q: &Query) -> Response<Body> {
     };
     let denied = deny_check(&app);
     let built = tokio::task::spawn_blocking(move || {
-        let local = &app.pipeline.metrics().activity;
+        let local = &app.metrics.activity;
         let (from, to) = period.window(at);
         let mut rows = local.attacks(from, to);
         for other in other_nodes(&app, from, to) {
             rows.extend(other.attacks(from, to));
         }
         let mut evidence = report::Evidence::new();
-        for r in app.pipeline.enforcer.ioas.recent() {
-            if let Some(kind) = ClientType::parse(r.client.kind()) {
+        for r in app.metrics.ioas.recent() {
+            if let Some(kind) = Some(r.client.kind()) {
                 evidence.insert((kind, r.client.value(), r.ioa), r.detail);
             }
         }
@@ -384,7 +384,7 @@ pub(super) async fn review(app: Arc<App>, req: Request<Incoming>) -> Response<Bo
         Ok(k) => k,
         Err(bad) => return bad.response(),
     };
-    let activity = &app.pipeline.metrics().activity;
+    let activity = &app.metrics.activity;
     let known = !activity
         .attacks(i64::MIN, i64::MAX)
         .iter()

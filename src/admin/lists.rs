@@ -64,7 +64,7 @@ pub(super) async fn handle(
         Ok(s) => s,
         Err(bad) => return bad.response(),
     };
-    let lists = &app.pipeline.enforcer.lists;
+    let lists = &app.enforcer.lists;
     match *method {
         Method::GET => json(StatusCode::OK, &view(&app, kind, source)),
         Method::DELETE if query.get("all") == Some("true") => {
@@ -218,7 +218,7 @@ fn identifiers(c: &Change) -> Result<Vec<Identifier>, BadValue> {
 
 /// The list as JSON, optionally only one source's entries.
 fn view(app: &App, kind: ListKind, source: Option<Source>) -> Value {
-    let set = app.pipeline.enforcer.lists.load(kind);
+    let set = app.enforcer.lists.load(kind);
     let mut out = json_value!({ "ips": [], "cookies": [], "oauth_tokens": [], "api_keys": [], "usernames": [] });
     let time = |t: i64| jiff::Timestamp::from_second(t).map(|t| t.to_string()).ok();
     for (id, e) in set.entries() {

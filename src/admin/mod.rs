@@ -59,6 +59,7 @@ pub mod guard;
 mod lists;
 mod ops;
 mod reports;
+pub mod sessions;
 mod sideband;
 mod user_activities;
 
@@ -108,7 +109,7 @@ pub async fn serve(
                     continue;
                 }
             },
-            _ = crate::server::stopped(&mut stop) => break,
+            _ = crate::shutdown::stopped(&mut stop) => break,
         };
         let (app, h1, tls) = (app.clone(), h1.clone(), tls.clone());
         let local = stream.local_addr().unwrap_or(peer);

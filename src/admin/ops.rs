@@ -18,7 +18,7 @@ use crate::metrics::prom::State;
 
 /// `GET /metrics`: the Prometheus text exposition.
 pub(super) fn metrics(app: &App) -> Response<Body> {
-    match app.pipeline.prom().render(&state(app)) {
+    match app.metrics.prom.render(&state(app)) {
         Ok(text) => {
             let mut resp = Response::new(Body::new(text.into()));
             resp.headers_mut().insert(
@@ -37,14 +37,14 @@ pub(super) fn metrics(app: &App) -> Response<Body> {
 
 /// The state Prometheus reads at scrape time.
 fn state(app: &App) -> State {
-    let apis = app.pipeline.apis();
-    let enforcer = &app.pipeline.enforcer;
+    let apis = app.apis.load();
+    let enforcer = &app.enforcer;
     let mut s = State::default();
     for api in apis.all() {
         let id = api.id().to_string();
         for server in &api.servers {
             s.upstream_up
-                .push((id.clone(), server.addr.clone(), server.is_healthy()));
+                .push((id.clone(), server.addr.to_string(), server.is_healthy()));
         }
         let f = &api.flow.stats;
         s.flow_rejections
@@ -73,7 +73,7 @@ fn state(app: &App) -> State {
     }
     s.ioas = Ioa::ALL
         .iter()
-        .map(|i| (i.name(), i.type_id(), enforcer.ioas.count(*i)))
+        .map(|i| (i.name(), i.type_id(), app.metrics.ioas.count(*i)))
         .collect();
     s.memory = memory_parts(app);
     let limits = &app.limits;
@@ -89,7 +89,7 @@ fn state(app: &App) -> State {
     );
     let pending = &app.sideband.pending;
     s.sideband_pending = pending.len();
-    s.user_events = app.pipeline.metrics().users.totals();
+    s.user_events = app.metrics.users.totals();
     s.correlations = vec![
         ("by_id", pending.stats.by_id.load(Relaxed)),
         ("by_cookie", pending.stats.by_cookie.load(Relaxed)),
@@ -125,8 +125,8 @@ fn state(app: &App) -> State {
 fn memory_parts(app: &App) -> Vec<(&'static str, u64, u64, u64)> {
     use crate::memory::{Budget, cost};
     let budget = Budget::new(app.settings.memory_budget);
-    let metrics = app.pipeline.metrics();
-    let enforcer = &app.pipeline.enforcer;
+    let metrics = &app.metrics;
+    let enforcer = &app.enforcer;
     let records = &metrics.records_memory;
     let (activity_used, activity_limit) = metrics.activity.memory();
     let detection = &enforcer.cfg.detection_memory;
@@ -137,8 +137,8 @@ fn memory_parts(app: &App) -> Vec<(&'static str, u64, u64, u64)> {
         + lists.load(ListKind::Allow).len()
         + enforcer.decoy_memory_len();
     let flow_clients: usize = app
-        .pipeline
-        .apis()
+        .apis
+        .load()
         .all()
         .iter()
         .map(|a| a.flow.tracked_clients())
@@ -178,8 +178,8 @@ fn memory_parts(app: &App) -> Vec<(&'static str, u64, u64, u64)> {
             "flow",
             bytes(flow_clients, cost::FLOW_CLIENT),
             budget.flow,
-            app.pipeline
-                .apis()
+            app.apis
+                .load()
                 .all()
                 .iter()
                 .map(|a| a.flow.stats.over_capacity.load(Relaxed))
@@ -199,8 +199,8 @@ pub(super) async fn api(
     match (method, id) {
         (&Method::GET, None) => {
             let apis: Vec<serde_json::Value> = app
-                .pipeline
-                .apis()
+                .apis
+                .load()
                 .all()
                 .iter()
                 .map(|a| {
@@ -217,7 +217,7 @@ pub(super) async fn api(
             json(StatusCode::OK, &json_value!({ "apis": apis }))
         }
         (&Method::GET, Some(id)) => {
-            let Some(api) = app.pipeline.apis().get(&id).cloned() else {
+            let Some(api) = app.apis.load().get(&id).cloned() else {
                 return error(
                     StatusCode::NOT_FOUND,
                     "unknown_api",
@@ -328,7 +328,7 @@ pub(super) async fn reload(app: Arc<App>) -> Response<Body> {
 
 /// `GET|POST /v4/ase/firewall[?status=enable|disable]`.
 pub(super) fn firewall(app: &App, method: &Method, q: &Query) -> Response<Body> {
-    let enforcer = &app.pipeline.enforcer;
+    let enforcer = &app.enforcer;
     match *method {
         Method::GET => {}
         Method::POST => match q.get("status") {
@@ -424,7 +424,7 @@ fn cluster_view(
 pub(super) fn status(app: &App) -> Response<Body> {
     let s = &app.settings;
     let on = |b: bool| if b { "enabled" } else { "disabled" };
-    let (users_hours, users_bytes) = app.pipeline.metrics().users.memory();
+    let (users_hours, users_bytes) = app.metrics.users.memory();
     let addrs = app.addresses.get();
     let level = match s.admin_log_level {
         1 => "fatal",
@@ -433,7 +433,7 @@ pub(super) fn status(app: &App) -> Response<Body> {
         4 => "info",
         _ => "debug",
     };
-    let lists = &app.pipeline.enforcer.lists;
+    let lists = &app.enforcer.lists;
     json(
         StatusCode::OK,
         &json_value!({
@@ -443,7 +443,7 @@ pub(super) fn status(app: &App) -> Response<Body> {
             "http_ws_port": addrs.map(|a| a.http.port()),
             "https_wss_port": addrs.map(|a| a.https.port()),
             "management_port": addrs.map(|a| a.management.port()),
-            "firewall": on(app.pipeline.enforcer.firewall()),
+            "firewall": on(app.enforcer.firewall()),
             "sideband_authentication": on(app.sideband.tokens.required()),
             "ase_detected_attack": on(s.enable_ase_detected_attack),
             "attack_list": {
@@ -454,7 +454,7 @@ pub(super) fn status(app: &App) -> Response<Body> {
             "log_level": level,
             "timezone": match s.timezone { crate::config::Timezone::Utc => "utc", crate::config::Timezone::Local => "local" },
             "timezone_name": app.timezone.iana_name().unwrap_or("UTC"),
-            "apis": app.pipeline.apis().all().len(),
+            "apis": app.apis.load().all().len(),
             "connections": app.live_connections(),
             "started": app.started.to_string(),
             "credentials": if app.credentials.changed() { "changed at run time" } else { "ase.conf" },

@@ -34,8 +34,8 @@ impl NoApi {
 /// The API the `api` parameter names.
 fn api_param(app: &App, q: &Query) -> Result<Arc<Api>, NoApi> {
     let name = q.get("api").ok_or(NoApi::Missing)?;
-    app.pipeline
-        .apis()
+    app.apis
+        .load()
         .get(name)
         .cloned()
         .ok_or_else(|| NoApi::Unknown(name.to_string()))
@@ -130,8 +130,7 @@ pub(super) fn attacks(app: &App, q: &Query) -> Response<Body> {
     };
     let api = q.get("api");
     let attacks: Vec<serde_json::Value> = app
-        .pipeline
-        .enforcer
+        .metrics
         .ioas
         .recent()
         .into_iter()

@@ -164,7 +164,7 @@ pub(super) async fn handle(app: Arc<App>, req: Request<Incoming>) -> Response<Bo
             ));
         }
     };
-    let parsed = match text.as_deref().map(scim::parse).transpose() {
+    let parsed = match text.as_deref().map(scim::parse::parse).transpose() {
         Ok(f) => f,
         Err(e) => {
             return invalid(Detail {
@@ -200,7 +200,7 @@ pub(super) async fn handle(app: Arc<App>, req: Request<Incoming>) -> Response<Bo
             next: page.next.map(|c| href(Some(c))),
             prev: page.prev.map(|c| href(Some(c))),
         };
-        let users = &app.pipeline.metrics().users;
+        let users = &app.metrics.users;
         Ok(match &app.cluster {
             // The cluster's report: this node's hours and every other node's, summed.
             Some(c) => {

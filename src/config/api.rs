@@ -15,8 +15,8 @@ use http::{HeaderName, Method, StatusCode};
 use serde::Deserialize;
 
 use super::conf::Mode;
+use super::error::{ConfigError, Warning};
 use super::value::{Rate, StatusSet, parse_ase_period, parse_bytes, parse_rate};
-use super::{ConfigError, Warning};
 
 /// `protocol`: plain HTTP (REST) or WebSocket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -961,6 +961,12 @@ pub fn strip_port(host: &str) -> &str {
         Some((h, port)) if !h.contains(':') && port.bytes().all(|b| b.is_ascii_digit()) => h,
         _ => host,
     }
+}
+
+/// Whether a request path is a configured path (`login_url`, `password_reset_url`):
+/// equal but for a trailing `/`. Login-attack detection uses the same rule.
+pub fn same_path(path: &str, configured: &str) -> bool {
+    path.trim_end_matches('/') == configured.trim_end_matches('/')
 }
 
 #[cfg(test)]

@@ -14,26 +14,10 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use super::error::{ConfigError, Warning, clip};
 use super::value::{Secret, parse_bool, parse_bytes, parse_duration};
-use super::{ConfigError, Warning};
 
-/// Where enforcer sits relative to the API traffic.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
-    /// Reverse proxy in front of the backends.
-    Inline,
-    /// Decision service called by an API gateway.
-    Sideband,
-}
-
-impl Mode {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Mode::Inline => "inline",
-            Mode::Sideband => "sideband",
-        }
-    }
-}
+pub use crate::vocab::Mode;
 
 /// How report timestamps are rendered (`timezone=utc|local`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -331,7 +315,7 @@ impl Settings {
                 return Err(ConfigError::Syntax {
                     file: file.to_path_buf(),
                     line: line_no,
-                    reason: format!("expected key=value, found {:?}", super::clip(line)),
+                    reason: format!("expected key=value, found {:?}", clip(line)),
                 });
             };
             let (key, value) = (key.trim(), value.trim());
@@ -363,8 +347,8 @@ impl Settings {
                     return Err(ConfigError::Value {
                         file: file.to_path_buf(),
                         line: Some(line_no),
-                        key: super::clip(key).into_owned(),
-                        reason: super::clip(&reason).into_owned(),
+                        key: clip(key).into_owned(),
+                        reason: clip(&reason).into_owned(),
                     });
                 }
             }

@@ -3,7 +3,7 @@
 //!
 //! Both `ase.conf` and the API JSON documents spell these as short strings (`"30s"`,
 //! `"128mb"`, `"100/second"`). Each parser here returns a plain `String` reason on failure;
-//! the caller wraps it in a [`super::ConfigError`] that names the file and the key.
+//! the caller wraps it in a [`super::error::ConfigError`] that names the file and the key.
 
 use std::time::Duration;
 

@@ -41,115 +41,14 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 
 use dashmap::DashMap;
-use serde::Serialize;
 
 /// The slots a window is split into.
 const SLOTS: usize = 10;
 
-/// An Indicator of Attack.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Ioa {
-    DataExfiltration,
-    LoginAttack,
-    MultiClientLoginAttack,
-    StolenToken,
-    StolenCookie,
-    ApiProbing,
-    ExtremeClientActivity,
-    StolenApiKey,
-    /// Type 101: a protocol, method or content-type rule broken.
-    PatternViolation,
-    /// Type 101: a decoy path touched.
-    DecoyAccess,
-    /// Type 101: no token on an API where it is mandatory.
-    MissingToken,
-}
-
-impl Ioa {
-    pub const ALL: [Ioa; 11] = [
-        Ioa::DataExfiltration,
-        Ioa::LoginAttack,
-        Ioa::MultiClientLoginAttack,
-        Ioa::StolenToken,
-        Ioa::StolenCookie,
-        Ioa::ApiProbing,
-        Ioa::ExtremeClientActivity,
-        Ioa::StolenApiKey,
-        Ioa::PatternViolation,
-        Ioa::DecoyAccess,
-        Ioa::MissingToken,
-    ];
-
-    /// Position in [`Ioa::ALL`].
-    pub fn index(self) -> usize {
-        self as usize
-    }
-
-    /// ASE's attack type id.
-    pub fn type_id(self) -> u16 {
-        match self {
-            Ioa::DataExfiltration => 1,
-            Ioa::LoginAttack => 2,
-            Ioa::MultiClientLoginAttack => 3,
-            Ioa::StolenToken | Ioa::StolenCookie => 4,
-            Ioa::ApiProbing => 8,
-            Ioa::ExtremeClientActivity => 10,
-            Ioa::StolenApiKey => 31,
-            Ioa::PatternViolation | Ioa::DecoyAccess | Ioa::MissingToken => 101,
-        }
-    }
-
-    /// The stable name.
-    pub fn name(self) -> &'static str {
-        match self {
-            Ioa::DataExfiltration => "data_exfiltration",
-            Ioa::LoginAttack => "login_attack",
-            Ioa::MultiClientLoginAttack => "multi_client_login_attack",
-            Ioa::StolenToken => "stolen_token",
-            Ioa::StolenCookie => "stolen_cookie",
-            Ioa::ApiProbing => "api_probing",
-            Ioa::ExtremeClientActivity => "extreme_client_activity",
-            Ioa::StolenApiKey => "stolen_api_key",
-            Ioa::PatternViolation => "pattern_violation",
-            Ioa::DecoyAccess => "decoy_access",
-            Ioa::MissingToken => "missing_token",
-        }
-    }
-}
-
 /// A client identifier as detection tracks it (cookie and API key by value: their name is
 /// the API's).
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum ClientKey {
-    Ip(IpAddr),
-    Token(Arc<str>),
-    Cookie(Arc<str>),
-    ApiKey(Arc<str>),
-    Username(Arc<str>),
-}
-
-impl ClientKey {
-    pub fn kind(&self) -> &'static str {
-        match self {
-            ClientKey::Ip(_) => "ip",
-            ClientKey::Token(_) => "token",
-            ClientKey::Cookie(_) => "cookie",
-            ClientKey::ApiKey(_) => "api_key",
-            ClientKey::Username(_) => "username",
-        }
-    }
-
-    pub fn value(&self) -> String {
-        match self {
-            ClientKey::Ip(ip) => ip.to_string(),
-            ClientKey::Token(v)
-            | ClientKey::Cookie(v)
-            | ClientKey::ApiKey(v)
-            | ClientKey::Username(v) => v.to_string(),
-        }
-    }
-}
+pub use crate::vocab::ClientId;
+pub use crate::vocab::Ioa;
 
 pub use crate::config::conf::IoaThresholds as Thresholds;
 
@@ -315,7 +214,7 @@ pub struct Facts {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Detection {
     pub ioa: Ioa,
-    pub client: ClientKey,
+    pub client: ClientId,
     pub detail: String,
 }
 
@@ -339,7 +238,7 @@ struct Baseline {
 
 /// One API's detector state.
 pub struct ApiDetect {
-    clients: DashMap<ClientKey, Mutex<Window>, foldhash::fast::RandomState>,
+    clients: DashMap<ClientId, Mutex<Window>, foldhash::fast::RandomState>,
     api: Mutex<Window>,
     /// IPs that have failed on the login URL often enough, and at a high enough share of
     /// their attempts, to take part in a distributed login attack: the epoch of their
@@ -379,13 +278,12 @@ impl Drop for ApiDetect {
 }
 
 /// What a window of `key` costs in the memory budget.
-fn window_cost(key: &ClientKey) -> i64 {
+fn window_cost(key: &ClientId) -> i64 {
     let text = match key {
-        ClientKey::Ip(_) => 0,
-        ClientKey::Token(v)
-        | ClientKey::Cookie(v)
-        | ClientKey::ApiKey(v)
-        | ClientKey::Username(v) => v.len() as i64,
+        ClientId::Ip(_) => 0,
+        ClientId::Token(v) | ClientId::Cookie(v) | ClientId::ApiKey(v) | ClientId::Username(v) => {
+            v.len() as i64
+        }
     };
     crate::memory::cost::DETECTION_WINDOW + text
 }
@@ -423,7 +321,7 @@ impl ApiDetect {
         // address (unspecified: a sideband call without a usable `source_ip`) stands for
         // many clients and is not tracked.
         let ip_known = !f.ip.is_unspecified();
-        let ip_key = ClientKey::Ip(f.ip);
+        let ip_key = ClientId::Ip(f.ip);
         let ip_result = if !ip_known {
             None
         } else {
@@ -520,7 +418,7 @@ impl ApiDetect {
 
         // The username: login attack.
         if let Some(u) = &f.username {
-            let key = ClientKey::Username(u.clone());
+            let key = ClientId::Username(u.clone());
             let sums = self.with_window(t, &key, |w| {
                 w.add(epoch, f);
                 w.sums(epoch)
@@ -545,11 +443,11 @@ impl ApiDetect {
         for (value, make, ioa) in [
             (
                 &f.token,
-                ClientKey::Token as fn(Arc<str>) -> ClientKey,
+                ClientId::Token as fn(Arc<str>) -> ClientId,
                 Ioa::StolenToken,
             ),
-            (&f.cookie, ClientKey::Cookie, Ioa::StolenCookie),
-            (&f.api_key, ClientKey::ApiKey, Ioa::StolenApiKey),
+            (&f.cookie, ClientId::Cookie, Ioa::StolenCookie),
+            (&f.api_key, ClientId::ApiKey, Ioa::StolenApiKey),
         ] {
             let Some(v) = value else { continue };
             let key = make(v.clone());
@@ -596,7 +494,7 @@ impl ApiDetect {
         raised
             .into_iter()
             .filter_map(|ip| {
-                let key = ClientKey::Ip(ip);
+                let key = ClientId::Ip(ip);
                 self.arm(&key, Ioa::MultiClientLoginAttack, epoch)
                     .then(|| Detection {
                         ioa: Ioa::MultiClientLoginAttack,
@@ -626,7 +524,7 @@ impl ApiDetect {
     fn with_window<R>(
         &self,
         t: &Thresholds,
-        key: &ClientKey,
+        key: &ClientId,
         f: impl FnOnce(&mut Window) -> R,
     ) -> Option<R> {
         if let Some(w) = self.clients.get(key) {
@@ -652,7 +550,7 @@ impl ApiDetect {
         Some(f(&mut lock(&w)))
     }
 
-    fn arm(&self, key: &ClientKey, ioa: Ioa, epoch: u64) -> bool {
+    fn arm(&self, key: &ClientId, ioa: Ioa, epoch: u64) -> bool {
         self.clients
             .get(key)
             .is_some_and(|w| lock(&w).arm(ioa, epoch))
@@ -673,7 +571,7 @@ impl ApiDetect {
                 gone_active += 1;
             }
             if !idle
-                && matches!(key, ClientKey::Ip(_))
+                && matches!(key, ClientId::Ip(_))
                 && let Some((r, b)) = w.history(epoch)
             {
                 requests.push(r);
@@ -866,9 +764,9 @@ mod tests {
         assert_eq!(
             fired,
             [
-                (Ioa::StolenToken, "token"),
-                (Ioa::StolenCookie, "cookie"),
-                (Ioa::StolenApiKey, "api_key")
+                (Ioa::StolenToken, crate::vocab::ClientKind::Token),
+                (Ioa::StolenCookie, crate::vocab::ClientKind::Cookie),
+                (Ioa::StolenApiKey, crate::vocab::ClientKind::ApiKey)
             ],
             "each fires once, on the sixth IP"
         );

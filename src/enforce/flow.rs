@@ -30,9 +30,9 @@ use governor::{Quota, RateLimiter};
 use serde::Serialize;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use crate::backend::Server;
 use crate::config::ApiDef;
 use crate::config::value::{Rate, RatePeriod};
-use crate::pipeline::Server;
 
 type Keyed =
     RateLimiter<IpAddr, DashMapStateStore<IpAddr, foldhash::fast::RandomState>, DefaultClock>;

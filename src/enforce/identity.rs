@@ -19,18 +19,12 @@ use http::header::AUTHORIZATION;
 
 use crate::config::ApiDef;
 use crate::config::api::JwtLocation;
-use crate::pipeline::Exchange;
-
-/// An API key and where it was found (header or query parameter name, lower-cased).
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct ApiKey {
-    pub name: String,
-    pub value: String,
-}
+pub use crate::vocab::ApiKey;
+use crate::vocab::Exchange;
 
 /// Fills the exchange's identifiers from the request head. `ex.client_ip`, `ex.session`,
 /// and any `username`/`client_id` the sideband caller supplied are already set.
-pub fn capture(api: &ApiDef, ex: &mut Exchange, headers: &HeaderMap) {
+pub fn capture<A>(api: &ApiDef, ex: &mut Exchange<A>, headers: &HeaderMap) {
     if api.oauth2_access_token {
         ex.token =
             bearer(headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok())).map(str::to_string);

@@ -24,9 +24,13 @@
 //!
 //! # `observe`
 //! Feeds the finished exchange to the API's detectors ([`detect`]). Every IoA (from
-//! either phase) is logged with secrets masked, counted, kept in the IoA log, and, when
-//! the API blocks and `enable_ase_detected_attack` is on, its identifier is deny-listed
-//! for `ioa_block_ttl` (an allow-listed client never is).
+//! either phase) is logged with secrets masked and, when the API blocks and
+//! `enable_ase_detected_attack` is on, its identifier is deny-listed for `ioa_block_ttl`
+//! (an allow-listed client never is). Raised IoAs are returned on the exchange
+//! (`Exchange::raised`) for the sink to record: enforcement writes no records.
+//!
+//! Enforcement sees an API through [`ApiRef`]: its definition and enforcement's own
+//! per-API state (flow control, detection), which the API table holds.
 
 pub mod detect;
 pub mod flow;
@@ -34,23 +38,50 @@ pub mod identity;
 pub mod lists;
 pub mod pattern;
 
-use std::collections::VecDeque;
 use std::hash::BuildHasher;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::time::{Duration, SystemTime};
 
 use dashmap::DashMap;
 use http::header::{CONTENT_LENGTH, CONTENT_TYPE, TRANSFER_ENCODING};
 use http::{HeaderMap, StatusCode};
 
-use crate::config::{Mode, Settings};
+use crate::config::{ApiDef, Mode, Settings};
 use crate::memory::{Budget, cost};
-use crate::metrics::activity::{ClientType, WordRef};
-use crate::metrics::{Metrics, unix_secs};
-use crate::pipeline::{Api, Decision, Exchange, Verdict};
-use detect::{ClientKey, Detection, Facts, Ioa, Thresholds};
+use crate::vocab::{ClientId, Exchange, Ioa, IoaRecord, Reason, Verdict};
+use detect::{ApiDetect, Detection, Facts, Thresholds};
+use flow::ApiFlow;
 use lists::{Entry, Identifier, ListKind, Lists, Source, Subject};
+
+/// What `decide` decided.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// Let the request through: forward it (inline) or answer 200 (sideband).
+    Allow,
+    /// Answer for the pipeline instead: inline with the block's own answer (ASE's error
+    /// table, the decoy's fake response, a redirect, 429), sideband with 403.
+    Block(Block),
+}
+
+/// An API as enforcement sees it: the definition, and enforcement's per-API state.
+#[derive(Debug, Clone, Copy)]
+pub struct ApiRef<'a> {
+    pub def: &'a ApiDef,
+    pub flow: &'a ApiFlow,
+    pub detect: &'a ApiDetect,
+}
+
+impl ApiRef<'_> {
+    pub fn id(&self) -> &str {
+        &self.def.id
+    }
+}
+
+fn unix_secs(t: SystemTime) -> i64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
 
 /// Enforcement settings from `ase.conf`.
 #[derive(Debug, Clone)]
@@ -140,17 +171,17 @@ pub enum Block {
 }
 
 impl Block {
-    /// A short, stable label (for records and metrics).
-    pub fn label(&self) -> &'static str {
+    /// Why, as a [`Reason`] (records and metrics).
+    pub fn kind(&self) -> Reason {
         match self {
-            Block::Denied { .. } => "deny_list",
-            Block::DecoyFollower { .. } => "decoy_follower",
-            Block::MissingToken => "missing_token",
-            Block::Decoy { .. } => "decoy",
-            Block::Pattern { .. } => "pattern",
-            Block::Redirect { .. } => "redirect",
-            Block::RateLimited { .. } => "flow_control",
-            Block::Ambiguous { .. } => "ambiguous",
+            Block::Denied { .. } => Reason::DenyList,
+            Block::DecoyFollower { .. } => Reason::DecoyFollower,
+            Block::MissingToken => Reason::MissingToken,
+            Block::Decoy { .. } => Reason::Decoy,
+            Block::Pattern { .. } => Reason::Pattern,
+            Block::Redirect { .. } => Reason::Redirect,
+            Block::RateLimited { .. } => Reason::FlowControl,
+            Block::Ambiguous { .. } => Reason::Ambiguous,
         }
     }
 
@@ -177,69 +208,6 @@ impl Block {
     }
 }
 
-/// One raised IoA, as kept in the IoA log.
-#[derive(Debug, Clone, PartialEq)]
-pub struct IoaRecord {
-    pub api: Arc<str>,
-    pub ioa: Ioa,
-    pub client: ClientKey,
-    /// Unix seconds.
-    pub at: i64,
-    /// Unix milliseconds (when exactly: benchmarks count the requests before it).
-    pub at_ms: i64,
-    pub detail: String,
-    /// Whether its identifier was deny-listed.
-    pub deny_listed: bool,
-}
-
-/// The most recent IoAs and counts of all of them.
-pub struct IoaLog {
-    recent: Mutex<VecDeque<IoaRecord>>,
-    capacity: usize,
-    counts: [AtomicU64; Ioa::ALL.len()],
-}
-
-impl IoaLog {
-    fn new(capacity: usize) -> IoaLog {
-        IoaLog {
-            recent: Mutex::new(VecDeque::new()),
-            capacity,
-            counts: std::array::from_fn(|_| AtomicU64::new(0)),
-        }
-    }
-
-    fn push(&self, r: IoaRecord) {
-        if let Some(i) = Ioa::ALL.iter().position(|x| *x == r.ioa) {
-            self.counts[i].fetch_add(1, Relaxed);
-        }
-        let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
-        if recent.len() == self.capacity {
-            recent.pop_front();
-        }
-        recent.push_back(r);
-    }
-
-    /// The kept records, oldest first.
-    pub fn recent(&self) -> Vec<IoaRecord> {
-        self.recent
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter()
-            .cloned()
-            .collect()
-    }
-
-    /// IoAs raised since start, per kind.
-    pub fn count(&self, ioa: Ioa) -> u64 {
-        Ioa::ALL
-            .iter()
-            .position(|x| *x == ioa)
-            .map_or(0, |i| self.counts[i].load(Relaxed))
-    }
-}
-
-/// How many IoA records the log keeps.
-const IOA_LOG: usize = 10_000;
 /// How many decoy-touching identifiers are remembered at most.
 const DECOY_MEMORY_MAX: usize = 100_000;
 
@@ -258,11 +226,10 @@ pub struct Enforcer {
     /// `enable_firewall`, switchable at run time (`/v4/ase/firewall`).
     firewall: AtomicBool,
     pub lists: Lists,
-    pub ioas: IoaLog,
-    decoy_touched: DashMap<ClientKey, i64, foldhash::fast::RandomState>,
+    decoy_touched: DashMap<ClientId, i64, foldhash::fast::RandomState>,
     path_hasher: foldhash::fast::RandomState,
-    /// Where raised IoAs are recorded for client activity and attack management.
-    metrics: Arc<Metrics>,
+    /// The cluster's shared counters (cluster mode), set once after construction.
+    shared: std::sync::OnceLock<Arc<dyn flow::SharedCounter>>,
 }
 
 fn now() -> i64 {
@@ -270,16 +237,26 @@ fn now() -> i64 {
 }
 
 impl Enforcer {
-    pub fn new(cfg: Config, metrics: Arc<Metrics>) -> Enforcer {
+    pub fn new(cfg: Config) -> Enforcer {
         Enforcer {
-            metrics,
             firewall: AtomicBool::new(cfg.firewall),
             lists: Lists::new(cfg.list_max_entries),
-            ioas: IoaLog::new(IOA_LOG),
             decoy_touched: DashMap::with_hasher(foldhash::fast::RandomState::default()),
             path_hasher: foldhash::fast::RandomState::default(),
+            shared: std::sync::OnceLock::new(),
             cfg,
         }
+    }
+
+    /// Counts server (and, when configured, client) spike thresholds across the cluster
+    /// from now on (cluster mode).
+    pub fn share_counters(&self, counter: Arc<dyn flow::SharedCounter>) {
+        let _ = self.shared.set(counter);
+    }
+
+    /// The cluster's shared counters, in cluster mode.
+    pub fn shared_counters(&self) -> Option<&dyn flow::SharedCounter> {
+        self.shared.get().map(|s| s.as_ref())
     }
 
     /// Decoy visitors remembered now.
@@ -302,18 +279,21 @@ impl Enforcer {
 
     /// The request phase (see the module doc). `ex.client_ip`, `ex.session` and the
     /// sideband caller's user are set; identities are captured here.
-    pub fn decide(&self, api: &Api, ex: &mut Exchange, headers: &HeaderMap) -> Decision {
-        identity::capture(&api.def, ex, headers);
+    pub fn decide<A>(
+        &self,
+        api: ApiRef<'_>,
+        ex: &mut Exchange<A>,
+        headers: &HeaderMap,
+    ) -> Decision {
+        identity::capture(api.def, ex, headers);
         if !self.firewall() {
             return Decision::Allow;
         }
-        if let Some(why) = identity::ambiguity(&api.def, headers, ex.uri.query()) {
+        if let Some(why) = identity::ambiguity(api.def, headers, ex.uri.query()) {
             return self.enforce(api, ex, Block::Ambiguous { why });
         }
         let now = now();
-        let subject = subject(api, ex);
-
-        if let Some(kind) = pattern::decoy(&api.def, ex.path()) {
+        if let Some(kind) = pattern::decoy(api.def, ex.path()) {
             for key in client_keys(ex) {
                 self.remember_decoy(key, now);
             }
@@ -325,11 +305,11 @@ impl Enforcer {
                 api,
                 ex,
                 Ioa::DecoyAccess,
-                ClientKey::Ip(ex.client_ip),
+                ClientId::Ip(ex.client_ip),
                 format!("{detail} {}", ex.path()),
                 None,
             );
-            ex.verdict = Verdict::Blocked("decoy");
+            ex.verdict = Verdict::Blocked(Reason::Decoy);
             let d = &api.def.decoy;
             return Decision::Block(Block::Decoy {
                 status: d.response_code,
@@ -338,6 +318,7 @@ impl Enforcer {
             });
         }
 
+        let subject = subject(api, ex);
         if !self.lists.allowed(&subject, now) {
             if let Some((identifier, entry)) = self.lists.denied(&subject, now) {
                 return self.enforce(
@@ -362,7 +343,7 @@ impl Enforcer {
                     api,
                     ex,
                     Ioa::MissingToken,
-                    ClientKey::Ip(ex.client_ip),
+                    ClientId::Ip(ex.client_ip),
                     "no bearer token".into(),
                     Some(ip),
                 );
@@ -383,7 +364,7 @@ impl Enforcer {
                         reason,
                         location,
                     }) => {
-                        ex.verdict = Verdict::Blocked("redirect");
+                        ex.verdict = Verdict::Blocked(Reason::Redirect);
                         return Decision::Block(Block::Redirect {
                             status,
                             reason,
@@ -425,8 +406,9 @@ impl Enforcer {
             && !self.cfg.shared_client_spikes
             && let Err(limited) = api.flow.check_client(ex.client_ip)
         {
-            api.flow.record(limited.kind, flow_event(api, ex, None));
-            ex.verdict = Verdict::Blocked("flow_control");
+            api.flow
+                .record(limited.kind, flow_event(api.id(), ex, None));
+            ex.verdict = Verdict::Blocked(Reason::FlowControl);
             return Decision::Block(Block::RateLimited {
                 kind: limited.kind,
                 retry_after: limited.retry_after,
@@ -437,9 +419,9 @@ impl Enforcer {
 
     /// Blocks where the API blocks; elsewhere lets the request through, recorded as
     /// "would block".
-    fn enforce(&self, api: &Api, ex: &mut Exchange, block: Block) -> Decision {
+    fn enforce<A>(&self, api: ApiRef<'_>, ex: &mut Exchange<A>, block: Block) -> Decision {
         if api.def.enable_blocking {
-            ex.verdict = Verdict::Blocked(block.label());
+            ex.verdict = Verdict::Blocked(block.kind());
             Decision::Block(block)
         } else {
             tracing::info!(
@@ -448,7 +430,7 @@ impl Enforcer {
                 "would block ({}): enable_blocking is off for this API",
                 block.reason()
             );
-            ex.verdict = Verdict::WouldBlock(block.label());
+            ex.verdict = Verdict::WouldBlock(block.kind());
             Decision::Allow
         }
     }
@@ -457,7 +439,7 @@ impl Enforcer {
     /// backend answered are evidence: enforcer's own 403s, 429s, decoy answers and proxy
     /// failures say nothing about the client (a block must not feed the detector that
     /// caused it).
-    pub fn observe(&self, api: &Api, ex: &Exchange) {
+    pub fn observe<A>(&self, api: ApiRef<'_>, ex: &mut Exchange<A>) {
         if !self.firewall() {
             return;
         }
@@ -471,7 +453,7 @@ impl Enforcer {
             .def
             .login_url
             .as_deref()
-            .is_some_and(|l| crate::metrics::users::same_path(ex.path(), l));
+            .is_some_and(|l| crate::config::api::same_path(ex.path(), l));
         let facts = Facts {
             ip: ex.client_ip,
             token: ex.token.as_deref().map(Arc::from),
@@ -496,13 +478,14 @@ impl Enforcer {
         }
     }
 
-    /// Records an IoA, and deny-lists `deny` when the API blocks.
-    fn raise(
+    /// Raises an IoA on the exchange (for the sink to record), logs it, and deny-lists
+    /// `deny` when the API blocks.
+    fn raise<A>(
         &self,
-        api: &Api,
-        ex: &Exchange,
+        api: ApiRef<'_>,
+        ex: &mut Exchange<A>,
         ioa: Ioa,
-        client: ClientKey,
+        client: ClientId,
         detail: String,
         deny: Option<Identifier>,
     ) {
@@ -522,30 +505,20 @@ impl Enforcer {
             _ => false,
         };
         let shown = match &client {
-            ClientKey::Ip(ip) => ip.to_string(),
-            ClientKey::Username(u) => u.to_string(),
-            ClientKey::Token(v) | ClientKey::Cookie(v) | ClientKey::ApiKey(v) => identity::mask(v),
+            ClientId::Ip(ip) => ip.to_string(),
+            ClientId::Username(u) => u.to_string(),
+            ClientId::Token(v) | ClientId::Cookie(v) | ClientId::ApiKey(v) => identity::mask(v),
         };
         tracing::warn!(
             api = api.id(),
             ioa = ioa.name(),
             type_id = ioa.type_id(),
-            client_type = client.kind(),
+            client_type = client.kind().as_str(),
             client = %shown,
             deny_listed,
             "indicator of attack: {detail}"
         );
-        let client_ref = match &client {
-            ClientKey::Ip(ip) => (ClientType::Ip, WordRef::Ip(*ip)),
-            ClientKey::Token(v) => (ClientType::Token, WordRef::Text(v)),
-            ClientKey::Cookie(v) => (ClientType::Cookie, WordRef::Text(v)),
-            ClientKey::ApiKey(v) => (ClientType::ApiKey, WordRef::Text(v)),
-            ClientKey::Username(v) => (ClientType::Username, WordRef::Text(v)),
-        };
-        self.metrics
-            .activity
-            .record_ioa(client_ref, api.id(), ioa, now);
-        self.ioas.push(IoaRecord {
+        ex.raised.push(IoaRecord {
             api: Arc::from(api.id()),
             ioa,
             client,
@@ -587,7 +560,7 @@ impl Enforcer {
         }
     }
 
-    fn remember_decoy(&self, key: ClientKey, now: i64) {
+    fn remember_decoy(&self, key: ClientId, now: i64) {
         if self.decoy_touched.len() >= self.cfg.decoy_max && !self.decoy_touched.contains_key(&key)
         {
             return;
@@ -598,7 +571,7 @@ impl Enforcer {
     }
 
     /// The identifier of a client that touched a decoy earlier, if this one did.
-    fn decoy_follower(&self, api: &Api, ex: &Exchange, now: i64) -> Option<Identifier> {
+    fn decoy_follower<A>(&self, api: ApiRef<'_>, ex: &Exchange<A>, now: i64) -> Option<Identifier> {
         if self.decoy_touched.is_empty() {
             return None;
         }
@@ -617,7 +590,7 @@ impl Enforcer {
 
     /// Expires list entries, decoy memory, idle limiter and detector state (run
     /// periodically by the server's control side).
-    pub fn sweep(&self, apis: &[Arc<Api>]) {
+    pub fn sweep<'a>(&self, apis: impl IntoIterator<Item = ApiRef<'a>>) {
         let now = now();
         self.lists.sweep(now);
         self.decoy_touched.retain(|_, until| *until > now);
@@ -629,7 +602,7 @@ impl Enforcer {
 }
 
 /// The request's identifiers, for list matching.
-fn subject<'a>(api: &'a Api, ex: &'a Exchange) -> Subject<'a> {
+fn subject<'a, A>(api: ApiRef<'a>, ex: &'a Exchange<A>) -> Subject<'a> {
     Subject {
         ip: ex.client_ip,
         cookie: api.def.cookie.as_deref().zip(ex.session.as_deref()),
@@ -640,32 +613,32 @@ fn subject<'a>(api: &'a Api, ex: &'a Exchange) -> Subject<'a> {
 }
 
 /// Every identifier the request carries, as detection keys (its IP when it is known).
-fn client_keys(ex: &Exchange) -> Vec<ClientKey> {
+fn client_keys<A>(ex: &Exchange<A>) -> Vec<ClientId> {
     let mut keys = Vec::with_capacity(5);
     if ex.client_ip_known() {
-        keys.push(ClientKey::Ip(ex.client_ip));
+        keys.push(ClientId::Ip(ex.client_ip));
     }
-    keys.extend(ex.token.as_deref().map(|t| ClientKey::Token(Arc::from(t))));
+    keys.extend(ex.token.as_deref().map(|t| ClientId::Token(Arc::from(t))));
     keys.extend(
         ex.session
             .as_deref()
-            .map(|c| ClientKey::Cookie(Arc::from(c))),
+            .map(|c| ClientId::Cookie(Arc::from(c))),
     );
     keys.extend(
         ex.api_key
             .as_ref()
-            .map(|k| ClientKey::ApiKey(Arc::from(k.value.as_str()))),
+            .map(|k| ClientId::ApiKey(Arc::from(k.value.as_str()))),
     );
     keys.extend(
         ex.username
             .as_deref()
-            .map(|u| ClientKey::Username(Arc::from(u))),
+            .map(|u| ClientId::Username(Arc::from(u))),
     );
     keys
 }
 
 /// Every identifier the request carries, as list entries.
-fn deny_identifiers(api: &Api, ex: &Exchange) -> Vec<Identifier> {
+fn deny_identifiers<A>(api: ApiRef<'_>, ex: &Exchange<A>) -> Vec<Identifier> {
     client_keys(ex)
         .iter()
         .filter_map(|k| identifier_of(api, ex, k))
@@ -673,44 +646,44 @@ fn deny_identifiers(api: &Api, ex: &Exchange) -> Vec<Identifier> {
 }
 
 /// A detection key as a list identifier (cookie and API key names from the exchange).
-fn identifier_of(api: &Api, ex: &Exchange, key: &ClientKey) -> Option<Identifier> {
+fn identifier_of<A>(api: ApiRef<'_>, ex: &Exchange<A>, key: &ClientId) -> Option<Identifier> {
     Some(match key {
-        ClientKey::Ip(ip) => Identifier::Ip(*ip),
-        ClientKey::Token(t) => Identifier::Token(t.to_string()),
-        ClientKey::Cookie(v) => Identifier::Cookie {
+        ClientId::Ip(ip) => Identifier::Ip(*ip),
+        ClientId::Token(t) => Identifier::Token(t.to_string()),
+        ClientId::Cookie(v) => Identifier::Cookie {
             name: api.def.cookie.clone()?,
             value: v.to_string(),
         },
-        ClientKey::ApiKey(v) => Identifier::ApiKey {
+        ClientId::ApiKey(v) => Identifier::ApiKey {
             name: ex.api_key.as_ref()?.name.clone(),
             value: v.to_string(),
         },
-        ClientKey::Username(u) => Identifier::Username(u.to_string()),
+        ClientId::Username(u) => Identifier::Username(u.to_string()),
     })
 }
 
 /// Whom a pattern violation is held against: the token, else the cookie, else the IP.
-fn pattern_culprit(api: &Api, ex: &Exchange) -> (ClientKey, Identifier) {
+fn pattern_culprit<A>(api: ApiRef<'_>, ex: &Exchange<A>) -> (ClientId, Identifier) {
     let key = if let Some(t) = &ex.token {
-        ClientKey::Token(Arc::from(t.as_str()))
+        ClientId::Token(Arc::from(t.as_str()))
     } else if let (Some(c), Some(_)) = (&ex.session, &api.def.cookie) {
-        ClientKey::Cookie(Arc::from(c.as_str()))
+        ClientId::Cookie(Arc::from(c.as_str()))
     } else {
-        ClientKey::Ip(ex.client_ip)
+        ClientId::Ip(ex.client_ip)
     };
     let id = identifier_of(api, ex, &key).unwrap_or(Identifier::Ip(ex.client_ip));
     (key, id)
 }
 
 /// A flow-control event for the report.
-pub fn flow_event(api: &Api, ex: &Exchange, server: Option<String>) -> flow::Event {
+pub fn flow_event<A>(api_id: &str, ex: &Exchange<A>, server: Option<String>) -> flow::Event {
     flow::Event {
         request_time: jiff::Timestamp::try_from(ex.received_at)
             .map(|t| t.to_string())
             .unwrap_or_default(),
         connection_id: ex.connection_id,
         source_ip: ex.client_ip.to_string(),
-        destination_api: api.id().to_string(),
+        destination_api: api_id.to_string(),
         server,
     }
 }

@@ -3,7 +3,7 @@
 //!
 //! Where it sits: `pipeline::on_complete` records each finished request here (beside the
 //! per-API buckets of [`super::ApiRecorder`]), and `enforce` records each IoA it raises.
-//! A client is one identifier value of a type ([`ClientType`]); every request counts for
+//! A client is one identifier value of a type ([`ClientKind`]); every request counts for
 //! each identifier it carried (its IP always; its token, cookie, username and API key when
 //! present).
 //!
@@ -30,49 +30,8 @@ use serde::{Deserialize, Serialize};
 use super::agent::Os;
 use super::bucket::{Hasher, Map};
 use super::{TierSpec, floor, tier_for};
-use crate::enforce::detect::Ioa;
-
-/// A client identifier's type.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub enum ClientType {
-    Ip,
-    Token,
-    Cookie,
-    Username,
-    ApiKey,
-}
-
-impl ClientType {
-    pub const ALL: [ClientType; 5] = [
-        ClientType::Ip,
-        ClientType::Token,
-        ClientType::Cookie,
-        ClientType::Username,
-        ClientType::ApiKey,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ClientType::Ip => "ip",
-            ClientType::Token => "token",
-            ClientType::Cookie => "cookie",
-            ClientType::Username => "username",
-            ClientType::ApiKey => "api_key",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<ClientType> {
-        ClientType::ALL.into_iter().find(|t| t.as_str() == s)
-    }
-
-    fn code(self) -> u8 {
-        self as u8
-    }
-
-    fn from_code(c: u8) -> Option<ClientType> {
-        ClientType::ALL.get(usize::from(c)).copied()
-    }
-}
+pub use crate::vocab::ClientKind;
+use crate::vocab::Ioa;
 
 /// One list of a report: what is counted and how its values are stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -470,14 +429,14 @@ pub struct Request<'a> {
 }
 
 impl Request<'_> {
-    fn clients(&self) -> impl Iterator<Item = (ClientType, WordRef<'_>)> {
+    fn clients(&self) -> impl Iterator<Item = (ClientKind, WordRef<'_>)> {
         [
-            Some((ClientType::Ip, WordRef::Ip(self.ip))),
-            self.token.map(|v| (ClientType::Token, WordRef::Text(v))),
-            self.cookie.map(|v| (ClientType::Cookie, WordRef::Text(v))),
+            Some((ClientKind::Ip, WordRef::Ip(self.ip))),
+            self.token.map(|v| (ClientKind::Token, WordRef::Text(v))),
+            self.cookie.map(|v| (ClientKind::Cookie, WordRef::Text(v))),
             self.username
-                .map(|v| (ClientType::Username, WordRef::Text(v))),
-            self.api_key.map(|v| (ClientType::ApiKey, WordRef::Text(v))),
+                .map(|v| (ClientKind::Username, WordRef::Text(v))),
+            self.api_key.map(|v| (ClientKind::ApiKey, WordRef::Text(v))),
         ]
         .into_iter()
         .flatten()
@@ -626,10 +585,10 @@ impl ActivityBucket {
         for (kind, value) in r.clients() {
             // The IP, token and username were just looked up for the panes.
             let id = match kind {
-                ClientType::Ip => ip,
-                ClientType::Token => token,
-                ClientType::Username => user,
-                ClientType::Cookie | ClientType::ApiKey => self.word(value, b),
+                ClientKind::Ip => ip,
+                ClientKind::Token => token,
+                ClientKind::Username => user,
+                ClientKind::Cookie | ClientKind::ApiKey => self.word(value, b),
             };
             let fitted = id.is_some_and(|id| {
                 self.with_panes(
@@ -657,7 +616,7 @@ impl ActivityBucket {
 
     fn add_ioa(
         &self,
-        client: (ClientType, WordRef<'_>),
+        client: (ClientKind, WordRef<'_>),
         api: &str,
         ioa: Ioa,
         at: i64,
@@ -802,7 +761,7 @@ pub struct Activity {
     used: AtomicI64,
     overflowed: AtomicU64,
     /// Attack-management entries marked reviewed: (client type, client) → when.
-    reviewed: Map<(ClientType, Arc<str>), i64>,
+    reviewed: Map<(ClientKind, Arc<str>), i64>,
 }
 
 impl Activity {
@@ -854,7 +813,7 @@ impl Activity {
     }
 
     /// Records an IoA raised against `client` on `api`, at `at`.
-    pub fn record_ioa(&self, client: (ClientType, WordRef<'_>), api: &str, ioa: Ioa, at: i64) {
+    pub fn record_ioa(&self, client: (ClientKind, WordRef<'_>), api: &str, ioa: Ioa, at: i64) {
         let b = self.budget();
         self.with_bucket(at, at, |bucket| {
             bucket.add_ioa(client, api, ioa, at, &self.caps, &b)
@@ -912,7 +871,7 @@ impl Activity {
 
     /// A client's panes over `[from, to)`; `None` when the client appears in no bucket
     /// at all (never seen, in any period).
-    pub fn client(&self, kind: ClientType, value: &str, from: i64, to: i64) -> Option<Tally> {
+    pub fn client(&self, kind: ClientKind, value: &str, from: i64, to: i64) -> Option<Tally> {
         let word = word_ref(kind, value);
         let mut tally = Tally::default();
         let mut seen = false;
@@ -962,13 +921,13 @@ impl Activity {
 
     /// The clients with IoAs in `[from, to)`, per (client, API).
     pub fn attacks(&self, from: i64, to: i64) -> Vec<AttackRow> {
-        let mut rows: std::collections::HashMap<(ClientType, String, String), AttackRow> =
+        let mut rows: std::collections::HashMap<(ClientKind, String, String), AttackRow> =
             std::collections::HashMap::new();
         self.each_in(from, to, |b| {
             for e in b.attacks.iter() {
                 let (kind, client, api) = *e.key();
                 let (Some(kind), Some(client), Some(api)) = (
-                    ClientType::from_code(kind),
+                    ClientKind::from_code(kind),
                     b.dict.word(client),
                     b.dict.word(api),
                 ) else {
@@ -995,7 +954,7 @@ impl Activity {
     }
 
     /// Marks (or unmarks) a client's attack entry reviewed.
-    pub fn set_reviewed(&self, kind: ClientType, client: &str, reviewed: bool, now: i64) {
+    pub fn set_reviewed(&self, kind: ClientKind, client: &str, reviewed: bool, now: i64) {
         let key = (kind, Arc::from(client));
         if reviewed {
             self.reviewed.insert(key, now);
@@ -1004,7 +963,7 @@ impl Activity {
         }
     }
 
-    pub fn reviewed(&self, kind: ClientType, client: &str) -> Option<i64> {
+    pub fn reviewed(&self, kind: ClientKind, client: &str) -> Option<i64> {
         self.reviewed
             .get(&(kind, Arc::from(client)))
             .map(|e| *e.value())
@@ -1012,7 +971,7 @@ impl Activity {
 
     /// The reviewed marks as stored (JSON, sorted so equal state gives equal bytes).
     pub fn reviewed_image(&self) -> Vec<u8> {
-        let mut all: Vec<(ClientType, String, i64)> = self
+        let mut all: Vec<(ClientKind, String, i64)> = self
             .reviewed
             .iter()
             .map(|e| (e.key().0, e.key().1.to_string(), *e.value()))
@@ -1022,7 +981,7 @@ impl Activity {
     }
 
     pub fn restore_reviewed(&self, bytes: &[u8]) -> Result<(), String> {
-        let all: Vec<(ClientType, String, i64)> =
+        let all: Vec<(ClientKind, String, i64)> =
             serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
         for (k, c, at) in all {
             self.reviewed.insert((k, Arc::from(c)), at);
@@ -1097,9 +1056,9 @@ impl Activity {
     }
 }
 
-fn word_ref(kind: ClientType, value: &str) -> WordRef<'_> {
+fn word_ref(kind: ClientKind, value: &str) -> WordRef<'_> {
     match (kind, value.parse::<IpAddr>()) {
-        (ClientType::Ip, Ok(ip)) => WordRef::Ip(ip),
+        (ClientKind::Ip, Ok(ip)) => WordRef::Ip(ip),
         _ => WordRef::Text(value),
     }
 }
@@ -1165,7 +1124,7 @@ impl Tally {
 /// One client's IoAs on one API over a period.
 #[derive(Debug, Clone)]
 pub struct AttackRow {
-    pub client_type: ClientType,
+    pub client_type: ClientKind,
     pub client: String,
     pub api: String,
     pub by_type: [u64; Ioa::ALL.len()],
@@ -1304,14 +1263,14 @@ mod tests {
         );
         a.record(&req(day_ago, "10.0.0.1", "/shop/a", 500, None), NOW);
         a.record_ioa(
-            (ClientType::Ip, WordRef::Ip("10.0.0.1".parse().unwrap())),
+            (ClientKind::Ip, WordRef::Ip("10.0.0.1".parse().unwrap())),
             "shop",
             Ioa::ApiProbing,
             NOW - 30,
         );
 
         let day = a
-            .client(ClientType::Ip, "10.0.0.1", NOW - 86_400, NOW + 1)
+            .client(ClientKind::Ip, "10.0.0.1", NOW - 86_400, NOW + 1)
             .unwrap();
         assert_eq!(
             day.pane(Pane::Endpoints),
@@ -1320,7 +1279,7 @@ mod tests {
         assert_eq!(day.pane(Pane::ErrorCodes), vec![("404".into(), 1)]);
         assert_eq!(day.pane(Pane::Ioas), vec![("api_probing".into(), 1)]);
         let week = a
-            .client(ClientType::Ip, "10.0.0.1", NOW - 7 * 86_400, NOW + 1)
+            .client(ClientKind::Ip, "10.0.0.1", NOW - 7 * 86_400, NOW + 1)
             .unwrap();
         assert_eq!(
             week.pane(Pane::Endpoints),
@@ -1331,15 +1290,15 @@ mod tests {
             vec![("404".into(), 1), ("500".into(), 1)]
         );
         let tok = a
-            .client(ClientType::Token, "tok", NOW - 86_400, NOW + 1)
+            .client(ClientKind::Token, "tok", NOW - 86_400, NOW + 1)
             .unwrap();
         assert_eq!(tok.pane(Pane::Ips), vec![("10.0.0.1".into(), 2)]);
-        assert!(a.client(ClientType::Ip, "10.9.9.9", 0, i64::MAX).is_none());
+        assert!(a.client(ClientKind::Ip, "10.9.9.9", 0, i64::MAX).is_none());
 
         // Nine days later the hour buckets have rolled into days: still there.
         a.compact(NOW + 9 * 86_400);
         let month = a
-            .client(ClientType::Ip, "10.0.0.1", NOW - 30 * 86_400, NOW + 1)
+            .client(ClientKind::Ip, "10.0.0.1", NOW - 30 * 86_400, NOW + 1)
             .unwrap();
         assert_eq!(month.pane(Pane::Endpoints), week.pane(Pane::Endpoints));
         assert_eq!(a.attacks(0, i64::MAX).len(), 1);
@@ -1351,11 +1310,11 @@ mod tests {
                 postcard::from_bytes(&postcard::to_stdvec(&bucket.image()).unwrap()).unwrap();
             assert!(b.restore(t, img));
         });
-        let again = b.client(ClientType::Ip, "10.0.0.1", 0, i64::MAX).unwrap();
+        let again = b.client(ClientKind::Ip, "10.0.0.1", 0, i64::MAX).unwrap();
         for pane in Pane::ALL {
             assert_eq!(
                 again.pane(pane),
-                a.client(ClientType::Ip, "10.0.0.1", 0, i64::MAX)
+                a.client(ClientKind::Ip, "10.0.0.1", 0, i64::MAX)
                     .unwrap()
                     .pane(pane)
             );
@@ -1379,7 +1338,7 @@ mod tests {
             },
             NOW,
         );
-        let t = a.client(ClientType::Ip, "10.0.0.1", 0, i64::MAX).unwrap();
+        let t = a.client(ClientKind::Ip, "10.0.0.1", 0, i64::MAX).unwrap();
         assert_eq!(t.pane(Pane::Devices), vec![("IOS".into(), 1)]);
     }
 

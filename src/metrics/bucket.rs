@@ -23,8 +23,28 @@ use std::sync::atomic::{AtomicI64, AtomicU32, AtomicU64, Ordering::Relaxed};
 use dashmap::DashMap;
 use http::Method;
 
-use super::Observation;
 use super::agent::{self, Agent, Browser, Os};
+
+/// The facts of one finished exchange, as recorded.
+#[derive(Debug, Clone)]
+pub struct Observation<'a> {
+    /// Unix seconds when the request arrived.
+    pub time: i64,
+    pub method: &'a Method,
+    /// The path without the query.
+    pub path: &'a str,
+    pub client_ip: IpAddr,
+    /// The value of the API's session cookie.
+    pub session: Option<&'a str>,
+    pub user_agent: Option<&'a str>,
+    /// The status the client got; `None` if it got none.
+    pub status: Option<u16>,
+    /// `host:port` of the backend reached (`0.0.0.0` in sideband mode); `None` if none was.
+    pub server: Option<&'a str>,
+    pub request_bytes: u64,
+    pub response_bytes: u64,
+    pub latency_us: u64,
+}
 
 pub(crate) type Hasher = foldhash::fast::RandomState;
 pub(crate) type Map<K, V> = DashMap<K, V, Hasher>;
@@ -648,9 +668,9 @@ pub struct Image {
 /// before the mark existed (version 1: woothee device classes, no browser group) start
 /// with their bucket's start, a multiple of 60 seconds, which postcard writes as a zigzag
 /// varint whose first byte is never 1; [`Image::decode`] reads and converts them.
-const IMAGE_MARK: u8 = 1;
+pub(super) const IMAGE_MARK: u8 = 1;
 /// Version 2: user agents carry their [`Agent`] classes, combinations their OS and browser.
-const IMAGE_VERSION: u8 = 2;
+pub(super) const IMAGE_VERSION: u8 = 2;
 
 /// Why stored bytes are not a bucket image.
 #[derive(Debug, thiserror::Error)]
@@ -665,15 +685,6 @@ impl Image {
     /// The image as stored (in the embedded store, or in Redis for the other nodes).
     pub fn encode(&self) -> Result<Vec<u8>, ImageError> {
         Ok(postcard::to_extend(self, vec![IMAGE_MARK, IMAGE_VERSION])?)
-    }
-
-    /// Reads a stored image, of this layout or of the one before (converted).
-    pub fn decode(bytes: &[u8]) -> Result<Image, ImageError> {
-        match bytes {
-            [IMAGE_MARK, IMAGE_VERSION, rest @ ..] => Ok(postcard::from_bytes(rest)?),
-            [IMAGE_MARK, version, ..] => Err(ImageError::Version(*version)),
-            _ => Ok(super::legacy::image(postcard::from_bytes(bytes)?)),
-        }
     }
 }
 

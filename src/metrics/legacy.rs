@@ -152,6 +152,21 @@ pub(super) fn image(old: Image) -> bucket::Image {
     }
 }
 
+// The decoder lives beside the older layout it converts, so that `bucket` (today's layout)
+// needs nothing from here.
+impl bucket::Image {
+    /// Reads a stored image, of this layout or of the one before (converted).
+    pub fn decode(bytes: &[u8]) -> Result<bucket::Image, bucket::ImageError> {
+        match bytes {
+            [bucket::IMAGE_MARK, bucket::IMAGE_VERSION, rest @ ..] => {
+                Ok(postcard::from_bytes(rest)?)
+            }
+            [bucket::IMAGE_MARK, version, ..] => Err(bucket::ImageError::Version(*version)),
+            _ => Ok(image(postcard::from_bytes(bytes)?)),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,8 +1,10 @@
 //! Recording: the only writer of the counters every report reads.
 //!
-//! `pipeline::on_complete` hands one [`Observation`] per finished exchange to the API's
-//! [`ApiRecorder`], which adds it to the bucket of its time. Nothing else writes here;
-//! reports read through [`ApiRecorder::snapshot`].
+//! [`Metrics::record`] is the one sink: `pipeline::on_complete` hands it each finished
+//! exchange once, and it records it everywhere it counts: the API's [`ApiRecorder`]
+//! (`api_metrics`, in the bucket of its time), client and API activity ([`activity`]), sign-on
+//! events ([`users`]), Prometheus ([`prom`]) and the IoAs the exchange raised ([`ioas`] and
+//! attack management). Nothing else writes here; reports read through snapshots.
 //!
 //! # Time buckets
 //! | tier | bucket | holds | so a window is exact to |
@@ -41,47 +43,25 @@
 pub mod activity;
 pub mod agent;
 pub mod bucket;
+pub mod ioas;
 mod legacy;
 pub mod prom;
 pub mod snapshot;
 pub mod users;
 
 use std::collections::HashMap;
-use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use http::Method;
-
 pub use agent::{Agent, Browser, Os};
-pub use bucket::{Budget, Caps, Image, Overflow};
+pub use bucket::{Budget, Caps, Image, Observation, Overflow};
 pub use snapshot::Snapshot;
 
 use bucket::{Bucket, Hasher, Map};
 
 use crate::config::ApiDef;
-
-/// The facts of one finished exchange, as recorded.
-#[derive(Debug, Clone)]
-pub struct Observation<'a> {
-    /// Unix seconds when the request arrived.
-    pub time: i64,
-    pub method: &'a Method,
-    /// The path without the query.
-    pub path: &'a str,
-    pub client_ip: IpAddr,
-    /// The value of the API's session cookie.
-    pub session: Option<&'a str>,
-    pub user_agent: Option<&'a str>,
-    /// The status the client got; `None` if it got none.
-    pub status: Option<u16>,
-    /// `host:port` of the backend reached (`0.0.0.0` in sideband mode); `None` if none was.
-    pub server: Option<&'a str>,
-    pub request_bytes: u64,
-    pub response_bytes: u64,
-    pub latency_us: u64,
-}
+use crate::vocab::{ClientId, Exchange, Upstream};
 
 /// A tier of time buckets.
 #[derive(Debug, Clone, Copy)]
@@ -129,6 +109,15 @@ pub(crate) fn tier_for(tiers: &[TierSpec], t: i64, now: i64, from: usize) -> Opt
     })
 }
 
+/// What the sink needs of the API an exchange matched: its definition (sign-on paths and
+/// statuses) and its handles here, which the API table resolved once.
+#[derive(Debug, Clone, Copy)]
+pub struct Handles<'a> {
+    pub def: &'a ApiDef,
+    pub recorder: &'a ApiRecorder,
+    pub prom: &'a prom::ApiProm,
+}
+
 /// Every API's recorder.
 #[derive(Debug)]
 pub struct Metrics {
@@ -136,6 +125,10 @@ pub struct Metrics {
     pub activity: activity::Activity,
     /// Sign-ons, password resets and active users per hour (`userActivities`).
     pub users: users::Users,
+    /// Operational metrics (`GET /metrics`).
+    pub prom: Arc<prom::Prom>,
+    /// The IoAs raised lately, and counts since start.
+    pub ioas: ioas::IoaLog,
     caps: Caps,
     default_budget: u64,
     recorders: Mutex<HashMap<String, Arc<ApiRecorder>>>,
@@ -144,12 +137,18 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    pub fn new(caps: Caps, default_budget: u64, activity: activity::ActivityCaps) -> Metrics {
+    pub fn new(
+        caps: Caps,
+        default_budget: u64,
+        activity: activity::ActivityCaps,
+        prom: Arc<prom::Prom>,
+    ) -> Metrics {
         Metrics::within(
             caps,
             default_budget,
             activity,
             Arc::new(crate::memory::Pool::new("records", u64::MAX)),
+            prom,
         )
     }
 
@@ -160,10 +159,13 @@ impl Metrics {
         default_budget: u64,
         activity: activity::ActivityCaps,
         records: Arc<crate::memory::Pool>,
+        prom: Arc<prom::Prom>,
     ) -> Metrics {
         Metrics {
             activity: activity::Activity::new(activity),
             users: users::Users::new(),
+            prom,
+            ioas: ioas::IoaLog::default(),
             caps,
             default_budget,
             recorders: Mutex::new(HashMap::new()),
@@ -173,6 +175,72 @@ impl Metrics {
 
     fn recorders(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<ApiRecorder>>> {
         self.recorders.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The one sink: records a finished exchange everywhere it counts, once. `api` is the
+    /// API it matched (its definition and its handles here).
+    ///
+    /// `api_metrics` counts every answer, as ASE's report does; activity, sign-on events
+    /// and detection learn about clients, and enforcer's own answers (a block, a decoy, a
+    /// 429, a proxy failure) say nothing about them: those see only the backend's status.
+    pub fn record<A>(&self, api: Handles<'_>, ex: &Exchange<A>) {
+        let time = unix_secs(ex.received_at);
+        let latency_us = ex
+            .latency
+            .map_or(0, |l| u64::try_from(l.as_micros()).unwrap_or(u64::MAX));
+        let agent = api.recorder.record(&Observation {
+            time,
+            method: &ex.method,
+            path: ex.uri.path(),
+            client_ip: ex.client_ip,
+            session: ex.session.as_deref(),
+            user_agent: ex.user_agent.as_ref().and_then(|v| v.to_str().ok()),
+            status: ex.status.map(|s| s.as_u16()),
+            server: ex.upstream.as_ref().map(Upstream::addr),
+            request_bytes: ex.request_bytes,
+            response_bytes: ex.response_bytes,
+            latency_us,
+        });
+        let backend_status = ex.backend_status().map(|s| s.as_u16());
+        self.activity.record(
+            &activity::Request {
+                time,
+                api: &api.def.id,
+                method: ex.method.as_str(),
+                path: ex.uri.path(),
+                status: backend_status,
+                os: agent.os,
+                ip: ex.client_ip,
+                token: ex.token.as_deref(),
+                cookie: ex.session.as_deref(),
+                username: ex.username.as_deref(),
+                api_key: ex.api_key.as_ref().map(|k| k.value.as_str()),
+            },
+            // The request's own time decides its bucket; its tier cannot have aged out
+            // while it ran.
+            time,
+        );
+        let event = users::classify(
+            ex.uri.path(),
+            backend_status,
+            api.def.login_url.as_deref(),
+            api.def.password_reset_url.as_deref(),
+            &api.def.user_events,
+        );
+        self.users.record(time, event, ex.username.as_deref(), time);
+        api.prom.observe(ex);
+        for r in &ex.raised {
+            let word = match &r.client {
+                ClientId::Ip(ip) => activity::WordRef::Ip(*ip),
+                ClientId::Token(v)
+                | ClientId::Cookie(v)
+                | ClientId::ApiKey(v)
+                | ClientId::Username(v) => activity::WordRef::Text(v),
+            };
+            self.activity
+                .record_ioa((r.client.kind(), word), &r.api, r.ioa, r.at);
+            self.ioas.push(r.clone());
+        }
     }
 
     /// The recorder of `api`, created on first use; the same one across reloads.
@@ -406,6 +474,7 @@ fn with_bucket(tier: &Map<i64, Bucket>, start: i64, caps: &Caps, f: impl FnOnce(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::Method;
 
     const T0: i64 = 1_700_000_040; // a minute boundary (divisible by 60)
 
@@ -515,7 +584,7 @@ mod tests {
             let session = format!("s{i}");
             let path = format!("/a/{i}");
             let mut o = obs(T0, &get, &path, Some(&session));
-            let ip: IpAddr = format!("10.0.0.{i}").parse().unwrap();
+            let ip: std::net::IpAddr = format!("10.0.0.{i}").parse().unwrap();
             o.client_ip = ip;
             r.record_at(&o, T0);
         }

@@ -55,24 +55,23 @@ use prometheus::{
     Registry, TextEncoder,
 };
 
-use crate::pipeline::{Exchange, Verdict};
+use crate::vocab::{Exchange, Reason, Verdict};
 
 const METHODS: [&str; 10] = [
     "GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS", "CONNECT", "TRACE", "OTHER",
 ];
 const STATUS_CLASSES: [&str; 6] = ["1xx", "2xx", "3xx", "4xx", "5xx", "none"];
 const DECISIONS: [&str; 3] = ["allow", "block", "would_block"];
-const REASONS: [&str; 9] = [
-    "none",
-    "deny_list",
-    "decoy_follower",
-    "missing_token",
-    "decoy",
-    "pattern",
-    "redirect",
-    "flow_control",
-    "ambiguous",
-];
+/// The `reason` label's values: `none` (allowed), then every [`Reason`] in its order.
+const REASONS: [&str; Reason::ALL.len() + 1] = {
+    let mut names = ["none"; Reason::ALL.len() + 1];
+    let mut i = 0;
+    while i < Reason::ALL.len() {
+        names[i + 1] = Reason::ALL[i].as_str();
+        i += 1;
+    }
+    names
+};
 
 const LATENCY_BUCKETS: [f64; 14] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
@@ -235,7 +234,7 @@ impl std::fmt::Debug for ApiProm {
 
 impl ApiProm {
     /// Counts a finished exchange.
-    pub fn observe(&self, ex: &Exchange) {
+    pub fn observe<A>(&self, ex: &Exchange<A>) {
         let method = METHODS
             .iter()
             .position(|m| *m == ex.method.as_str())
@@ -253,12 +252,11 @@ impl ApiProm {
                 ])
             })
             .inc();
-        let (decision, label) = match ex.verdict {
-            Verdict::Allowed => (0, "none"),
-            Verdict::Blocked(r) => (1, r),
-            Verdict::WouldBlock(r) => (2, r),
+        let (decision, reason) = match ex.verdict {
+            Verdict::Allowed => (0, 0),
+            Verdict::Blocked(r) => (1, r.index() + 1),
+            Verdict::WouldBlock(r) => (2, r.index() + 1),
         };
-        let reason = REASONS.iter().position(|r| *r == label).unwrap_or(0);
         self.decisions[decision][reason]
             .get_or_init(|| {
                 self.vectors.decisions.with_label_values(&[

@@ -88,11 +88,7 @@ pub fn classify(
     None
 }
 
-/// Whether a request path is a configured path (`login_url`, `password_reset_url`):
-/// equal but for a trailing `/`. Login-attack detection uses the same rule.
-pub fn same_path(path: &str, configured: &str) -> bool {
-    path.trim_end_matches('/') == configured.trim_end_matches('/')
-}
+pub use crate::config::api::same_path;
 
 /// A count of distinct users: exact up to [`EXACT_USERS`], estimated beyond.
 #[derive(Clone)]

@@ -11,110 +11,53 @@
 //! 3. [`Pipeline::on_response`]: the response head is known (from the backend inline, from
 //!    the gateway's `/ase/response` call in sideband).
 //! 4. [`Pipeline::on_complete`]: the exchange is over (body finished, connection dropped or
-//!    request rejected); runs exactly once per exchange and hands the record on.
+//!    request rejected); runs exactly once per exchange: detection, then the one sink
+//!    ([`Metrics::record`]).
 //!
 //! Neither transport records or enforces on its own, so the two modes cannot drift apart.
+//!
+//! A [`Pipeline`] holds no state: it borrows the components the `App` owns side by side
+//! (the API table, the [`Enforcer`], the [`Metrics`]) and sequences them. Each API's
+//! handles into those components (its recorder and Prometheus children, its flow-control
+//! and detection state) are resolved once per API table ([`route::Api`]), so a request
+//! does no lookups.
 
-pub mod exchange;
 pub mod route;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
-use arc_swap::ArcSwap;
 use http::header::{COOKIE, USER_AGENT};
 use http::{HeaderMap, StatusCode};
 
-pub use exchange::{Exchange, UNKNOWN_CLIENT, Upstream, Verdict};
-pub use route::{Api, ApiTable, Context, RouteError, Server};
+pub use crate::enforce::Decision;
+pub use crate::vocab::{UNKNOWN_CLIENT, Upstream, Verdict};
+pub use route::{Api, ApiTable, Apis, Context, RouteError, Server};
 
-use crate::config::{Config, Mode};
+use crate::config::Mode;
 use crate::enforce::flow::{Kind, Pick};
-use crate::enforce::{self, Block, Enforcer, flow_event};
-use crate::metrics::prom::Prom;
-use crate::metrics::{Metrics, Observation, activity, unix_secs, users};
+use crate::enforce::{Block, Enforcer, flow_event};
+use crate::metrics::Metrics;
+use crate::vocab::Reason;
 
-/// What `on_request` decided.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Decision {
-    /// Let the request through: forward it (inline) or answer 200 (sideband).
-    Allow,
-    /// Answer for the pipeline instead: inline with the block's own answer (ASE's error
-    /// table, the decoy's fake response, a redirect, 429), sideband with 403.
-    Block(Block),
+/// An exchange routed to one of the pipeline's APIs.
+pub type Exchange = crate::vocab::Exchange<Arc<Api>>;
+
+/// The request pipeline: the phases, over borrowed components. Cheap to build per use.
+#[derive(Debug, Clone, Copy)]
+pub struct Pipeline<'a> {
+    pub mode: Mode,
+    /// Take the client from `X-Forwarded-For` (`enable_xff`).
+    pub enable_xff: bool,
+    pub apis: &'a Apis,
+    pub enforcer: &'a Enforcer,
+    pub metrics: &'a Metrics,
 }
 
-/// The shared request pipeline. One instance per process, shared by every worker.
-#[derive(Debug)]
-pub struct Pipeline {
-    mode: Mode,
-    enable_xff: bool,
-    apis: ArcSwap<ApiTable>,
-    metrics: Arc<Metrics>,
-    prom: Arc<Prom>,
-    pub enforcer: Enforcer,
-    /// The cluster's shared counters (cluster mode), set once after construction.
-    shared: std::sync::OnceLock<Arc<dyn crate::enforce::flow::SharedCounter>>,
-}
-
-impl Pipeline {
-    pub fn new(config: &Config, metrics: Arc<Metrics>, prom: Arc<Prom>) -> Pipeline {
-        let enforcer = Enforcer::new(
-            enforce::Config::from_settings(&config.settings),
-            metrics.clone(),
-        );
-        let ctx = Context {
-            metrics: &metrics,
-            enforce: &enforcer.cfg,
-            prom: &prom,
-        };
-        let apis = ArcSwap::from_pointee(ApiTable::new(config.apis.clone(), &ctx));
-        Pipeline {
-            mode: config.settings.mode,
-            enable_xff: config.settings.enable_xff,
-            apis,
-            metrics,
-            prom,
-            enforcer,
-            shared: std::sync::OnceLock::new(),
-        }
-    }
-
-    /// Swaps in a new set of API definitions. Exchanges in flight keep the table they
-    /// started with; every later request uses the new one. Recorders are kept by API id;
-    /// flow-control and detection state start afresh.
-    pub fn replace_apis(&self, defs: Vec<crate::config::ApiDef>) -> Arc<ApiTable> {
-        let ctx = Context {
-            metrics: &self.metrics,
-            enforce: &self.enforcer.cfg,
-            prom: &self.prom,
-        };
-        let table = Arc::new(ApiTable::new(defs, &ctx));
-        self.apis.store(table.clone());
-        table
-    }
-
-    pub fn prom(&self) -> &Prom {
-        &self.prom
-    }
-
-    /// The recorders every API's exchanges go to.
-    pub fn metrics(&self) -> &Arc<Metrics> {
-        &self.metrics
-    }
-
-    pub fn mode(&self) -> Mode {
-        self.mode
-    }
-
-    /// The current API table. Requests already routed keep the table they started with.
-    pub fn apis(&self) -> Arc<ApiTable> {
-        self.apis.load_full()
-    }
-
+impl Pipeline<'_> {
     /// Phase 1: match a request to an API.
     pub fn route(&self, host: Option<&str>, path: &str) -> Result<Arc<Api>, RouteError> {
-        self.apis.load().route(host, path).cloned()
+        self.apis.route(host, path)
     }
 
     /// Phase 2, when the request head is known: capture the client's identifiers and
@@ -130,7 +73,7 @@ impl Pipeline {
             ex.session = cookie_value(headers, name).map(str::to_string);
         }
         let api = ex.api.clone();
-        self.enforcer.decide(&api, ex, headers)
+        self.enforcer.decide(api.enforced(), ex, headers)
     }
 
     /// Inline, after `on_request` allowed: the server to forward to, within the API's
@@ -138,7 +81,7 @@ impl Pipeline {
     /// on). `Ok(None)`: every server is out of rotation.
     pub async fn pick_server(&self, ex: &mut Exchange) -> Result<Option<Pick>, Block> {
         let api = ex.api.clone();
-        let shared = self.shared.get().map(|s| s.as_ref());
+        let shared = self.enforcer.shared_counters();
         let picked = if self.enforcer.cfg.shared_client_spikes {
             match api
                 .flow
@@ -156,15 +99,16 @@ impl Pipeline {
                 if pick.queued {
                     api.flow.record(
                         Kind::ConnectionQueued,
-                        flow_event(&api, ex, Some(pick.server.addr.clone())),
+                        flow_event(api.id(), ex, Some(pick.server.addr.to_string())),
                     );
                 }
                 Ok(Some(pick))
             }
             Ok(None) => Ok(None),
             Err(limited) => {
-                api.flow.record(limited.kind, flow_event(&api, ex, None));
-                ex.verdict = Verdict::Blocked("flow_control");
+                api.flow
+                    .record(limited.kind, flow_event(api.id(), ex, None));
+                ex.verdict = Verdict::Blocked(Reason::FlowControl);
                 Err(Block::RateLimited {
                     kind: limited.kind,
                     retry_after: limited.retry_after,
@@ -173,14 +117,11 @@ impl Pipeline {
         }
     }
 
-    /// Counts server spike thresholds across the cluster from now on (cluster mode).
-    pub fn share_counters(&self, counter: Arc<dyn crate::enforce::flow::SharedCounter>) {
-        let _ = self.shared.set(counter);
-    }
-
     /// Expires list entries, decoy memory and idle flow-control and detection state.
     pub fn sweep(&self) {
-        self.enforcer.sweep(self.apis.load().all());
+        let table = self.apis.load();
+        self.enforcer
+            .sweep(table.all().iter().map(|a| a.enforced()));
     }
 
     /// Phase 3, when the response head is known.
@@ -188,62 +129,16 @@ impl Pipeline {
         ex.status = Some(status);
     }
 
-    /// Phase 4, once per exchange, when it is over: the exchange is recorded.
+    /// Phase 4, once per exchange, when it is over: detection, then the sink.
     pub fn on_complete(&self, mut ex: Exchange) {
         let latency = ex.started.elapsed();
         ex.latency = Some(latency);
-        let latency_us = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
-        let time = unix_secs(ex.received_at);
-        let agent = ex.api.recorder.record(&Observation {
-            time,
-            method: &ex.method,
-            path: ex.uri.path(),
-            client_ip: ex.client_ip,
-            session: ex.session.as_deref(),
-            user_agent: ex.user_agent.as_ref().and_then(|v| v.to_str().ok()),
-            status: ex.status.map(|s| s.as_u16()),
-            server: ex.upstream.as_ref().map(Upstream::addr),
-            request_bytes: ex.request_bytes,
-            response_bytes: ex.response_bytes,
-            latency_us,
-        });
-        // api_metrics above counts every answer, as ASE's report does; what follows learns
-        // about clients, and enforcer's own answers say nothing about them.
-        let backend_status = ex.backend_status().map(|s| s.as_u16());
-        self.metrics.activity.record(
-            &activity::Request {
-                time,
-                api: ex.api.id(),
-                method: ex.method.as_str(),
-                path: ex.uri.path(),
-                status: backend_status,
-                os: agent.os,
-                ip: ex.client_ip,
-                token: ex.token.as_deref(),
-                cookie: ex.session.as_deref(),
-                username: ex.username.as_deref(),
-                api_key: ex.api_key.as_ref().map(|k| k.value.as_str()),
-            },
-            // The request's own time decides its bucket; its tier cannot have aged out
-            // while it ran.
-            time,
-        );
-        let def = &ex.api.def;
-        let event = users::classify(
-            ex.uri.path(),
-            backend_status,
-            def.login_url.as_deref(),
-            def.password_reset_url.as_deref(),
-            &def.user_events,
-        );
-        self.metrics
-            .users
-            .record(time, event, ex.username.as_deref(), time);
-        ex.api.prom.observe(&ex);
-        self.enforcer.observe(&ex.api, &ex);
+        let api = ex.api.clone();
+        self.enforcer.observe(api.enforced(), &mut ex);
+        self.metrics.record(api.handles(), &ex);
         tracing::debug!(
             target: "enforcer::access",
-            api = ex.api.id(),
+            api = api.id(),
             client = %ex.client_ip,
             method = %ex.method,
             path = ex.path(),
@@ -251,7 +146,7 @@ impl Pipeline {
             upstream = ex.upstream.as_ref().map(Upstream::addr),
             req_bytes = ex.request_bytes,
             resp_bytes = ex.response_bytes,
-            latency_us,
+            latency_us = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX),
         );
     }
 }

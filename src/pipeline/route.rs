@@ -13,15 +13,16 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
-use http::uri::Authority;
-
+pub use crate::backend::Server;
 use crate::config::api::strip_port;
 use crate::config::{ApiDef, HostMatch};
-use crate::enforce::{self, detect::ApiDetect, flow::ApiFlow};
-use crate::metrics::prom::{ApiProm, Prom};
-use crate::metrics::{ApiRecorder, Metrics};
+use arc_swap::ArcSwap;
+
+use crate::enforce::{self, ApiRef, detect::ApiDetect, flow::ApiFlow};
+use crate::metrics::prom::ApiProm;
+use crate::metrics::{ApiRecorder, Handles, Metrics};
 
 /// An origin-form path without dot segments, raw or percent-encoded: `..` must never reach
 /// API matching, where it could climb out of one API's base path into another's.
@@ -46,65 +47,11 @@ pub enum RouteError {
     UnknownApi,
 }
 
-/// One backend server of an API, with the health state the checker maintains.
-#[derive(Debug)]
-pub struct Server {
-    /// `host:port`, as reported in `api_metrics`.
-    pub addr: String,
-    pub host: String,
-    pub port: u16,
-    /// `addr` as a URI authority, for building upstream URIs without re-parsing.
-    pub authority: Authority,
-    healthy: AtomicBool,
-    failures: AtomicU32,
-}
-
-impl Server {
-    pub fn new(host: &str, port: u16) -> Server {
-        let addr = if host.contains(':') {
-            format!("[{host}]:{port}")
-        } else {
-            format!("{host}:{port}")
-        };
-        // Config validation has already checked that `host:port` is a valid authority.
-        let authority = Authority::try_from(addr.as_str())
-            .unwrap_or_else(|_| Authority::from_static("0.0.0.0"));
-        Server {
-            addr,
-            authority,
-            host: host.to_string(),
-            port,
-            healthy: AtomicBool::new(true),
-            failures: AtomicU32::new(0),
-        }
-    }
-
-    pub fn is_healthy(&self) -> bool {
-        self.healthy.load(Ordering::Relaxed)
-    }
-
-    /// Records a passed health check. Returns true when this restored the server.
-    pub fn check_passed(&self) -> bool {
-        self.failures.store(0, Ordering::Relaxed);
-        !self.healthy.swap(true, Ordering::Relaxed)
-    }
-
-    /// Records a failed health check; after `limit` consecutive failures the server leaves
-    /// the rotation. Returns true when this failure ejected it.
-    pub fn check_failed(&self, limit: u32) -> bool {
-        let n = self
-            .failures
-            .fetch_add(1, Ordering::Relaxed)
-            .saturating_add(1);
-        n >= limit && self.healthy.swap(false, Ordering::Relaxed)
-    }
-}
-
-/// What building an API's runtime state needs.
+/// What building an API's runtime state needs: the components its handles point into.
+#[derive(Clone, Copy)]
 pub struct Context<'a> {
     pub metrics: &'a Metrics,
     pub enforce: &'a enforce::Config,
-    pub prom: &'a Prom,
 }
 
 /// An API definition with its runtime state.
@@ -146,7 +93,7 @@ impl Api {
                 ctx.enforce.connection_queue_timeout,
             ),
             detect: ApiDetect::new(ctx.enforce.detection_memory.clone()),
-            prom: ctx.prom.api(&def.id),
+            prom: ctx.metrics.prom.api(&def.id),
             def,
             servers,
             segments,
@@ -156,6 +103,24 @@ impl Api {
 
     pub fn id(&self) -> &str {
         &self.def.id
+    }
+
+    /// This API as enforcement sees it.
+    pub fn enforced(&self) -> ApiRef<'_> {
+        ApiRef {
+            def: &self.def,
+            flow: &self.flow,
+            detect: &self.detect,
+        }
+    }
+
+    /// This API's handles into the metrics, for the sink.
+    pub fn handles(&self) -> Handles<'_> {
+        Handles {
+            def: &self.def,
+            recorder: &self.recorder,
+            prom: &self.prom,
+        }
     }
 
     /// The healthy servers in round-robin order (each request starts one further along),
@@ -231,6 +196,39 @@ impl PathTree {
             }
         }
         best
+    }
+}
+
+/// The API table in service, swapped whole when the definitions change: requests read it
+/// with one atomic load; exchanges in flight keep the table they started with.
+#[derive(Debug)]
+pub struct Apis {
+    table: ArcSwap<ApiTable>,
+}
+
+impl Apis {
+    pub fn new(defs: Vec<ApiDef>, ctx: Context<'_>) -> Apis {
+        Apis {
+            table: ArcSwap::from_pointee(ApiTable::new(defs, &ctx)),
+        }
+    }
+
+    /// The current table.
+    pub fn load(&self) -> Arc<ApiTable> {
+        self.table.load_full()
+    }
+
+    /// Matches a request to an API of the current table.
+    pub fn route(&self, host: Option<&str>, path: &str) -> Result<Arc<Api>, RouteError> {
+        self.table.load().route(host, path).cloned()
+    }
+
+    /// Swaps in a new set of API definitions. Every later request uses the new table.
+    /// Recorders are kept by API id; flow-control and detection state start afresh.
+    pub fn replace(&self, defs: Vec<ApiDef>, ctx: Context<'_>) -> Arc<ApiTable> {
+        let table = Arc::new(ApiTable::new(defs, &ctx));
+        self.table.store(table.clone());
+        table
     }
 }
 
@@ -330,17 +328,16 @@ mod tests {
     }
 
     fn metrics() -> Metrics {
-        Metrics::new(crate::metrics::Caps::default(), 1 << 20, Default::default())
+        Metrics::new(
+            crate::metrics::Caps::default(),
+            1 << 20,
+            Default::default(),
+            std::sync::Arc::new(crate::metrics::prom::Prom::new("inline").unwrap()),
+        )
     }
 
     fn ctx<'a>(metrics: &'a Metrics, enforce: &'a enforce::Config) -> Context<'a> {
-        static PROM: std::sync::OnceLock<Prom> = std::sync::OnceLock::new();
-        let prom = PROM.get_or_init(|| Prom::new("inline").unwrap());
-        Context {
-            metrics,
-            enforce,
-            prom,
-        }
+        Context { metrics, enforce }
     }
 
     fn cfg() -> enforce::Config {
@@ -475,7 +472,7 @@ mod tests {
         )
         .unwrap();
         let api = Api::new(d, &ctx(&metrics(), &cfg()));
-        let pick = |api: &Api| api.candidates().first().map(|(_, s)| s.addr.clone());
+        let pick = |api: &Api| api.candidates().first().map(|(_, s)| s.addr.to_string());
         let picks: Vec<_> = (0..3).map(|_| pick(&api).unwrap()).collect();
         assert_eq!(picks, ["a:1", "b:2", "c:3"]);
         assert!(!api.servers[1].check_failed(2));

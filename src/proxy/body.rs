@@ -117,7 +117,7 @@ impl Drop for Completion {
             if let Some(count) = &self.request_bytes {
                 ex.request_bytes += count.load(Ordering::Relaxed);
             }
-            self.app.pipeline.on_complete(ex);
+            self.app.pipeline().on_complete(ex);
         }
     }
 }

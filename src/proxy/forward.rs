@@ -40,15 +40,15 @@ use crate::pipeline::{Api, Server};
 pub enum ForwardError {
     /// No connection: refused, unreachable, TLS handshake failed. The client gets 502.
     #[error("upstream {server}: {reason}")]
-    Unreachable { server: String, reason: String },
+    Unreachable { server: Arc<str>, reason: String },
     /// Connected, but the exchange broke (reset, closed, garbage). The client gets 502.
     #[error("upstream {server}: {reason}")]
-    Broken { server: String, reason: String },
+    Broken { server: Arc<str>, reason: String },
     /// No connection within `upstream_connect_timeout` (`reached: false`) or no response
     /// head within `upstream_timeout` (`reached: true`). The client gets 504.
     #[error("upstream {server}: no answer within {timeout:?}")]
     Timeout {
-        server: String,
+        server: Arc<str>,
         timeout: Duration,
         reached: bool,
     },

@@ -46,7 +46,7 @@ pub async fn handle(conn: Arc<Conn>, req: Request<Incoming>) -> Response<ProxyBo
         if !well_formed_path(parts.uri.path()) {
             return answer(Answer::MalformedRequest, version);
         }
-        match app.pipeline.route(host, parts.uri.path()) {
+        match app.pipeline().route(host, parts.uri.path()) {
             Ok(api) => api,
             Err(RouteError::UnknownApi) => return answer(Answer::UnknownApi, version),
             Err(RouteError::UnknownHostname) => return answer(Answer::UnknownHostname, version),
@@ -65,7 +65,7 @@ pub async fn handle(conn: Arc<Conn>, req: Request<Incoming>) -> Response<ProxyBo
     ex.websocket = is_websocket_upgrade(&parts);
     ex.has_body = !body.is_end_stream();
     ex.connection_id = conn.id;
-    let decision = app.pipeline.on_request(&mut ex, &parts.headers);
+    let decision = app.pipeline().on_request(&mut ex, &parts.headers);
     let client = ex.client_ip;
     let mut done = Completion::new(app.clone(), ex);
     match decision {
@@ -73,7 +73,8 @@ pub async fn handle(conn: Arc<Conn>, req: Request<Incoming>) -> Response<ProxyBo
             // HTTP/2 streams are requests: one client's are bounded however it sends them.
             let Some(in_flight) = app.limits.enter(client) else {
                 if let Some(ex) = done.exchange() {
-                    ex.verdict = crate::pipeline::Verdict::Blocked("flow_control");
+                    ex.verdict =
+                        crate::pipeline::Verdict::Blocked(crate::vocab::Reason::FlowControl);
                 }
                 return finish(answer(Answer::ClientBusy, version), done);
             };
@@ -95,7 +96,7 @@ async fn forward(
     let Some(ex) = done.exchange() else {
         return finish(answer(Answer::BadGateway, version), done);
     };
-    let server = match conn.inline.app.pipeline.pick_server(ex).await {
+    let server = match conn.inline.app.pipeline().pick_server(ex).await {
         Ok(Some(pick)) => {
             done.hold(pick.lease);
             pick.server
@@ -153,7 +154,7 @@ async fn forward(
             if e.reached_server()
                 && let Some(ex) = done.exchange()
             {
-                ex.upstream = Some(Upstream::Server(server));
+                ex.upstream = Some(Upstream::Server(server.addr.clone()));
             }
             finish(answer(reply, version), done)
         }
@@ -170,10 +171,10 @@ fn from_upstream(
 ) -> Response<ProxyBody> {
     let status = resp.status();
     if let Some(ex) = done.exchange() {
-        ex.upstream = Some(Upstream::Server(server.clone()));
+        ex.upstream = Some(Upstream::Server(server.addr.clone()));
         conn.inline
             .app
-            .pipeline
+            .pipeline()
             .on_response(ex, status, resp.headers());
     }
     if status == StatusCode::SWITCHING_PROTOCOLS {

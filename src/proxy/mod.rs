@@ -15,8 +15,6 @@ pub mod tunnel;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-pub use handler::handle;
-
 use crate::app::{App, Live};
 use forward::Forwarder;
 

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use crate::enforce::detect::Ioa;
-use crate::metrics::activity::{Activity, AttackRow, ClientType, Pane, Tally};
+use crate::metrics::activity::{Activity, AttackRow, ClientKind, Pane, Tally};
 
 /// A report period.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -169,7 +169,7 @@ pub struct ClientActivity {
 /// The client's activity, or `None` for a client never seen.
 pub fn client_activity(
     a: &Activity,
-    kind: ClientType,
+    kind: ClientKind,
     id: &str,
     period: Period,
     at: i64,
@@ -183,7 +183,7 @@ pub fn client_activity(
 /// The report of a client's tally (one node's, or the cluster's summed).
 pub fn client_activity_of(
     tally: Tally,
-    kind: ClientType,
+    kind: ClientKind,
     id: &str,
     period: Period,
     at: i64,
@@ -278,7 +278,7 @@ pub fn api_activity_of(
 #[derive(Debug, Default)]
 pub struct AttackQuery {
     pub ioa: Option<Ioa>,
-    pub client_type: Option<ClientType>,
+    pub client_type: Option<ClientKind>,
     pub api: Option<String>,
     pub search: Option<String>,
     pub reviewed: Option<bool>,
@@ -297,7 +297,7 @@ pub struct IoaCount {
 }
 
 /// The evidence of the latest IoA of each type per client, from the log of recent IoAs.
-pub type Evidence = std::collections::HashMap<(ClientType, String, Ioa), String>;
+pub type Evidence = std::collections::HashMap<(ClientKind, String, Ioa), String>;
 
 /// One client in the attack management list.
 #[derive(Debug, Serialize)]
@@ -329,7 +329,7 @@ pub fn attacks(
     period: Period,
     at: i64,
     q: &AttackQuery,
-    deny_listed: impl Fn(ClientType, &str) -> bool,
+    deny_listed: impl Fn(ClientKind, &str) -> bool,
 ) -> Attacks {
     let (from, to) = period.window(at);
     attacks_of(
@@ -351,10 +351,10 @@ pub fn attacks_of(
     period: Period,
     at: i64,
     q: &AttackQuery,
-    deny_listed: impl Fn(ClientType, &str) -> bool,
+    deny_listed: impl Fn(ClientKind, &str) -> bool,
     evidence: &Evidence,
 ) -> Attacks {
-    let mut by_client: BTreeMap<(&'static str, String), (ClientType, Vec<AttackRow>)> =
+    let mut by_client: BTreeMap<(&'static str, String), (ClientKind, Vec<AttackRow>)> =
         BTreeMap::new();
     for row in rows {
         if q.api.as_deref().is_some_and(|api| api != row.api)
@@ -458,7 +458,7 @@ mod tests {
         );
         let report = client_activity(
             &a,
-            ClientType::Ip,
+            ClientKind::Ip,
             "10.0.0.1",
             Period::Day,
             1_800_000_000,

@@ -22,11 +22,9 @@
 //! value     = string / number / "true" / "false" / "null"   ; JSON literals
 //! ```
 
-mod parse;
+pub mod parse;
 
 use std::fmt;
-
-pub use parse::{ParseError, parse};
 
 /// An attribute path: `[urn:...:]name[.sub]`.
 #[derive(Debug, Clone, PartialEq)]
@@ -247,6 +245,7 @@ fn compare(a: &Value, op: Op, b: &Value) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use super::parse::parse;
     use super::*;
     use proptest::prelude::*;
 

@@ -256,7 +256,12 @@ mod tests {
             &mut Vec::new(),
         )
         .unwrap();
-        let metrics = Metrics::new(Caps::default(), 1 << 20, Default::default());
+        let metrics = Metrics::new(
+            Caps::default(),
+            1 << 20,
+            Default::default(),
+            Arc::new(crate::metrics::prom::Prom::new("sideband").unwrap()),
+        );
         let enforce = crate::enforce::Config::from_settings(&crate::config::Settings::defaults(
             std::path::Path::new("."),
         ));
@@ -265,7 +270,6 @@ mod tests {
             &crate::pipeline::Context {
                 metrics: &metrics,
                 enforce: &enforce,
-                prom: &crate::metrics::prom::Prom::new("sideband").unwrap(),
             },
         ));
         Exchange::new(

@@ -25,8 +25,9 @@
 //! A request call repeated with an `X-CorrelationID` still pending (a gateway's retry of
 //! the same method, URL and client) is decided again but recorded once.
 
-use std::sync::Arc;
+use std::net::SocketAddr;
 use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -35,10 +36,9 @@ use http::{HeaderMap, Method, Request, Response, StatusCode, Uri, Version};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 
-use super::Caller;
 use super::correlate::Parked;
 use super::wire::{self, Reply, RequestCall, WireError};
-use crate::app::App;
+use crate::app::{App, Live};
 use crate::config::Mode;
 use crate::pipeline::route::well_formed_path;
 use crate::pipeline::{Decision, Exchange, RouteError, Upstream};
@@ -185,7 +185,7 @@ pub fn decide(app: &App, correlation: Option<&str>, body: &Bytes) -> Reply {
     };
     let mut ex = ex;
     let api = ex.api.id().to_string();
-    let decision = app.pipeline.on_request(&mut ex, &headers);
+    let decision = app.pipeline().on_request(&mut ex, &headers);
     ex.decision_latency = Some(started.elapsed());
     match decision {
         Decision::Allow => {
@@ -194,10 +194,10 @@ pub fn decide(app: &App, correlation: Option<&str>, body: &Bytes) -> Reply {
             match correlation {
                 Some(id) => {
                     for left in app.sideband.pending.insert(id, ex) {
-                        app.pipeline.on_complete(left);
+                        app.pipeline().on_complete(left);
                     }
                 }
-                None => app.pipeline.on_complete(ex),
+                None => app.pipeline().on_complete(ex),
             }
             Reply::Allow { api }
         }
@@ -205,7 +205,7 @@ pub fn decide(app: &App, correlation: Option<&str>, body: &Bytes) -> Reply {
             // The call is understood; the request it describes is malformed.
             ex.status = Some(StatusCode::BAD_REQUEST);
             ex.answered_by_enforcer = true;
-            app.pipeline.on_complete(ex);
+            app.pipeline().on_complete(ex);
             Reply::BadRequest(WireError::new(
                 "headers",
                 format!("ambiguous identity: {why}"),
@@ -215,7 +215,7 @@ pub fn decide(app: &App, correlation: Option<&str>, body: &Bytes) -> Reply {
             // The gateway answers the client itself; enforcer only says no.
             ex.status = Some(StatusCode::FORBIDDEN);
             ex.answered_by_enforcer = true;
-            app.pipeline.on_complete(ex);
+            app.pipeline().on_complete(ex);
             Reply::Block {
                 api,
                 reason: block.reason(),
@@ -293,7 +293,7 @@ fn exchange(app: &App, body: &Bytes) -> Result<(Exchange, HeaderMap), Reply> {
         .get(HOST)
         .and_then(|h| h.to_str().ok())
         .or_else(|| uri.authority().map(|a| a.as_str()));
-    let api = match app.pipeline.route(host, uri.path()) {
+    let api = match app.pipeline().route(host, uri.path()) {
         Ok(api) => api,
         Err(RouteError::UnknownApi) => return Err(Reply::UnknownApi { hostname: false }),
         Err(RouteError::UnknownHostname) => return Err(Reply::UnknownApi { hostname: true }),
@@ -351,8 +351,8 @@ pub fn respond(app: &App, id: Option<&str>, by: Parked, body: &Bytes) -> Reply {
             {
                 ex.response_bytes = n;
             }
-            app.pipeline.on_response(&mut ex, status, &headers);
-            app.pipeline.on_complete(ex);
+            app.pipeline().on_response(&mut ex, status, &headers);
+            app.pipeline().on_complete(ex);
             Reply::Logged { correlated: true }
         }
         None => {
@@ -369,6 +369,56 @@ pub fn respond(app: &App, id: Option<&str>, by: Parked, body: &Bytes) -> Reply {
 /// Completes every pending exchange whose response call is overdue (run every second).
 pub fn sweep(app: &App) {
     for ex in app.sideband.pending.sweep(Instant::now()) {
-        app.pipeline.on_complete(ex);
+        app.pipeline().on_complete(ex);
+    }
+}
+
+/// One gateway connection.
+pub struct Caller {
+    pub app: Arc<App>,
+    pub peer: SocketAddr,
+    /// Held while the connection lives.
+    pub live: Live,
+    /// The correlation id of this connection's last request call, when it came without
+    /// `X-CorrelationID` and was parked: a response call without one that follows on this
+    /// connection belongs to it. Only this connection's calls touch it.
+    last_request: Mutex<Option<Arc<str>>>,
+}
+
+impl Caller {
+    pub fn new(app: Arc<App>, peer: SocketAddr, live: Live) -> Caller {
+        Caller {
+            app,
+            peer,
+            live,
+            last_request: Mutex::new(None),
+        }
+    }
+
+    pub(crate) fn last_request(&self) -> MutexGuard<'_, Option<Arc<str>>> {
+        self.last_request.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// This connection's last request without an id can no longer be matched by its
+    /// connection (another request call came, or the connection ended): unless the gateway
+    /// sends cookies back, it completes now, without a response status.
+    pub(crate) fn give_up_last(&self) {
+        let Some(id) = self.last_request().take() else {
+            return;
+        };
+        let pending = &self.app.sideband.pending;
+        if pending.cookies_seen() {
+            return;
+        }
+        if let Some(ex) = pending.take(&id) {
+            pending.stats.unanswered.fetch_add(1, Relaxed);
+            self.app.pipeline().on_complete(ex);
+        }
+    }
+}
+
+impl Drop for Caller {
+    fn drop(&mut self) {
+        self.give_up_last();
     }
 }

@@ -7,19 +7,17 @@
 //! capture, enforcement and recording are the inline proxy's own. [`wire`] is the JSON
 //! contract and the one place answers are made; [`correlate`] holds allowed requests until
 //! their response call; [`tokens`] is `ASE-Token` authentication.
+//!
+//! This file holds the state the application owns ([`Sideband`]); the per-connection
+//! side ([`handler::Caller`]) lives with the handler, so the state imports nothing above it.
 
 pub mod correlate;
 pub mod handler;
 pub mod tokens;
 pub mod wire;
 
-use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::atomic::AtomicU64;
 
-pub use handler::handle;
-
-use crate::app::{App, Live};
 use crate::config::Settings;
 use correlate::Pending;
 use tokens::Tokens;
@@ -54,55 +52,5 @@ impl Sideband {
             tokens: Tokens::new(settings.enable_sideband_authentication),
             stats: Stats::default(),
         }
-    }
-}
-
-/// One gateway connection.
-pub struct Caller {
-    pub app: Arc<App>,
-    pub peer: SocketAddr,
-    /// Held while the connection lives.
-    pub live: Live,
-    /// The correlation id of this connection's last request call, when it came without
-    /// `X-CorrelationID` and was parked: a response call without one that follows on this
-    /// connection belongs to it. Only this connection's calls touch it.
-    last_request: Mutex<Option<Arc<str>>>,
-}
-
-impl Caller {
-    pub fn new(app: Arc<App>, peer: SocketAddr, live: Live) -> Caller {
-        Caller {
-            app,
-            peer,
-            live,
-            last_request: Mutex::new(None),
-        }
-    }
-
-    pub(crate) fn last_request(&self) -> MutexGuard<'_, Option<Arc<str>>> {
-        self.last_request.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// This connection's last request without an id can no longer be matched by its
-    /// connection (another request call came, or the connection ended): unless the gateway
-    /// sends cookies back, it completes now, without a response status.
-    pub(crate) fn give_up_last(&self) {
-        let Some(id) = self.last_request().take() else {
-            return;
-        };
-        let pending = &self.app.sideband.pending;
-        if pending.cookies_seen() {
-            return;
-        }
-        if let Some(ex) = pending.take(&id) {
-            pending.stats.unanswered.fetch_add(1, Relaxed);
-            self.app.pipeline.on_complete(ex);
-        }
-    }
-}
-
-impl Drop for Caller {
-    fn drop(&mut self) {
-        self.give_up_last();
     }
 }

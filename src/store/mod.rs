@@ -15,6 +15,7 @@
 
 pub mod embedded;
 pub mod persist;
+pub mod persister;
 
 use std::path::PathBuf;
 

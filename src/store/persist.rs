@@ -14,10 +14,11 @@
 //! from memory and the process keeps serving.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Mutex, mpsc};
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::{Arc, mpsc};
 use std::time::Duration;
 
+use super::persister::{Command, Health, Persister};
 use crate::app::App;
 use crate::config::StoreKind;
 use crate::enforce::lists::{Entry, Identifier, ListKind, ListSet};
@@ -43,38 +44,6 @@ fn kind_code(kind: ListKind) -> u8 {
         ListKind::Deny => 0,
         ListKind::Allow => 1,
     }
-}
-
-/// How the persister is doing, for `status` and Prometheus.
-#[derive(Debug, Default)]
-pub struct Health {
-    pub store: String,
-    /// False after a failed commit, until one succeeds.
-    pub healthy: AtomicBool,
-    pub flushes: AtomicU64,
-    pub errors: AtomicU64,
-    /// Unix milliseconds of the last successful commit (0: none yet).
-    pub last_flush_ms: AtomicI64,
-    /// Rows written by the last successful commit that wrote anything.
-    pub last_rows: AtomicU64,
-    pub last_error: Mutex<Option<String>>,
-    /// The stored records are still being loaded back (reports are not complete yet).
-    pub restoring: AtomicBool,
-}
-
-enum Command {
-    Flush(tokio::sync::oneshot::Sender<Result<(), String>>),
-    Stop(tokio::sync::oneshot::Sender<()>),
-    /// Merge in what other nodes changed in a shared store.
-    Pull,
-    /// The store lost what was committed (a Redis that restarted empty): write it all.
-    Resend,
-}
-
-/// The handle the rest of the process holds.
-pub struct Persister {
-    commands: Mutex<Option<mpsc::Sender<Command>>>,
-    pub health: Arc<Health>,
 }
 
 /// What was committed last, to diff against.
@@ -108,7 +77,7 @@ impl Tracker {
     fn diff(&self, app: &App) -> Flush {
         let mut batch = Batch::default();
         let mut buckets = HashMap::with_capacity(self.buckets.len());
-        for recorder in app.pipeline.metrics().all() {
+        for recorder in app.metrics.all() {
             recorder.each_bucket(|tier, b| {
                 let key = BucketKey {
                     api: recorder.api_id.clone(),
@@ -128,7 +97,7 @@ impl Tracker {
                 buckets.insert(key, seen);
             });
         }
-        app.pipeline.metrics().activity.each_bucket(|tier, b| {
+        app.metrics.activity.each_bucket(|tier, b| {
             let key = BucketKey {
                 api: ACTIVITY.to_string(),
                 tier: tier as u8,
@@ -143,7 +112,7 @@ impl Tracker {
             }
             buckets.insert(key, seen);
         });
-        let users = &app.pipeline.metrics().users;
+        let users = &app.metrics.users;
         for (start, seen) in users.changes() {
             let key = BucketKey {
                 api: USERS.to_string(),
@@ -165,7 +134,7 @@ impl Tracker {
             }
         }
 
-        let lists = KINDS.map(|k| app.pipeline.enforcer.lists.load(k));
+        let lists = KINDS.map(|k| app.enforcer.lists.load(k));
         for (i, kind) in KINDS.into_iter().enumerate() {
             for (id, entry) in lists[i].changes_since(&self.lists[i]) {
                 let key = (kind_code(kind), id.storage_key());
@@ -281,13 +250,7 @@ pub fn start(
             file: "persister thread".into(),
             reason: e.to_string(),
         })?;
-    Ok((
-        Persister {
-            commands: Mutex::new(Some(tx)),
-            health,
-        },
-        restored,
-    ))
+    Ok((Persister::new(tx, health), restored))
 }
 
 /// Puts stored bucket rows back (merged into live ones), tracking them as committed.
@@ -297,7 +260,7 @@ fn restore_buckets(
     tracker: &mut Tracker,
     restored: &mut Restored,
 ) {
-    let metrics = app.pipeline.metrics();
+    let metrics = &app.metrics;
     for (key, bytes) in buckets {
         if key.api == USERS {
             let image = postcard::from_bytes::<HourImage>(&bytes).ok();
@@ -372,7 +335,7 @@ fn restore(app: &App, loaded: Loaded) -> (Tracker, Restored) {
             _ => tracker.stale_entries.push((list, id)),
         }
     }
-    let lists = &app.pipeline.enforcer.lists;
+    let lists = &app.enforcer.lists;
     for (i, items) in by_kind.into_iter().enumerate() {
         let n = items.len();
         match lists.add(KINDS[i], items) {
@@ -388,7 +351,7 @@ fn restore(app: &App, loaded: Loaded) -> (Tracker, Restored) {
     }
     // Buckets that aged while the process was down move down the tiers now; the first
     // flush writes the result.
-    app.pipeline.metrics().compact(now);
+    app.metrics.compact(now);
     (tracker, restored)
 }
 
@@ -397,10 +360,7 @@ fn meta_blobs(app: &App) -> [(&'static str, Vec<u8>); 3] {
     [
         (META_TOKENS, app.sideband.tokens.image()),
         (META_CREDENTIALS, app.credentials.image()),
-        (
-            META_REVIEWED,
-            app.pipeline.metrics().activity.reviewed_image(),
-        ),
+        (META_REVIEWED, app.metrics.activity.reviewed_image()),
     ]
 }
 
@@ -409,7 +369,7 @@ fn apply_meta(app: &App, name: &str, bytes: &[u8]) {
     let applied = match name {
         META_TOKENS => app.sideband.tokens.restore(bytes),
         META_CREDENTIALS => app.credentials.restore(bytes),
-        META_REVIEWED => app.pipeline.metrics().activity.restore_reviewed(bytes),
+        META_REVIEWED => app.metrics.activity.restore_reviewed(bytes),
         _ => Ok(()),
     };
     if let Err(e) = applied {
@@ -476,8 +436,7 @@ impl Worker {
         let mut restored = Restored::default();
         restore_buckets(&self.app, buckets, &mut self.tracker, &mut restored);
         self.app
-            .pipeline
-            .metrics()
+            .metrics
             .compact(unix_secs(std::time::SystemTime::now()));
         self.health.restoring.store(false, Relaxed);
         if restored.buckets + restored.skipped > 0 {
@@ -521,7 +480,7 @@ impl Worker {
                 slot.push(item);
             }
         }
-        let lists = &self.app.pipeline.enforcer.lists;
+        let lists = &self.app.enforcer.lists;
         for (i, items) in by_kind.into_iter().enumerate() {
             let (base, changed) = lists.merge_remote(KINDS[i], &self.tracker.lists[i], items);
             self.tracker.lists[i] = base;
@@ -560,7 +519,7 @@ impl Worker {
             _ => Vec::new(),
         };
         let old_lists = std::mem::take(&mut self.tracker.lists);
-        let lists = &self.app.pipeline.enforcer.lists;
+        let lists = &self.app.enforcer.lists;
         let mut stale = std::mem::take(&mut self.tracker.stale_entries);
         for (i, kind) in KINDS.into_iter().enumerate() {
             let now = lists.load(kind);
@@ -627,62 +586,5 @@ impl Worker {
                 Err(msg)
             }
         }
-    }
-}
-
-impl Persister {
-    fn send(&self, c: Command) -> bool {
-        let guard = self.commands.lock().unwrap_or_else(|e| e.into_inner());
-        guard.as_ref().is_some_and(|tx| tx.send(c).is_ok())
-    }
-
-    /// Commits whatever changed now (after an operator change that must be durable
-    /// before it is acknowledged). Waits for the commit, not the request path.
-    pub async fn flush_now(&self) -> Result<(), String> {
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        if !self.send(Command::Flush(tx)) {
-            return Err("the persister has stopped".into());
-        }
-        rx.await
-            .unwrap_or_else(|_| Err("the persister has stopped".into()))
-    }
-
-    /// Asks for the shared state to be merged in (cluster mode; returns at once).
-    pub fn pull(&self) {
-        self.send(Command::Pull);
-    }
-
-    /// Asks for everything to be written again (the store lost it; returns at once).
-    pub fn resend(&self) {
-        self.send(Command::Resend);
-    }
-
-    /// Final flush and stop (graceful shutdown, after the workers have stopped; not from
-    /// async code). Later calls do nothing.
-    pub fn stop(&self) {
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        if self.send(Command::Stop(tx)) {
-            let _ = rx.blocking_recv();
-        }
-        self.commands
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
-    }
-
-    /// The persister's health as `status` shows it.
-    pub fn status(&self) -> serde_json::Value {
-        let h = &self.health;
-        let last = h.last_flush_ms.load(Relaxed);
-        serde_json::json!({
-            "store": h.store,
-            "healthy": h.healthy.load(Relaxed),
-            "flushes": h.flushes.load(Relaxed),
-            "errors": h.errors.load(Relaxed),
-            "last_flush": (last > 0).then(|| jiff::Timestamp::from_millisecond(last).ok().map(|t| t.to_string())).flatten(),
-            "last_rows": h.last_rows.load(Relaxed),
-            "last_error": h.last_error.lock().unwrap_or_else(|e| e.into_inner()).clone(),
-            "restoring": h.restoring.load(Relaxed),
-        })
     }
 }

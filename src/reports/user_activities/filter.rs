@@ -15,8 +15,8 @@
 
 use jiff::tz::Offset;
 
-use super::Sample;
 use super::date::{FilterDate, parse_date};
+use super::sample::Sample;
 use crate::scim::{AttrPath, Filter, Op, Value};
 
 /// The attributes a filter may name.
@@ -312,7 +312,7 @@ fn edge(p: &AttrPath, v: &Value, len: i64) -> Option<Edge> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::scim::parse;
+    use crate::scim::parse::parse;
 
     fn checked(text: &str) -> Filter {
         check(&parse(text).unwrap()).unwrap_or_else(|e| panic!("{text}: {}", e.message))

@@ -30,78 +30,24 @@
 
 pub mod date;
 pub mod filter;
+pub mod sample;
 
 use jiff::tz::Offset;
 use serde::Serialize;
 
 pub use date::{parse_date, print_date};
 pub use filter::Span;
+pub use sample::Sample;
 
 use crate::metrics::users::{Counts, HOUR, Users};
 use crate::scim::{AttrPath, Filter, Resource, Value};
 
-const DAY: i64 = 86_400;
-const WEEK: i64 = 7 * DAY;
+use sample::{DAY, WEEK};
 /// The window when the filter bounds no dates.
 pub const DEFAULT_DAYS: i64 = 30;
 /// The most candidate buckets one query lays out (200 days of hours: the retention, and
 /// then some).
 pub const MAX_BUCKETS: i64 = 5_000;
-
-/// `sampleSize`: the bucket length.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Sample {
-    Hour,
-    Day,
-    Week,
-}
-
-impl Sample {
-    /// Shortest first.
-    pub const ALL: [Sample; 3] = [Sample::Hour, Sample::Day, Sample::Week];
-
-    pub fn seconds(self) -> i64 {
-        match self {
-            Sample::Hour => HOUR,
-            Sample::Day => DAY,
-            Sample::Week => WEEK,
-        }
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Sample::Hour => "HOUR",
-            Sample::Day => "DAY",
-            Sample::Week => "WEEK",
-        }
-    }
-
-    /// `HOUR`, `DAY` or `WEEK`, in any case.
-    pub fn parse(s: &str) -> Option<Sample> {
-        Sample::ALL
-            .into_iter()
-            .find(|x| x.name().eq_ignore_ascii_case(s))
-    }
-
-    /// PingOne's default for a range: up to 5 days HOUR, up to 60 days DAY, else WEEK.
-    pub fn for_range(seconds: i64) -> Sample {
-        if seconds <= 5 * DAY {
-            Sample::Hour
-        } else if seconds <= 60 * DAY {
-            Sample::Day
-        } else {
-            Sample::Week
-        }
-    }
-
-    fn rank(self) -> i32 {
-        match self {
-            Sample::Hour => 0,
-            Sample::Day => 1,
-            Sample::Week => 2,
-        }
-    }
-}
 
 /// What a filter compiles to: the buckets it selects, in order.
 #[derive(Debug, Clone, PartialEq)]
@@ -457,7 +403,7 @@ pub fn build(
 mod tests {
     use super::*;
     use crate::metrics::users::Event;
-    use crate::scim::parse;
+    use crate::scim::parse::parse;
 
     fn ts(s: &str) -> i64 {
         s.parse::<jiff::Timestamp>().unwrap().as_second()

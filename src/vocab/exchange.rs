@@ -4,6 +4,10 @@
 //! has matched an API, the pipeline phases fill it in as the exchange progresses, and
 //! `on_complete` hands the finished record on. Nothing here refers to hyper connections or
 //! JSON: a sideband call and a proxied request produce the same record.
+//!
+//! The exchange carries the API it matched as a type parameter `A` (the pipeline's
+//! `Arc<Api>`, with that API's definition and runtime handles), so this vocabulary needs
+//! nothing from the layers above it; code that only reads the facts is generic over `A`.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -11,9 +15,10 @@ use std::time::{Duration, Instant, SystemTime};
 
 use http::{HeaderValue, Method, StatusCode, Uri, Version};
 
-use super::route::{Api, Server};
-use crate::config::Mode;
-use crate::enforce::identity::ApiKey;
+use super::client::ApiKey;
+use super::ioa::IoaRecord;
+use super::mode::Mode;
+use super::reason::Reason;
 
 /// The client address of an exchange whose client is unknown (a sideband call whose
 /// `source_ip` is no address, without a trusted `X-Forwarded-For`). Reports show it as
@@ -24,8 +29,8 @@ pub const UNKNOWN_CLIENT: IpAddr = IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED);
 /// Which backend served the exchange, as the reports show it.
 #[derive(Debug, Clone)]
 pub enum Upstream {
-    /// Inline: the server the proxy forwarded to.
-    Server(Arc<Server>),
+    /// Inline: the server the proxy forwarded to (`host:port`).
+    Server(Arc<str>),
     /// Sideband: the gateway chose the backend; reports show `0.0.0.0`.
     Gateway,
 }
@@ -33,7 +38,7 @@ pub enum Upstream {
 impl Upstream {
     pub fn addr(&self) -> &str {
         match self {
-            Upstream::Server(s) => &s.addr,
+            Upstream::Server(addr) => addr,
             Upstream::Gateway => "0.0.0.0",
         }
     }
@@ -44,17 +49,17 @@ impl Upstream {
 pub enum Verdict {
     #[default]
     Allowed,
-    /// Stopped, for the reason labelled (`deny_list`, `pattern`, `flow_control`, ...).
-    Blocked(&'static str),
+    /// Stopped, for this reason.
+    Blocked(Reason),
     /// Would have been stopped, but the API has `enable_blocking: false`.
-    WouldBlock(&'static str),
+    WouldBlock(Reason),
 }
 
-/// One request/response exchange.
+/// One request/response exchange, about the API `A` it matched.
 #[derive(Debug)]
-pub struct Exchange {
+pub struct Exchange<A> {
     pub mode: Mode,
-    pub api: Arc<Api>,
+    pub api: A,
     /// Wall-clock time the request arrived (for time buckets).
     pub received_at: SystemTime,
     /// Monotonic start (for latency).
@@ -105,17 +110,20 @@ pub struct Exchange {
     pub upstream_latency: Option<Duration>,
     /// Sideband: to decode and decide the request call.
     pub decision_latency: Option<Duration>,
+    /// IoAs this exchange raised (in the request phase or by detection when it completed),
+    /// recorded by the sink with the exchange.
+    pub raised: Vec<IoaRecord>,
 }
 
-impl Exchange {
+impl<A> Exchange<A> {
     pub fn new(
         mode: Mode,
-        api: Arc<Api>,
+        api: A,
         method: Method,
         uri: Uri,
         version: Version,
         peer_ip: IpAddr,
-    ) -> Exchange {
+    ) -> Exchange<A> {
         Exchange {
             mode,
             api,
@@ -145,6 +153,7 @@ impl Exchange {
             latency: None,
             upstream_latency: None,
             decision_latency: None,
+            raised: Vec::new(),
         }
     }
 
