@@ -37,6 +37,7 @@
 //! * [`tls`]: rustls configs (one crypto provider, ring, named explicitly).
 //! * [`scim`]: SCIM filter parsing, printing and evaluation (pure; for `userActivities`).
 //! * [`shutdown`]: the shutdown signal every listener waits on.
+//! * [`sharded`]: per-worker shards for state every worker writes on the request path.
 //!
 //! `main.rs` is only the command line.
 
@@ -55,6 +56,7 @@ pub mod proxy;
 pub mod reports;
 pub mod scim;
 pub mod server;
+pub mod sharded;
 pub mod shutdown;
 pub mod sideband;
 pub mod store;

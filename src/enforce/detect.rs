@@ -34,13 +34,23 @@
 //!
 //! State is bounded: at most `ioa_max_clients` identifiers are tracked per API, and windows
 //! idle for a whole window are dropped by [`ApiDetect::sweep`].
+//!
+//! # No lock every worker takes
+//! Every worker feeds [`ApiDetect::observe`] for every exchange, so nothing it writes for
+//! every exchange is shared by all of them. Each identifier's window is its own entry (a
+//! client's requests contend only with that client's). The API-wide window (requests and
+//! 4xx answers, which probing compares a client with) is sharded per worker thread
+//! ([`crate::sharded`]): a worker bumps its own shard's slot with one compare-and-swap,
+//! and the shards are summed only when a client is a probing suspect. The IPs taking part
+//! in a distributed login attack are a sharded map, touched only on failed sign-ons.
 
-use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 
 use dashmap::DashMap;
+
+use crate::sharded::Shards;
 
 /// The slots a window is split into.
 const SLOTS: usize = 10;
@@ -191,6 +201,68 @@ impl Window {
     }
 }
 
+/// The API-wide window: requests and 4xx answers per slot, sharded per worker thread.
+///
+/// Each count is one word that carries its slot's epoch (high 32 bits) beside the count
+/// (low 32 bits), so moving a slot to a new epoch and counting in it is a single
+/// compare-and-swap: no lock, and no count lost to a reset racing with an increment.
+/// (Epochs fit 32 bits: unix seconds over slots of at least a second, until 2106.)
+#[derive(Debug, Default)]
+struct ApiWindow {
+    shards: Shards<ApiSlots>,
+}
+
+#[derive(Debug, Default)]
+struct ApiSlots {
+    requests: [AtomicU64; SLOTS],
+    errors: [AtomicU64; SLOTS],
+}
+
+impl ApiWindow {
+    fn add(&self, epoch: u64, error: bool) {
+        let shard = self.shards.local();
+        let slot = (epoch % SLOTS as u64) as usize;
+        count_in(&shard.requests[slot], epoch, 1);
+        if error {
+            count_in(&shard.errors[slot], epoch, 1);
+        }
+    }
+
+    /// Requests and 4xx answers in the window ending at `epoch`, over every shard.
+    fn sums(&self, epoch: u64) -> Sums {
+        let in_window = |word: &AtomicU64| {
+            let (tag, n) = untag(word.load(Relaxed));
+            if tag + SLOTS as u64 > epoch && tag <= epoch {
+                n
+            } else {
+                0
+            }
+        };
+        let mut s = Sums::default();
+        for shard in self.shards.iter() {
+            s.requests += shard.requests.iter().map(in_window).sum::<u64>();
+            s.errors += shard.errors.iter().map(in_window).sum::<u64>();
+        }
+        s
+    }
+}
+
+/// Adds `n` to a tagged count for `epoch`, restarting it from 0 if it held another epoch
+/// (as a [`Window`]'s slot is reset).
+fn count_in(word: &AtomicU64, epoch: u64, n: u64) {
+    let tag = epoch & u64::from(u32::MAX);
+    let _ = word.fetch_update(Relaxed, Relaxed, |current| {
+        let (was, count) = untag(current);
+        let count = if was == tag { count + n } else { n };
+        Some(tag << 32 | count.min(u64::from(u32::MAX)))
+    });
+}
+
+/// A tagged count's (epoch, count).
+fn untag(word: u64) -> (u64, u64) {
+    (word >> 32, word & u64::from(u32::MAX))
+}
+
 /// What detection needs to know about a finished exchange the backend answered.
 #[derive(Debug, Clone)]
 pub struct Facts {
@@ -239,11 +311,12 @@ struct Baseline {
 /// One API's detector state.
 pub struct ApiDetect {
     clients: DashMap<ClientId, Mutex<Window>, foldhash::fast::RandomState>,
-    api: Mutex<Window>,
+    api: ApiWindow,
     /// IPs that have failed on the login URL often enough, and at a high enough share of
     /// their attempts, to take part in a distributed login attack: the epoch of their
     /// last failure, and whether the IoA was raised against them in the current window.
-    login_suspects: Mutex<HashMap<IpAddr, (u64, bool)>>,
+    /// An entry whose last failure is a window old counts as gone (sweeps remove it).
+    login_suspects: DashMap<IpAddr, (u64, bool), foldhash::fast::RandomState>,
     active_ips: AtomicU64,
     baseline: Baseline,
     /// Identifiers not tracked because the API was at `max_clients` or the detection part
@@ -260,8 +333,8 @@ impl ApiDetect {
     pub fn new(memory: Arc<crate::memory::Pool>) -> ApiDetect {
         ApiDetect {
             clients: DashMap::with_hasher(foldhash::fast::RandomState::default()),
-            api: Mutex::new(Window::default()),
-            login_suspects: Mutex::new(HashMap::new()),
+            api: ApiWindow::default(),
+            login_suspects: DashMap::with_hasher(foldhash::fast::RandomState::default()),
             active_ips: AtomicU64::new(0),
             baseline: Baseline::default(),
             untracked: AtomicU64::new(0),
@@ -311,11 +384,7 @@ impl ApiDetect {
         let epoch = epoch_of(t, now);
         let mut out = Vec::new();
 
-        let api_sums = {
-            let mut api = lock(&self.api);
-            api.add(epoch, f);
-            api.sums(epoch)
-        };
+        self.api.add(epoch, f.error);
 
         // The IP: login attack, probing, extreme activity, exfiltration. An unknown client
         // address (unspecified: a sideband call without a usable `source_ip`) stands for
@@ -341,9 +410,6 @@ impl ApiDetect {
             if newly_active {
                 self.active_ips.fetch_add(1, Relaxed);
             }
-            let others = self.active_ips.load(Relaxed).saturating_sub(1);
-            let other_requests = api_sums.requests.saturating_sub(ip.requests);
-            let other_errors = api_sums.errors.saturating_sub(ip.errors);
             let mut fire = |ioa: Ioa, detail: String| {
                 if self.arm(&ip_key, ioa, epoch) {
                     out.push(Detection {
@@ -363,6 +429,11 @@ impl ApiDetect {
                 );
             }
             if ip.requests >= t.probe_min_requests && failing_paths >= t.probe_min_paths {
+                // Only a suspect's exchanges read the whole API window (every shard).
+                let api = self.api.sums(epoch);
+                let others = self.active_ips.load(Relaxed).saturating_sub(1);
+                let other_requests = api.requests.saturating_sub(ip.requests);
+                let other_errors = api.errors.saturating_sub(ip.errors);
                 let ratio = ip.errors as f64 / ip.requests as f64;
                 let normal = if others >= t.baseline_clients && other_requests > 0 {
                     other_errors as f64 / other_requests as f64
@@ -473,24 +544,38 @@ impl ApiDetect {
     /// `ip` qualifies for a distributed login attack: once `login_clients` such IPs are
     /// in the window, every one of them not yet raised in this window is.
     fn login_campaign(&self, t: &Thresholds, ip: IpAddr, epoch: u64) -> Vec<Detection> {
-        let mut suspects = lock(&self.login_suspects);
-        suspects.retain(|_, (e, _)| *e + SLOTS as u64 > epoch);
-        if suspects.len() <= t.max_clients {
-            suspects.entry(ip).or_insert((epoch, false)).0 = epoch;
+        let live = |e: u64| e + SLOTS as u64 > epoch;
+        let suspects = &self.login_suspects;
+        // Every guard is dropped before the next call on the map.
+        let known = suspects.get_mut(&ip).map(|mut s| {
+            // Back after a whole window: a new suspect, not yet raised.
+            *s = (epoch, s.1 && live(s.0));
+        });
+        if known.is_none() {
+            // At the cap, gone suspects make room first (as a sweep would).
+            if suspects.len() > t.max_clients {
+                suspects.retain(|_, (e, _)| live(*e));
+            }
+            if suspects.len() <= t.max_clients {
+                suspects.entry(ip).or_insert((epoch, false)).0 = epoch;
+            }
         }
-        let n = suspects.len();
+        let n = suspects.iter().filter(|s| live(s.0)).count();
         if n < t.login_clients {
             return Vec::new();
         }
+        // Each suspect is taken once, under its shard's lock, by whichever exchange
+        // gets there first.
         let raised: Vec<IpAddr> = suspects
             .iter_mut()
-            .filter(|(_, (_, raised))| !*raised)
-            .map(|(ip, (_, raised))| {
-                *raised = true;
-                *ip
+            .filter_map(|mut s| {
+                let (e, raised) = *s;
+                (live(e) && !raised).then(|| {
+                    s.1 = true;
+                    *s.key()
+                })
             })
             .collect();
-        drop(suspects);
         raised
             .into_iter()
             .filter_map(|ip| {
@@ -584,6 +669,8 @@ impl ApiDetect {
         });
         self.memory.give_back(freed);
         self.charged.fetch_sub(freed, Relaxed);
+        self.login_suspects
+            .retain(|_, (e, _)| *e + SLOTS as u64 > epoch);
         let _ = self
             .active_ips
             .fetch_update(Relaxed, Relaxed, |n| Some(n.saturating_sub(gone_active)));
@@ -870,6 +957,82 @@ mod tests {
             .flat_map(|i| d.observe(&t, &login("6.6.6.6", true), NOW + i * 120))
             .collect();
         assert!(fired.is_empty(), "{fired:?}");
+    }
+
+    /// Many workers feeding one API at once: every count is exact and every IoA fires
+    /// exactly once per client, however the exchanges interleave. More threads than
+    /// shards, so threads share the API window's shards and a lost update would show.
+    #[test]
+    fn several_workers_on_one_api_count_exactly_and_fire_once() {
+        let threads = crate::sharded::count() * 3;
+        let per_thread = 5_000;
+        let attackers: Vec<String> = (0..12).map(|i| format!("198.51.100.{i}")).collect();
+        let (d, t) = (ApiDetect::default(), thresholds());
+        let fired: Vec<Detection> = std::thread::scope(|scope| {
+            let workers: Vec<_> = (0..threads)
+                .map(|th| {
+                    let (d, t, attackers) = (&d, &t, &attackers);
+                    scope.spawn(move || {
+                        let mut out = Vec::new();
+                        let mine = format!("10.9.{}.{}", th / 200, th % 200);
+                        for i in 0..per_thread {
+                            let mut f = facts(&mine);
+                            f.error = i % 4 == 0;
+                            f.token = (i % 100 == 0).then(|| Arc::from("shared"));
+                            out.extend(d.observe(t, &f, NOW));
+                            if i % 100 == 0 && i / 100 < 3 * attackers.len() {
+                                let mut f = login(&attackers[i / 100 % attackers.len()], true);
+                                f.username = Some(Arc::from("victim"));
+                                out.extend(d.observe(t, &f, NOW));
+                            }
+                        }
+                        out
+                    })
+                })
+                .collect();
+            workers
+                .into_iter()
+                .flat_map(|w| w.join().unwrap())
+                .collect()
+        });
+        let epoch = epoch_of(&t, NOW);
+        let failures = (threads * 3 * attackers.len()) as u64;
+        let sent = (threads * per_thread) as u64 + failures;
+        let api = d.api.sums(epoch);
+        let errors = (threads * per_thread / 4) as u64 + failures;
+        assert_eq!((api.requests, api.errors), (sent, errors));
+        let window = |key: ClientId| d.clients.get(&key).map(|w| lock(&w).sums(epoch));
+        for th in 0..threads {
+            let ip = ClientId::Ip(format!("10.9.{}.{}", th / 200, th % 200).parse().unwrap());
+            assert_eq!(window(ip).map(|s| s.requests), Some(per_thread as u64));
+        }
+        for a in &attackers {
+            let s = window(ClientId::Ip(a.parse().unwrap())).unwrap();
+            assert_eq!(
+                (s.login_attempts, s.login_failures),
+                (threads as u64 * 3, threads as u64 * 3)
+            );
+        }
+        let victim = window(ClientId::Username(Arc::from("victim"))).unwrap();
+        assert_eq!(victim.login_failures, failures);
+
+        let mut got: Vec<(Ioa, String)> = fired.iter().map(|x| (x.ioa, x.client.value())).collect();
+        got.sort_by(|a, b| (a.0.index(), &a.1).cmp(&(b.0.index(), &b.1)));
+        let mut expected: Vec<(Ioa, String)> = attackers
+            .iter()
+            .flat_map(|a| {
+                [
+                    (Ioa::LoginAttack, a.clone()),
+                    (Ioa::MultiClientLoginAttack, a.clone()),
+                ]
+            })
+            .chain([
+                (Ioa::LoginAttack, "victim".to_string()),
+                (Ioa::StolenToken, "shared".to_string()),
+            ])
+            .collect();
+        expected.sort_by(|a, b| (a.0.index(), &a.1).cmp(&(b.0.index(), &b.1)));
+        assert_eq!(got, expected);
     }
 
     #[test]

@@ -8,12 +8,17 @@
 //! ([`ListSet::changes_since`]), which is how the store saves lists incrementally.
 //! Entries record their source (manual, decoy, pattern, detection) and may expire; an
 //! expired entry stops matching at once and is swept away later. Allow wins over deny.
+//!
+//! CIDR ranges are matched through a prefix trie (`prefix-trie`) beside the ordered map
+//! that lists and persists them: an address is checked against the few ranges that cover
+//! it, whatever the number of ranges, instead of against each of them.
 
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
 use ipnet::IpNet;
+use prefix_trie::joint::JointPrefixMap;
 use serde::{Deserialize, Serialize};
 
 use super::identity::ApiKey;
@@ -184,6 +189,9 @@ pub struct Subject<'a> {
 pub struct ListSet {
     ips: Map<IpAddr, Entry>,
     nets: Map<IpNet, Entry>,
+    /// The keys of `nets` by network (host bits dropped), for matching an address. Shared
+    /// by the versions of the set until a range is added or removed.
+    net_index: Arc<JointPrefixMap<IpNet, Vec<IpNet>>>,
     cookies: Map<Arc<str>, Map<Arc<str>, Entry>>,
     tokens: Map<Arc<str>, Entry>,
     api_keys: Map<Arc<str>, Map<Arc<str>, Entry>>,
@@ -222,7 +230,15 @@ impl ListSet {
         if let Some(e) = self.ips.get(&s.ip).filter(|e| live(e)) {
             return Some((Identifier::Ip(s.ip), e.clone()));
         }
-        if let Some((net, e)) = self.nets.iter().find(|(n, e)| n.contains(&s.ip) && live(e)) {
+        // Of the live ranges holding the address, the first in the map's order (as a scan
+        // of `nets` would find).
+        let net = self
+            .net_index
+            .cover_values(&IpNet::from(s.ip))
+            .flatten()
+            .filter_map(|net| Some((net, self.nets.get(net).filter(|e| live(e))?)))
+            .min_by_key(|(net, _)| **net);
+        if let Some((net, e)) = net {
             return Some((Identifier::Net(*net), e.clone()));
         }
         if let Some((name, value)) = s.cookie
@@ -287,7 +303,14 @@ impl ListSet {
     fn insert(&mut self, id: Identifier, entry: Entry) -> bool {
         let fresh = match id {
             Identifier::Ip(ip) => self.ips.insert(ip, entry).is_none(),
-            Identifier::Net(n) => self.nets.insert(n, entry).is_none(),
+            Identifier::Net(n) => {
+                let fresh = self.nets.insert(n, entry).is_none();
+                if fresh {
+                    let index = Arc::make_mut(&mut self.net_index);
+                    index.entry(n.trunc()).or_default().push(n);
+                }
+                fresh
+            }
             Identifier::Cookie { name, value } => {
                 let inner = self.cookies.entry(Arc::from(name)).or_default();
                 inner.insert(Arc::from(value), entry).is_none()
@@ -308,7 +331,20 @@ impl ListSet {
     fn remove(&mut self, id: &Identifier) -> bool {
         let gone = match id {
             Identifier::Ip(ip) => self.ips.remove(ip).is_some(),
-            Identifier::Net(n) => self.nets.remove(n).is_some(),
+            Identifier::Net(n) => {
+                let gone = self.nets.remove(n).is_some();
+                if gone {
+                    let index = Arc::make_mut(&mut self.net_index);
+                    let network = n.trunc();
+                    if let Some(keys) = index.get_mut(&network) {
+                        keys.retain(|k| k != n);
+                        if keys.is_empty() {
+                            index.remove(&network);
+                        }
+                    }
+                }
+                gone
+            }
             Identifier::Cookie { name, value } => remove_pair(&mut self.cookies, name, value),
             Identifier::Token(t) => self.tokens.remove(t.as_str()).is_some(),
             Identifier::ApiKey { name, value } => remove_pair(&mut self.api_keys, name, value),
@@ -802,6 +838,82 @@ mod tests {
             assert_eq!(lists.remove(ListKind::Deny, std::slice::from_ref(id)), 1);
             assert!(lists.denied(&s, 0).is_none());
         }
+    }
+
+    /// The prefix trie finds what a scan of every range would: the first live range
+    /// holding the address in the map's order, nested, expired, IPv6, with host bits set
+    /// or removed again.
+    #[test]
+    fn ranges_match_as_a_scan_of_every_range_would() {
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let mut set = ListSet::default();
+        let mut nets = Vec::new();
+        for i in 0..600 {
+            let r = next();
+            let net: IpNet = if i % 5 == 0 {
+                let addr =
+                    std::net::Ipv6Addr::from(0x2001_0db8_u128 << 96 | u128::from(r as u16) << 80);
+                ipnet::Ipv6Net::new(addr, 32 + (r % 65) as u8)
+                    .unwrap()
+                    .into()
+            } else {
+                let addr = std::net::Ipv4Addr::from(0x0a00_0000 | (r as u32 & 0x00ff_ffff));
+                let net = ipnet::Ipv4Net::new(addr, 8 + (r >> 32) as u8 % 25).unwrap();
+                // Mostly as the management API stores them; some with host bits set.
+                if i % 7 == 0 {
+                    net.into()
+                } else {
+                    net.trunc().into()
+                }
+            };
+            let expires = (r % 3 == 0).then_some(50);
+            // A range drawn twice is one entry: remove it once below.
+            if set.insert(Identifier::Net(net), entry(Source::Manual, expires)) {
+                nets.push(net);
+            }
+        }
+        for net in nets.iter().step_by(4) {
+            assert!(set.remove(&Identifier::Net(*net)));
+        }
+        let mut matched = 0;
+        for i in 0..20_000 {
+            let r = next();
+            let ip = if i % 5 == 0 {
+                IpAddr::from(std::net::Ipv6Addr::from(
+                    0x2001_0db8_u128 << 96 | u128::from(r as u16) << 80 | u128::from(r >> 40),
+                ))
+            } else {
+                IpAddr::from(std::net::Ipv4Addr::from(
+                    0x0a00_0000 | (r as u32 & 0x00ff_ffff),
+                ))
+            };
+            let s = Subject {
+                ip,
+                cookie: None,
+                token: None,
+                api_key: None,
+                username: None,
+            };
+            for now in [0, 100] {
+                let scan = set
+                    .nets
+                    .iter()
+                    .find(|(n, e)| n.contains(&ip) && e.live(now))
+                    .map(|(n, e)| (Identifier::Net(*n), e.clone()));
+                matched += usize::from(scan.is_some());
+                assert_eq!(set.find(&s, now), scan, "{ip} at {now}");
+            }
+        }
+        assert!(
+            matched > 1_000,
+            "the ranges cover some addresses: {matched}"
+        );
     }
 
     #[test]

@@ -11,17 +11,27 @@
 //! most [`EXACT_USERS`]; beyond that a bucket switches to a HyperLogLog estimate
 //! (`cardinality-estimator`, 2^12 registers: about 1.6 % standard error), which still
 //! merges across hours for day and week buckets.
+//!
+//! # No lock every worker takes
+//! Every exchange with a username or a sign-on writes the hour it falls in, from every
+//! worker. So an hour's counters are sharded per worker thread and summed when read, and
+//! its distinct users are a set sharded by name hash ([`crate::sharded`]): a name always
+//! lands in the same shard, so the shards hold disjoint sets whose sizes add up to the
+//! exact count, and two workers take the same lock only for names that share a shard. An
+//! hour that is over ([`Users::compact`]) is folded into one shard, so the hours kept for
+//! months cost no more than before.
 
 use std::collections::HashSet;
 use std::hash::BuildHasherDefault;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 
 use cardinality_estimator::CardinalityEstimator;
 use dashmap::DashMap;
 use serde::{Deserialize, Serialize};
 
 use crate::config::UserEventStatuses;
+use crate::sharded::Shards;
 
 use super::floor;
 
@@ -178,22 +188,137 @@ impl Distinct {
 }
 
 /// One hour's counts.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Hour {
-    successes: AtomicU64,
-    failures: AtomicU64,
-    resets: AtomicU64,
-    /// Bumped by every change (the store writes an hour again when it moved).
+    counts: Shards<HourCounts>,
+    users: UserSet,
+}
+
+/// One shard of an hour's counters.
+#[derive(Debug, Default)]
+struct HourCounts {
+    /// Sign-on successes, failures, password resets, by [`Event`].
+    events: [AtomicU64; 3],
+    /// Bumped by every change (the store writes an hour again when the sum moved).
     changes: AtomicU64,
-    users: Mutex<Distinct>,
 }
 
 impl Hour {
-    fn users(&self) -> MutexGuard<'_, Distinct> {
-        // A panic elsewhere while holding the lock cannot leave the set half-written in a
-        // way that matters for a count: keep using it.
-        self.users.lock().unwrap_or_else(|e| e.into_inner())
+    fn new() -> Hour {
+        Hour {
+            counts: Shards::default(),
+            users: UserSet::new(),
+        }
     }
+
+    /// Sign-on successes, failures, password resets, and changes, over the shards.
+    fn totals(&self) -> ([u64; 3], u64) {
+        let mut events = [0; 3];
+        let mut changes = 0;
+        for shard in self.counts.iter() {
+            for (sum, n) in events.iter_mut().zip(&shard.events) {
+                *sum += n.load(Relaxed);
+            }
+            changes += shard.changes.load(Relaxed);
+        }
+        (events, changes)
+    }
+
+    /// Adds stored or merged counts (to this thread's shard, like any other write).
+    fn add(&self, events: [u64; 3], changes: u64) {
+        let shard = self.counts.local();
+        for (n, add) in shard.events.iter().zip(events) {
+            n.fetch_add(add, Relaxed);
+        }
+        shard.changes.fetch_add(changes, Relaxed);
+    }
+
+    /// Folds an hour that is over into one shard of counts and one of users: the same
+    /// sums in far less memory.
+    fn settle(&mut self) {
+        if self.counts.iter().count() == 1 {
+            return;
+        }
+        let (events, changes) = self.totals();
+        let users = self.users.union();
+        let exact = self.users.exact.load(Relaxed);
+        self.counts = Shards::one(HourCounts {
+            events: events.map(AtomicU64::new),
+            changes: AtomicU64::new(changes),
+        });
+        self.users = UserSet {
+            shards: Shards::one(Mutex::new(users)),
+            exact: AtomicUsize::new(exact),
+        };
+    }
+}
+
+/// An hour's distinct users, sharded by name hash. The shards' sets are disjoint, so
+/// `exact` (their sizes added up, bumped only for a name new to the hour) is the exact
+/// count; once it passes [`EXACT_USERS`] each shard turns into an estimate as it is next
+/// given a new name, and the union is an estimate from then on either way.
+#[derive(Debug)]
+struct UserSet {
+    shards: Shards<Mutex<Distinct>>,
+    exact: AtomicUsize,
+}
+
+impl UserSet {
+    fn new() -> UserSet {
+        UserSet {
+            shards: Shards::default(),
+            exact: AtomicUsize::new(0),
+        }
+    }
+
+    fn insert(&self, hash: u64) {
+        let mut shard = lock(self.shards.of_hash(hash));
+        match &mut *shard {
+            Distinct::Exact(set) => {
+                if !set.insert(hash) {
+                    return;
+                }
+                if self.exact.fetch_add(1, Relaxed) >= EXACT_USERS {
+                    shard.estimate();
+                }
+            }
+            Distinct::Estimated(est) => est.insert_hash(hash),
+        }
+    }
+
+    /// Adds every user of `other`.
+    fn merge(&self, other: &Distinct) {
+        match other {
+            Distinct::Exact(set) => set.iter().for_each(|&h| self.insert(h)),
+            Distinct::Estimated(_) => {
+                // The union is an estimate now: one shard takes it, the rest follow.
+                self.exact.fetch_max(EXACT_USERS + 1, Relaxed);
+                if let Some(shard) = self.shards.iter().next() {
+                    lock(shard).merge(other);
+                }
+            }
+        }
+    }
+
+    /// The hour's users, every shard together.
+    fn union(&self) -> Distinct {
+        let mut all = Distinct::default();
+        for shard in self.shards.iter() {
+            all.merge(&lock(shard));
+        }
+        all
+    }
+
+    /// Approximate heap bytes.
+    fn memory(&self) -> usize {
+        self.shards.footprint() + self.shards.iter().map(|s| lock(s).memory()).sum::<usize>()
+    }
+}
+
+fn lock(shard: &Mutex<Distinct>) -> std::sync::MutexGuard<'_, Distinct> {
+    // A panic elsewhere while holding the lock cannot leave the set half-written in a way
+    // that matters for a count: keep using it.
+    shard.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// The counts of one bucket (an hour, or hours folded into a day or week).
@@ -235,8 +360,8 @@ pub enum UsersImage {
 #[derive(Debug, Default)]
 pub struct Users {
     hours: DashMap<i64, Hour>,
-    /// Since start: sign-on successes, failures, password resets (Prometheus).
-    totals: [AtomicU64; 3],
+    /// Since start: sign-on successes, failures, password resets (Prometheus), per shard.
+    totals: Shards<[AtomicU64; 3]>,
 }
 
 impl Users {
@@ -255,25 +380,27 @@ impl Users {
             return;
         }
         if let Some(e) = event {
-            self.totals[e as usize].fetch_add(1, Relaxed);
+            self.totals.local()[e as usize].fetch_add(1, Relaxed);
         }
         let apply = |h: &Hour| {
-            match event {
-                Some(Event::SignOnSuccess) => h.successes.fetch_add(1, Relaxed),
-                Some(Event::SignOnFailure) => h.failures.fetch_add(1, Relaxed),
-                Some(Event::PasswordReset) => h.resets.fetch_add(1, Relaxed),
-                None => 0,
-            };
-            if let Some(name) = username.filter(|n| !n.is_empty()) {
-                h.users().insert(Distinct::hash(name));
+            let shard = h.counts.local();
+            if let Some(e) = event {
+                shard.events[e as usize].fetch_add(1, Relaxed);
             }
-            h.changes.fetch_add(1, Relaxed);
+            if let Some(name) = username.filter(|n| !n.is_empty()) {
+                h.users.insert(Distinct::hash(name));
+            }
+            shard.changes.fetch_add(1, Relaxed);
         };
         if let Some(h) = self.hours.get(&start) {
             apply(&h);
             return;
         }
-        let h = self.hours.entry(start).or_default().downgrade();
+        let h = self
+            .hours
+            .entry(start)
+            .or_insert_with(Hour::new)
+            .downgrade();
         apply(&h);
     }
 
@@ -286,26 +413,33 @@ impl Users {
                 continue;
             }
             let h = entry.value();
+            let ([successes, failures, resets], _) = h.totals();
             let counts = Counts {
-                successes: h.successes.load(Relaxed),
-                failures: h.failures.load(Relaxed),
-                resets: h.resets.load(Relaxed),
-                users: h.users().clone(),
+                successes,
+                failures,
+                resets,
+                users: h.users.union(),
             };
             f(start, &counts);
         }
     }
 
-    /// Drops hours older than [`KEEP`] at `now`.
+    /// Drops hours older than [`KEEP`] at `now`, and folds the shards of hours that
+    /// ended more than an hour ago (late exchanges still count, in one shard).
     pub fn compact(&self, now: i64) {
-        self.hours.retain(|&start, _| start + HOUR > now - KEEP);
+        self.hours.retain(|&start, h| {
+            if start + 2 * HOUR <= now {
+                h.settle();
+            }
+            start + HOUR > now - KEEP
+        });
     }
 
     /// `(hour start, changes)` of every kept hour (the store's change detection).
     pub fn changes(&self) -> Vec<(i64, u64)> {
         self.hours
             .iter()
-            .map(|e| (*e.key(), e.value().changes.load(Relaxed)))
+            .map(|e| (*e.key(), e.value().totals().1))
             .collect()
     }
 
@@ -313,16 +447,16 @@ impl Users {
     pub fn image(&self, start: i64) -> Option<HourImage> {
         let h = self.hours.get(&start)?;
         // `changes` first: an update racing with this read is written again next time.
-        let changes = h.changes.load(Relaxed);
-        let users = match &*h.users() {
-            Distinct::Exact(set) => UsersImage::Exact(set.iter().copied().collect()),
-            Distinct::Estimated(est) => UsersImage::Estimated(est.clone()),
+        let ([successes, failures, resets], changes) = h.totals();
+        let users = match h.users.union() {
+            Distinct::Exact(set) => UsersImage::Exact(set.into_iter().collect()),
+            Distinct::Estimated(est) => UsersImage::Estimated(est),
         };
         Some(HourImage {
             start,
-            successes: h.successes.load(Relaxed),
-            failures: h.failures.load(Relaxed),
-            resets: h.resets.load(Relaxed),
+            successes,
+            failures,
+            resets,
             changes,
             users,
         })
@@ -337,9 +471,7 @@ impl Users {
         let Some(h) = self.hours.get(&image.start) else {
             return self.restore(image);
         };
-        h.successes.fetch_add(image.successes, Relaxed);
-        h.failures.fetch_add(image.failures, Relaxed);
-        h.resets.fetch_add(image.resets, Relaxed);
+        h.add([image.successes, image.failures, image.resets], 0);
         let theirs = match image.users {
             UsersImage::Exact(list) => {
                 let mut d = Distinct::default();
@@ -350,7 +482,7 @@ impl Users {
             }
             UsersImage::Estimated(est) => Distinct::Estimated(est),
         };
-        h.users().merge(&theirs);
+        h.users.merge(&theirs);
         true
     }
 
@@ -382,7 +514,7 @@ impl Users {
         // Restored while traffic is recorded: an hour recorded since the start gets the
         // stored one added in.
         if let Some(live) = self.hours.get(&image.start) {
-            live.changes.fetch_add(1, Relaxed);
+            live.add([0; 3], 1);
             drop(live);
             return self.merge_image(image);
         }
@@ -396,23 +528,26 @@ impl Users {
             }
             UsersImage::Estimated(est) => Distinct::Estimated(est),
         };
-        self.hours.insert(
-            image.start,
-            Hour {
-                successes: AtomicU64::new(image.successes),
-                failures: AtomicU64::new(image.failures),
-                resets: AtomicU64::new(image.resets),
-                changes: AtomicU64::new(image.changes),
-                users: Mutex::new(users),
-            },
+        let hour = Hour::new();
+        hour.add(
+            [image.successes, image.failures, image.resets],
+            image.changes,
         );
+        hour.users.merge(&users);
+        self.hours.insert(image.start, hour);
         true
     }
 
     /// Since start: (sign-on successes, failures, password resets).
     pub fn totals(&self) -> (u64, u64, u64) {
-        let [a, b, c] = &self.totals;
-        (a.load(Relaxed), b.load(Relaxed), c.load(Relaxed))
+        let mut sums = [0; 3];
+        for shard in self.totals.iter() {
+            for (sum, n) in sums.iter_mut().zip(shard) {
+                *sum += n.load(Relaxed);
+            }
+        }
+        let [a, b, c] = sums;
+        (a, b, c)
     }
 
     /// Hours kept and approximate bytes, for status.
@@ -420,7 +555,10 @@ impl Users {
         let bytes = self
             .hours
             .iter()
-            .map(|e| std::mem::size_of::<Hour>() + e.value().users().memory())
+            .map(|e| {
+                let h = e.value();
+                std::mem::size_of::<Hour>() + h.counts.footprint() + h.users.memory()
+            })
             .sum();
         (self.hours.len(), bytes)
     }
@@ -523,6 +661,60 @@ mod tests {
         d.merge(&other);
         let n = d.count() as f64;
         assert!((n - 25_000.0).abs() / 25_000.0 < 0.05, "union estimate {n}");
+    }
+
+    /// Many workers recording the same users into one hour at once: events and distinct
+    /// users are exact, up to the cap and across a settled hour; beyond the cap, one
+    /// estimate. More threads than shards, so a count lost to a race would show.
+    #[test]
+    fn several_workers_count_users_and_events_exactly() {
+        let threads = crate::sharded::count() * 3;
+        let u = Users::new();
+        // Every thread records every one of EXACT_USERS names, each from its own start.
+        let names: Vec<String> = (0..EXACT_USERS).map(|i| format!("user{i}")).collect();
+        let many: Vec<String> = (0..3 * EXACT_USERS).map(|i| format!("many{i}")).collect();
+        std::thread::scope(|scope| {
+            for th in 0..threads {
+                let (u, names, many) = (&u, &names, &many);
+                scope.spawn(move || {
+                    for i in 0..names.len() {
+                        let name = &names[(i + th * 97) % names.len()];
+                        u.record(T0, Some(Event::SignOnSuccess), Some(name), T0);
+                    }
+                    for name in many.iter().skip(th % 3).step_by(3) {
+                        u.record(T0 + HOUR, Some(Event::SignOnFailure), Some(name), T0);
+                    }
+                });
+            }
+        });
+        let hours = |u: &Users| {
+            let mut hours = Vec::new();
+            u.fold(T0 - HOUR, T0 + 2 * HOUR, |s, c| hours.push((s, c.clone())));
+            hours.sort_by_key(|(s, _)| *s);
+            hours
+        };
+        let check = |u: &Users| {
+            let h = hours(u);
+            let recorded = (threads * EXACT_USERS) as u64;
+            let first = &h[0].1;
+            assert!(first.users.is_exact());
+            assert_eq!(
+                (first.successes, first.users.count()),
+                (recorded, EXACT_USERS as u64)
+            );
+            let second = &h[1].1;
+            assert_eq!(second.failures, recorded);
+            assert!(!second.users.is_exact());
+            let n = second.users.count() as f64;
+            assert!((n - 3_072.0).abs() / 3_072.0 < 0.05, "estimate {n}");
+            assert_eq!(u.totals().0, recorded);
+            let changes: u64 = u.changes().iter().map(|(_, c)| c).sum();
+            assert_eq!(changes, recorded + second.failures);
+        };
+        check(&u);
+        // Folded into one shard once over: the same counts.
+        u.compact(T0 + 4 * HOUR);
+        check(&u);
     }
 
     #[test]

@@ -876,6 +876,56 @@ async fn detects_login_attacks() {
     );
 }
 
+/// The same login attacks with several workers and every request of a step at once, each
+/// on its own connection: the windows count every failure exactly once. Four failures
+/// from one address raise nothing and the fifth raises `login_attack`; four addresses
+/// failing together are no distributed attack and the fifth makes one, against exactly
+/// those five.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn login_windows_count_exactly_across_workers() {
+    let b = Backend::start("b").await;
+    let e = Enforcer::start(
+        &detecting()
+            .set("workers", "4")
+            .api("shop", detected_api(b.addr)),
+    );
+    normal_traffic(&e).await;
+    let burst = |ips: &[&str], each: usize| {
+        let calls: Vec<_> = ips
+            .iter()
+            .flat_map(|ip| std::iter::repeat_n(ip.to_string(), each))
+            .map(|ip| {
+                let e = &e;
+                async move { get_as(e, &ip, "/shop/login", &[]).await.0 }
+            })
+            .collect();
+        futures_util::future::join_all(calls)
+    };
+    assert!(burst(&["9.0.0.1"], 4).await.iter().all(|s| *s == 401));
+    assert!(attack_names(&e, "shop").await.is_empty(), "4 of 5 failures");
+    burst(&["9.0.0.1"], 1).await;
+    assert_eq!(attack_names(&e, "shop").await, ["login_attack"]);
+
+    burst(&["9.1.0.1", "9.1.0.2", "9.1.0.3"], 3).await;
+    assert_eq!(
+        attack_names(&e, "shop").await,
+        ["login_attack"],
+        "4 of 5 addresses"
+    );
+    burst(&["9.1.0.4"], 3).await;
+    let mut multi: Vec<String> = attacks(&e, "shop")
+        .await
+        .iter()
+        .filter(|a| a["name"] == "multi_client_login_attack")
+        .map(|a| a["client_id"].as_str().unwrap().to_string())
+        .collect();
+    multi.sort();
+    assert_eq!(
+        multi,
+        ["9.0.0.1", "9.1.0.1", "9.1.0.2", "9.1.0.3", "9.1.0.4"]
+    );
+}
+
 /// Stolen credentials: one token, cookie or API key used from too many IPs (types 4, 31);
 /// the credential is deny-listed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

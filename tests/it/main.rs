@@ -7,6 +7,7 @@ mod activity;
 mod architecture;
 mod bypass;
 mod cluster;
+mod concurrency;
 mod dashboard;
 mod detection;
 mod e2e;
