@@ -25,6 +25,7 @@
 //! A request call repeated with an `X-CorrelationID` still pending (a gateway's retry of
 //! the same method, URL and client) is decided again but recorded once.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Instant;
@@ -35,11 +36,12 @@ use http::{HeaderMap, Method, Request, Response, StatusCode, Uri, Version};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 
-use super::Caller;
 use super::correlate::Parked;
 use super::wire::{self, Reply, RequestCall, WireError};
+use super::{Caller, auth};
 use crate::app::App;
 use crate::config::Mode;
+use crate::enforce::Block;
 use crate::pipeline::route::well_formed_path;
 use crate::pipeline::{Decision, Exchange, RouteError, Upstream};
 
@@ -83,6 +85,7 @@ async fn dispatch(
     let app = &caller.app;
     // A gateway configured with a trailing slash on enforcer's address calls `//ase/...`.
     let path = req.uri().path().trim_start_matches('/');
+    let mut auth = None;
     let is_request = match (req.method(), path) {
         (&Method::GET | &Method::HEAD, "ase") if app.settings.enable_ase_health => {
             return (Reply::Health, None);
@@ -90,7 +93,14 @@ async fn dispatch(
         (&Method::POST, "ase/request") => true,
         (&Method::POST, "ase/response") => false,
         (_, "ase/request" | "ase/response") => return (Reply::MethodNotAllowed, None),
-        _ => return (Reply::NotFound, None),
+        // An external-authorization call (any method: Envoy sends the client's own).
+        _ => match auth::Gateway::of(path) {
+            Some(gateway) => {
+                auth = Some(gateway);
+                false
+            }
+            None => return (Reply::NotFound, None),
+        },
     };
     let tokens = &app.sideband.tokens;
     if tokens.required()
@@ -100,6 +110,11 @@ async fn dispatch(
             .is_some_and(|t| tokens.verify(t.as_bytes()))
     {
         return (Reply::Unauthorized, None);
+    }
+    if let Some(gateway) = auth {
+        // No response call follows and no body is read: the request is decided and
+        // recorded from the call's head alone.
+        return (auth::decide(app, gateway, req.into_parts().0), None);
     }
     let correlation = header_text(req.headers(), CORRELATION_ID).map(Arc::<str>::from);
     let cookie = (!is_request && correlation.is_none())
@@ -183,12 +198,60 @@ pub fn decide(app: &App, correlation: Option<&str>, body: &Bytes) -> Reply {
         Ok(pair) => pair,
         Err(reply) => return reply,
     };
-    let mut ex = ex;
+    match judge(app, ex, &headers, started, correlation) {
+        Outcome::Allowed { api, .. } => Reply::Allow { api },
+        Outcome::Blocked { api, block } => Reply::Block {
+            api,
+            reason: block.reason(),
+        },
+        Outcome::Malformed(e) => Reply::BadRequest(e),
+    }
+}
+
+/// What the pipeline decided about a described request, for the caller to answer in its
+/// own shape (`/ase/request`'s JSON, or `/ase/auth`'s bare statuses).
+pub(crate) enum Outcome {
+    /// Allowed: `client` and `username` as the pipeline identified them.
+    Allowed {
+        api: String,
+        client: IpAddr,
+        username: Option<String>,
+    },
+    Blocked {
+        api: String,
+        block: Block,
+    },
+    /// The call is understood, but the request it describes is malformed.
+    Malformed(WireError),
+}
+
+/// Runs `on_request` on an exchange built by [`admit`] and [`settle`]s it.
+fn judge(
+    app: &App,
+    mut ex: Exchange,
+    headers: &HeaderMap,
+    started: Instant,
+    correlation: Option<&str>,
+) -> Outcome {
+    let decision = app.pipeline.on_request(&mut ex, headers);
+    settle(app, ex, decision, started, correlation)
+}
+
+/// Completes an exchange as `decision` says: an allowed one is parked under `correlation`
+/// for its response call, or recorded at once without one; a blocked one is recorded as
+/// refused (429 for flow control, else 403). `started`: when the call arrived.
+pub(crate) fn settle(
+    app: &App,
+    mut ex: Exchange,
+    decision: Decision,
+    started: Instant,
+    correlation: Option<&str>,
+) -> Outcome {
     let api = ex.api.id().to_string();
-    let decision = app.pipeline.on_request(&mut ex, &headers);
     ex.decision_latency = Some(started.elapsed());
     match decision {
         Decision::Allow => {
+            let (client, username) = (ex.client_ip, ex.username.clone());
             // The gateway forwards an allowed request; reports show its server as 0.0.0.0.
             ex.upstream = Some(Upstream::Gateway);
             match correlation {
@@ -199,27 +262,31 @@ pub fn decide(app: &App, correlation: Option<&str>, body: &Bytes) -> Reply {
                 }
                 None => app.pipeline.on_complete(ex),
             }
-            Reply::Allow { api }
+            Outcome::Allowed {
+                api,
+                client,
+                username,
+            }
         }
-        Decision::Block(crate::enforce::Block::Ambiguous { why }) => {
+        Decision::Block(Block::Ambiguous { why }) => {
             // The call is understood; the request it describes is malformed.
             ex.status = Some(StatusCode::BAD_REQUEST);
             ex.answered_by_enforcer = true;
             app.pipeline.on_complete(ex);
-            Reply::BadRequest(WireError::new(
+            Outcome::Malformed(WireError::new(
                 "headers",
                 format!("ambiguous identity: {why}"),
             ))
         }
         Decision::Block(block) => {
             // The gateway answers the client itself; enforcer only says no.
-            ex.status = Some(StatusCode::FORBIDDEN);
+            ex.status = Some(match block {
+                Block::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+                _ => StatusCode::FORBIDDEN,
+            });
             ex.answered_by_enforcer = true;
             app.pipeline.on_complete(ex);
-            Reply::Block {
-                api,
-                reason: block.reason(),
-            }
+            Outcome::Blocked { api, block }
         }
     }
 }
@@ -248,32 +315,11 @@ fn exchange(app: &App, body: &Bytes) -> Result<(Exchange, HeaderMap), Reply> {
     let mut repaired = None;
     let (call, body) = parsed(body, &mut repaired, wire::parse_request).map_err(bad)?;
     let source = RequestCall::required("source_ip", &call.source_ip).map_err(bad)?;
-    let source_ip = wire::client_ip(source).unwrap_or_else(|| {
-        app.sideband.stats.unknown_source_ip.fetch_add(1, Relaxed);
-        tracing::debug!(
-            source_ip = source,
-            "source_ip is no address: client unknown"
-        );
-        crate::pipeline::UNKNOWN_CLIENT
-    });
+    let client = wire::client_ip(source).unwrap_or_else(|| unknown_client(app, source));
     let method = RequestCall::required("method", &call.method).map_err(bad)?;
-    let method = Method::from_bytes(method.trim().as_bytes()).map_err(|_| {
-        bad(WireError::new(
-            "method",
-            format!("{method:?} is not an HTTP method"),
-        ))
-    })?;
+    let method = request_method("method", method).map_err(bad)?;
     let url = RequestCall::required("url", &call.url).map_err(bad)?;
-    let uri: Uri = url
-        .trim()
-        .parse()
-        .map_err(|_| bad(WireError::new("url", format!("{url:?} is not a URL path"))))?;
-    if !well_formed_path(uri.path()) {
-        return Err(bad(WireError::new(
-            "url",
-            "must be a path starting with '/', without '.' or '..' segments",
-        )));
-    }
+    let uri = request_uri("url", url).map_err(bad)?;
     let version = match &call.http_version {
         None => Version::HTTP_11,
         Some(v) => wire::http_version(v.as_str()).ok_or_else(|| {
@@ -289,21 +335,85 @@ fn exchange(app: &App, body: &Bytes) -> Result<(Exchange, HeaderMap), Reply> {
         .ok_or_else(|| bad(WireError::new("headers", "is required")))?
         .to_header_map(body)
         .map_err(bad)?;
-    let host = headers
+    let (username, client_id) = call.user();
+    admit(
+        app,
+        Described {
+            client,
+            method,
+            uri,
+            version,
+            headers,
+            username,
+            client_id,
+        },
+    )
+}
+
+/// A client request as a gateway describes it: from a request call's JSON, or from an
+/// external-authorization call's headers (`auth`). Both become an exchange the same way.
+pub(crate) struct Described<'a> {
+    /// The client's address ([`crate::pipeline::UNKNOWN_CLIENT`] when the gateway gave no address).
+    pub client: IpAddr,
+    pub method: Method,
+    pub uri: Uri,
+    pub version: Version,
+    /// The request's headers; `host` picks the API's hostname.
+    pub headers: HeaderMap,
+    pub username: Option<&'a str>,
+    pub client_id: Option<&'a str>,
+}
+
+/// Routes a described request and starts its exchange.
+pub(crate) fn admit(app: &App, d: Described<'_>) -> Result<(Exchange, HeaderMap), Reply> {
+    let host = d
+        .headers
         .get(HOST)
         .and_then(|h| h.to_str().ok())
-        .or_else(|| uri.authority().map(|a| a.as_str()));
-    let api = match app.pipeline.route(host, uri.path()) {
+        .or_else(|| d.uri.authority().map(|a| a.as_str()));
+    let api = match app.pipeline.route(host, d.uri.path()) {
         Ok(api) => api,
         Err(RouteError::UnknownApi) => return Err(Reply::UnknownApi { hostname: false }),
         Err(RouteError::UnknownHostname) => return Err(Reply::UnknownApi { hostname: true }),
     };
-    let (username, client_id) = call.user();
-    let mut ex = Exchange::new(Mode::Sideband, api, method, uri, version, source_ip);
-    ex.has_body = crate::enforce::has_body(&headers);
-    ex.username = username.map(str::to_string);
-    ex.client_id = client_id.map(str::to_string);
-    Ok((ex, headers))
+    let mut ex = Exchange::new(Mode::Sideband, api, d.method, d.uri, d.version, d.client);
+    ex.has_body = crate::enforce::has_body(&d.headers);
+    ex.username = d.username.map(str::to_string);
+    ex.client_id = d.client_id.map(str::to_string);
+    Ok((ex, d.headers))
+}
+
+/// The client of a call whose address `text` is no address: decided as unknown, and
+/// counted.
+pub(crate) fn unknown_client(app: &App, text: &str) -> IpAddr {
+    app.sideband.stats.unknown_source_ip.fetch_add(1, Relaxed);
+    tracing::debug!(
+        source_ip = text,
+        "client address is no address: client unknown"
+    );
+    crate::pipeline::UNKNOWN_CLIENT
+}
+
+/// The described request's method; `field` names where it came from.
+pub(crate) fn request_method(field: &str, text: &str) -> Result<Method, WireError> {
+    Method::from_bytes(text.trim().as_bytes())
+        .map_err(|_| WireError::new(field, format!("{text:?} is not an HTTP method")))
+}
+
+/// The described request's path and query, refused when it could climb out of an API
+/// (`..` segments) or is no path; `field` names where it came from.
+pub(crate) fn request_uri(field: &str, text: &str) -> Result<Uri, WireError> {
+    let uri: Uri = text
+        .trim()
+        .parse()
+        .map_err(|_| WireError::new(field, format!("{text:?} is not a URL path")))?;
+    if !well_formed_path(uri.path()) {
+        return Err(WireError::new(
+            field,
+            "must be a path starting with '/', without '.' or '..' segments",
+        ));
+    }
+    Ok(uri)
 }
 
 /// Handles one `/ase/response` call: completes the pending exchange it belongs to (`id`,
