@@ -11,7 +11,8 @@
 //!   bounded so that no client can exhaust the process.
 //! * [`server`]: listeners, the worker model, connection life and graceful shutdown.
 //! * [`proxy`]: inline mode, the reverse proxy: handler → forward → respond.
-//! * [`sideband`]: sideband mode, ASE's decision service for gateways: wire → handler.
+//! * [`sideband`]: sideband mode, ASE's decision service for gateways: wire → handler, and
+//!   auth (`/ase/auth`: external authorization for nginx, Caddy, Envoy).
 //! * [`pipeline`]: the one model of a request both modes share: [`pipeline::Exchange`]
 //!   and the phases `route`, `on_request → Decision`, `on_response`, `on_complete`.
 //! * [`enforce`]: decisions: identities, deny/allow lists, API patterns, decoys, flow
