@@ -15,8 +15,8 @@
 //! | `/ase/auth/envoy/<path>` | the call's | `/<path>` and the call's query | `Host` | `X-Real-IP` |
 //!
 //! The request is then described exactly as a request call's JSON describes it and goes
-//! through the same code ([`handler::admit`], the pipeline's `on_request`,
-//! [`handler::settle`]): identities, lists, patterns, decoys, detection and recording are
+//! through the same code (`handler::admit`, the pipeline's `on_request`,
+//! `handler::settle`): identities, lists, patterns, decoys, detection and recording are
 //! `/ase/request`'s own. One addition: the API's `client_spike_threshold` applies, as
 //! inline, since this answer can say 429 (a request call's cannot). No response call
 //! follows, so the exchange is recorded at once, without a response status (it counts in

@@ -7,6 +7,10 @@
 //! exchange waits in the pending table for its response call, which runs `on_response` and
 //! `on_complete`.
 //!
+//! An external-authorization call (`/ase/auth/<gateway>`, after the same `ASE-Token` check)
+//! goes to [`super::auth`], which describes its request through `admit` and completes it
+//! with `settle`, the same two steps a request call takes.
+//!
 //! # Correlation
 //! A response call finds its request by, in order:
 //! 1. its `X-CorrelationID` header (ASE's rule; every integration that sends one);
