@@ -17,8 +17,8 @@ use crate::support::{Backend, Enforcer, Setup, admin_client, client, eventually,
 /// The attacker's failed logins that make a login attack (`ioa_login_failures`).
 const LOGIN_FAILURES: usize = 5;
 
-/// Sideband enforcer for the gateways: `shop` (identities by bearer token, a login URL,
-/// blocking on) and `spiky` (3 requests a minute per client), keep-alive on, the client
+/// Sideband enforcer for the gateways: `shop` (identities by bearer token and `x-user`, a
+/// login URL, blocking on) and `spiky` (3 requests a minute per client), keep-alive on, the client
 /// taken from the first `X-Forwarded-For` address as the gateways pass it.
 fn enforcer() -> Enforcer {
     Enforcer::start(
@@ -29,7 +29,8 @@ fn enforcer() -> Enforcer {
             .api(
                 "shop",
                 json!({ "url": "/shop", "hostname": "*", "oauth2_access_token": true,
-                        "enable_blocking": true, "login_url": "/shop/login" }),
+                        "username_header": "x-user", "enable_blocking": true,
+                        "login_url": "/shop/login" }),
             )
             .api(
                 "spiky",
@@ -375,7 +376,8 @@ fn expected_metrics(success: u64) -> Value {
 }
 
 /// What every integration must do: allowed traffic (GET and POST with its body) reaches
-/// the backend with the client's own `X-Enforcer-*` removed; a deny-listed token is
+/// the backend with the client's own `X-Enforcer-*` removed (and enforcer's, the user
+/// included, passed on by the auth-request gateways); a deny-listed token is
 /// refused by the gateway and never reaches the backend; a path outside every API passes;
 /// and `api_metrics` counts the traffic with server `0.0.0.0`, with the response statuses
 /// when the integration reports them.
@@ -383,6 +385,7 @@ async fn protects(g: &Gateway, style: Style, e: &Enforcer, b: &Backend) {
     let name = g.name;
     let good = [
         ("authorization", "Bearer tok-good"),
+        ("x-user", "alice"),
         ("x-enforcer-client", "spoofed"),
         ("x-enforcer-user", "spoofed"),
     ];
@@ -395,7 +398,11 @@ async fn protects(g: &Gateway, style: Style, e: &Enforcer, b: &Backend) {
     );
     let vouched = match style {
         // enforcer's own answer headers, passed upstream by the gateway.
-        Style::Auth => json!({ "x-enforcer-api": ["shop"], "x-enforcer-client": ["127.0.0.1"] }),
+        Style::Auth => json!({
+            "x-enforcer-api": ["shop"],
+            "x-enforcer-client": ["127.0.0.1"],
+            "x-enforcer-user": ["alice"]
+        }),
         Style::Ase if name == "haproxy" => json!({ "x-enforcer-api": ["shop"] }),
         Style::Ase => json!({}),
     };
