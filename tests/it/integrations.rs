@@ -672,12 +672,16 @@ async fn envoy_ext_authz_calls_are_decided() {
     assert_eq!(report, expected, "{report:#}");
 }
 
-/// Every gateway's fail-open/fail-closed switch, with enforcer down: open forwards the
-/// request to the backend, closed answers 503 without reaching it.
+/// Every gateway's fail-open/fail-closed switch, with enforcer down (refused) and silent
+/// (connected, never answering: the 1 s decision timeout): open forwards the request to the
+/// backend, closed answers 503 without reaching it; a silent enforcer costs the timeout.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn gateways_fail_open_or_closed_when_enforcer_is_down() {
+async fn gateways_fail_open_or_closed_when_enforcer_is_down_or_silent() {
     let b = Backend::start("api").await;
     let down = crate::support::closed_port();
+    // Never accepted: the kernel completes the handshakes, nothing ever answers.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent_addr = silent.local_addr().unwrap();
     type Start = fn(&Wiring) -> Gateway;
     type Swaps = &'static [(&'static str, &'static str)];
     let gateways: [(&str, Swaps, Start); 4] = [
@@ -709,31 +713,39 @@ async fn gateways_fail_open_or_closed_when_enforcer_is_down() {
         ),
     ];
     for (name, closing, start) in gateways {
-        let open = start(&Wiring {
-            enforcer: down,
-            backend: b.addr,
-            extra: &[],
-        });
-        let (s, body) = get(&open, "/shop/echo", &[]).await;
-        assert_eq!(s, 200, "{name} fails open: {body}\n{}", open.log());
-        drop(open);
-
-        let swaps: Vec<(&'static str, String)> = closing
+        let closing: Vec<(&'static str, String)> = closing
             .iter()
             .map(|(from, to)| (*from, to.to_string()))
             .collect();
-        let closed = start(&Wiring {
-            enforcer: down,
-            backend: b.addr,
-            extra: &swaps,
-        });
-        let before = b.requests();
-        let (s, body) = get(&closed, "/shop/echo", &[]).await;
-        assert_eq!(s, 503, "{name} fails closed: {body}\n{}", closed.log());
-        assert_eq!(
-            b.requests(),
-            before,
-            "{name}: failing closed reached the backend"
-        );
+        for (failure, enforcer) in [("down", down), ("silent", silent_addr)] {
+            for (mode, extra, status) in [("open", &[][..], 200), ("closed", &closing[..], 503)] {
+                let g = start(&Wiring {
+                    enforcer,
+                    backend: b.addr,
+                    extra,
+                });
+                let before = b.requests();
+                let started = Instant::now();
+                let (s, body) = get(&g, "/shop/echo", &[]).await;
+                let took = started.elapsed();
+                assert_eq!(
+                    s,
+                    status,
+                    "{name}, enforcer {failure}, fail {mode}: {body}\n{}",
+                    g.log()
+                );
+                assert_eq!(
+                    b.requests() - before,
+                    u64::from(status == 200),
+                    "{name}, enforcer {failure}, fail {mode}: backend requests"
+                );
+                if failure == "silent" {
+                    assert!(
+                        (Duration::from_millis(900)..Duration::from_secs(10)).contains(&took),
+                        "{name}, enforcer silent, fail {mode}: answered after {took:?}"
+                    );
+                }
+            }
+        }
     }
 }
