@@ -15,6 +15,11 @@
 # backend (recording, enforcement, Prometheus and the store on: the shipped defaults) and in
 # sideband mode answering /ase/request with the ~700 B JSON body of the harness.
 #
+# A third run puts nginx with the shipped auth_request integration (integrations/nginx) in
+# front of the backend, asking enforcer (sideband mode, /ase/auth/nginx) about every
+# request, beside nginx alone: the pair's CPU per request (nginx and enforcer together) is
+# what the integration costs (issue 26).
+#
 # Prints the harness's table (req/s, p50, p99, CPU µs per request of proxy, backend and
 # client) and then the targets of issue 10 as ratios from the same run.
 # Everything stays on 127.0.0.1; ports BASE_PORT..BASE_PORT+4 (default 18080).
@@ -58,6 +63,62 @@ EOF
   exec "$root/target/release/enforcer" run --config "$dir/inline"
 fi
 
+# --serve-auth: nginx with integrations/nginx on LISTEN_PORT in front of BACKEND_PORT,
+# asking an enforcer in sideband mode on LISTEN_PORT+10. The harness counts the CPU of this
+# process and its children: both run as children, nginx as one process (master_process
+# off: its worker would be a grandchild, uncounted; the event loop is the same).
+if [ "${1:-}" = "--serve-auth" ]; then
+  dir=$(mktemp -d)
+  trap 'kill $(jobs -p) 2>/dev/null; rm -rf "$dir"' EXIT
+  mkdir -p "$dir/enforcer/api" "$dir/nginx"
+  cat >"$dir/enforcer/ase.conf" <<EOF
+mode=sideband
+http_ws_port=$((LISTEN_PORT + 10))
+https_wss_port=0
+management_port=0
+bind_address=127.0.0.1
+enable_sideband_keepalive=true
+admin_log_level=2
+data_dir=$dir/enforcer/data
+tls_cert_path=$root/certs/server.crt
+tls_key_path=$root/certs/server.key
+${ENFORCER_CONF:-}
+EOF
+  cat >"$dir/enforcer/api/root.json" <<'EOF'
+{"api_metadata":{"protocol":"http","url":"/","hostname":"*","cookie":"JSESSIONID",
+ "oauth2_access_token":true,"apikey_header":"x-api-key","enable_blocking":true}}
+EOF
+  cp "$root"/integrations/nginx/enforcer-*.conf "$dir/nginx/"
+  sed -e "s|127.0.0.1:8000|127.0.0.1:$((LISTEN_PORT + 10))|" -e "s|127.0.0.1:3000|$BACKEND_ADDR|" \
+    -e "s|listen 8080;|listen $LISTEN_ADDR backlog=4096;|" -e "s|/etc/nginx/enforcer/|$dir/nginx/|" \
+    "$root/integrations/nginx/site.conf" >"$dir/nginx/site.conf"
+  cat >"$dir/nginx/nginx.conf" <<EOF
+user root root;
+master_process off;
+daemon off;
+pid $dir/nginx/nginx.pid;
+error_log $dir/nginx/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  keepalive_requests 1000000;
+  keepalive_timeout 65s;
+  client_body_temp_path $dir/nginx/body; proxy_temp_path $dir/nginx/proxy;
+  fastcgi_temp_path $dir/nginx/fcgi; uwsgi_temp_path $dir/nginx/uwsgi; scgi_temp_path $dir/nginx/scgi;
+  include $dir/nginx/site.conf;
+}
+EOF
+  "$root/target/release/enforcer" run --config "$dir/enforcer" >"$dir/enforcer.out" 2>&1 &
+  # nginx's first subrequests must find enforcer listening.
+  for _ in $(seq 200); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$((LISTEN_PORT + 10))") 2>/dev/null && break
+    sleep 0.05
+  done
+  nginx -p "$dir/nginx" -c "$dir/nginx/nginx.conf" -e stderr &
+  wait -n
+  exit
+fi
+
 DURATION=${DURATION:-10}
 REPEATS=${REPEATS:-3}
 RATE=${RATE:-10000}
@@ -94,6 +155,10 @@ echo "== closed loop: the naive hyper proxy (examples/naive_proxy.rs) beside ngi
   --base-port "$BASE_PORT" --peers nginx --extra-name naive_hyper \
   --extra-cmd "exec $root/target/release/examples/naive_proxy \$LISTEN_ADDR \$BACKEND_ADDR" \
   --out "$out/naive"
+echo "== closed loop: nginx + enforcer (integrations/nginx, auth_request) beside nginx alone" >&2
+"$root/../shared/bench/proxy-peers.sh" --duration "$DURATION" --repeats "$REPEATS" \
+  --base-port "$BASE_PORT" --peers nginx --extra-name nginx+enforcer \
+  --extra-cmd "$root/benches/load.sh --serve-auth" --out "$out/auth"
 if [ "$RATE" -gt 0 ]; then
   echo "== open loop: $RATE req/s (oha), latency added by each proxy" >&2
   "${harness[@]}" --rate "$RATE" --out "$out/open"
@@ -132,13 +197,19 @@ summary() {
       printf "  %-58s %10.3f\n", "(reference) naive hyper proxy throughput / direct", m(rps, 2, "get", "naive_hyper") / m(rps, 2, "get", "direct")
     }
     if (file >= 3) {
-      line("inline at " rate " req/s: added p50, us", m(p50, 3, "get", "enforcer") - m(p50, 3, "get", "direct"), "<=", 100)
-      line("inline at " rate " req/s: added p99, us", m(p99, 3, "get", "enforcer") - m(p99, 3, "get", "direct"), "<=", 250)
-      printf "  %-58s %10d\n", "(reference) nginx at " rate " req/s: added p50, us", m(p50, 3, "get", "nginx") - m(p50, 3, "get", "direct")
-      printf "  %-58s %10d\n", "(reference) nginx at " rate " req/s: added p99, us", m(p99, 3, "get", "nginx") - m(p99, 3, "get", "direct")
+      printf "  %-58s %10.1f\n", "(issue 26) nginx + enforcer via auth_request: CPU us/request", m(cpu, 3, "get", "nginx+enforcer")
+      printf "  %-58s %10.1f\n", "(issue 26) nginx alone: CPU us/request", m(cpu, 3, "get", "nginx")
+      printf "  %-58s %10.3f\n", "(issue 26) nginx + enforcer / nginx alone, CPU per request", m(cpu, 3, "get", "nginx+enforcer") / m(cpu, 3, "get", "nginx")
+      printf "  %-58s %10.3f\n", "(issue 26) nginx + enforcer / nginx alone, throughput", m(rps, 3, "get", "nginx+enforcer") / m(rps, 3, "get", "nginx")
+    }
+    if (file >= 4) {
+      line("inline at " rate " req/s: added p50, us", m(p50, 4, "get", "enforcer") - m(p50, 4, "get", "direct"), "<=", 100)
+      line("inline at " rate " req/s: added p99, us", m(p99, 4, "get", "enforcer") - m(p99, 4, "get", "direct"), "<=", 250)
+      printf "  %-58s %10d\n", "(reference) nginx at " rate " req/s: added p50, us", m(p50, 4, "get", "nginx") - m(p50, 4, "get", "direct")
+      printf "  %-58s %10d\n", "(reference) nginx at " rate " req/s: added p99, us", m(p99, 4, "get", "nginx") - m(p99, 4, "get", "direct")
     }
   }' "$@"
 }
-files=("$out/closed/results.tsv" "$out/naive/results.tsv")
+files=("$out/closed/results.tsv" "$out/naive/results.tsv" "$out/auth/results.tsv")
 [ "$RATE" -gt 0 ] && files+=("$out/open/results.tsv")
 summary "${files[@]}"

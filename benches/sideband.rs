@@ -11,7 +11,7 @@ use std::path::Path;
 use criterion::{Criterion, criterion_group, criterion_main};
 use enforcer::app::App;
 use enforcer::config::Config;
-use enforcer::sideband::handler::decide;
+use enforcer::sideband::calls::decide;
 use enforcer::sideband::wire::Reply;
 
 const BODY: &[u8] = include_bytes!("sideband_request.json");

@@ -9,7 +9,8 @@
 //!   sideband state, sessions, persister, cluster), built once from the config.
 //! * [`server`]: listeners, the worker model, connection life and graceful shutdown.
 //! * [`proxy`]: inline mode, the reverse proxy: handler → forward → respond.
-//! * [`sideband`]: sideband mode, ASE's decision service for gateways: wire → handler.
+//! * [`sideband`]: sideband mode, ASE's decision service for gateways: wire → handler, and
+//!   auth (`/ase/auth`: external authorization for nginx, Caddy, Envoy).
 //! * [`pipeline`]: the stateless sequencer both modes drive: `route`, `on_request →
 //!   Decision`, `on_response`, `on_complete`, over borrowed components.
 //! * [`enforce`]: decisions: identities, deny/allow lists, API patterns, decoys, flow

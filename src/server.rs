@@ -311,7 +311,7 @@ async fn sweep_pending(app: Arc<App>) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
         tick.tick().await;
-        sideband::handler::sweep(&app);
+        sideband::calls::sweep(&app);
     }
 }
 

@@ -402,19 +402,27 @@ impl Enforcer {
             }
         }
 
-        if ex.mode == Mode::Inline
-            && !self.cfg.shared_client_spikes
-            && let Err(limited) = api.flow.check_client(ex.client_ip)
-        {
-            api.flow
-                .record(limited.kind, flow_event(api.id(), ex, None));
-            ex.verdict = Verdict::Blocked(Reason::FlowControl);
-            return Decision::Block(Block::RateLimited {
-                kind: limited.kind,
-                retry_after: limited.retry_after,
-            });
+        if ex.mode == Mode::Inline && !self.cfg.shared_client_spikes {
+            return self.client_spike(api, ex);
         }
         Decision::Allow
+    }
+
+    /// The API's `client_spike_threshold` on this node's own limiter: for the inline proxy
+    /// (unless the cluster counts it) and for `/ase/auth` calls, which can answer 429.
+    pub fn client_spike<A>(&self, api: ApiRef<'_>, ex: &mut Exchange<A>) -> Decision {
+        match api.flow.check_client(ex.client_ip) {
+            Ok(()) => Decision::Allow,
+            Err(limited) => {
+                api.flow
+                    .record(limited.kind, flow_event(api.id(), ex, None));
+                ex.verdict = Verdict::Blocked(Reason::FlowControl);
+                Decision::Block(Block::RateLimited {
+                    kind: limited.kind,
+                    retry_after: limited.retry_after,
+                })
+            }
+        }
     }
 
     /// Blocks where the API blocks; elsewhere lets the request through, recorded as

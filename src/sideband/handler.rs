@@ -1,11 +1,8 @@
-//! The sideband handler: a gateway's `/ase/request` and `/ase/response` calls through the
-//! shared pipeline.
-//!
-//! A request call becomes the same [`Exchange`] the inline proxy builds (client from
-//! `source_ip`, host and path from `headers` and `url`, user from `user_info`), runs
-//! `route` and `on_request`, and is answered 200 (allow) or 403 (block). An allowed
-//! exchange waits in the pending table for its response call, which runs `on_response` and
-//! `on_complete`.
+//! The sideband handler: the HTTP side of a gateway's calls on a sideband data port.
+//! It checks `ASE-Token`, reads bodies within their limits, finds a response call's
+//! request (below) and answers; [`super::calls`] turns `/ase/request` and `/ase/response`
+//! into the pipeline's phases, and [`super::auth`] the external-authorization calls
+//! (`/ase/auth/<gateway>`).
 //!
 //! # Correlation
 //! A response call finds its request by, in order:
@@ -28,20 +25,18 @@
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Instant;
 
 use bytes::Bytes;
-use http::header::{CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, HOST};
-use http::{HeaderMap, Method, Request, Response, StatusCode, Uri, Version};
+use http::header::{CONNECTION, CONTENT_LENGTH, CONTENT_TYPE};
+use http::{HeaderMap, Method, Request, Response, Version};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 
+use super::auth;
+use super::calls::{decide, respond};
 use super::correlate::Parked;
-use super::wire::{self, Reply, RequestCall, WireError};
+use super::wire::{self, Reply, WireError};
 use crate::app::{App, Live};
-use crate::config::Mode;
-use crate::pipeline::route::well_formed_path;
-use crate::pipeline::{Decision, Exchange, RouteError, Upstream};
 
 const ASE_TOKEN: &str = "ase-token";
 const CORRELATION_ID: &str = "x-correlationid";
@@ -83,6 +78,7 @@ async fn dispatch(
     let app = &caller.app;
     // A gateway configured with a trailing slash on enforcer's address calls `//ase/...`.
     let path = req.uri().path().trim_start_matches('/');
+    let mut auth = None;
     let is_request = match (req.method(), path) {
         (&Method::GET | &Method::HEAD, "ase") if app.settings.enable_ase_health => {
             return (Reply::Health, None);
@@ -90,7 +86,14 @@ async fn dispatch(
         (&Method::POST, "ase/request") => true,
         (&Method::POST, "ase/response") => false,
         (_, "ase/request" | "ase/response") => return (Reply::MethodNotAllowed, None),
-        _ => return (Reply::NotFound, None),
+        // An external-authorization call (any method: Envoy sends the client's own).
+        _ => match auth::Gateway::of(path) {
+            Some(gateway) => {
+                auth = Some(gateway);
+                false
+            }
+            None => return (Reply::NotFound, None),
+        },
     };
     let tokens = &app.sideband.tokens;
     if tokens.required()
@@ -100,6 +103,11 @@ async fn dispatch(
             .is_some_and(|t| tokens.verify(t.as_bytes()))
     {
         return (Reply::Unauthorized, None);
+    }
+    if let Some(gateway) = auth {
+        // No response call follows and no body is read: the request is decided and
+        // recorded from the call's head alone.
+        return (auth::decide(app, gateway, req.into_parts().0), None);
     }
     let correlation = header_text(req.headers(), CORRELATION_ID).map(Arc::<str>::from);
     let cookie = (!is_request && correlation.is_none())
@@ -171,205 +179,6 @@ async fn read_body(req: Request<Incoming>, limit: usize) -> Result<Bytes, Reply>
             "(body)",
             format!("could not read the body: {e}"),
         ))),
-    }
-}
-
-/// Decides one `/ase/request` call whose body has been read: decode, route, identities
-/// and enforcement, and parking the allowed exchange under `correlation` (without one it
-/// completes at once).
-pub fn decide(app: &App, correlation: Option<&str>, body: &Bytes) -> Reply {
-    let started = Instant::now();
-    let (ex, headers) = match exchange(app, body) {
-        Ok(pair) => pair,
-        Err(reply) => return reply,
-    };
-    let mut ex = ex;
-    let api = ex.api.id().to_string();
-    let decision = app.pipeline().on_request(&mut ex, &headers);
-    ex.decision_latency = Some(started.elapsed());
-    match decision {
-        Decision::Allow => {
-            // The gateway forwards an allowed request; reports show its server as 0.0.0.0.
-            ex.upstream = Some(Upstream::Gateway);
-            match correlation {
-                Some(id) => {
-                    for left in app.sideband.pending.insert(id, ex) {
-                        app.pipeline().on_complete(left);
-                    }
-                }
-                None => app.pipeline().on_complete(ex),
-            }
-            Reply::Allow { api }
-        }
-        Decision::Block(crate::enforce::Block::Ambiguous { why }) => {
-            // The call is understood; the request it describes is malformed.
-            ex.status = Some(StatusCode::BAD_REQUEST);
-            ex.answered_by_enforcer = true;
-            app.pipeline().on_complete(ex);
-            Reply::BadRequest(WireError::new(
-                "headers",
-                format!("ambiguous identity: {why}"),
-            ))
-        }
-        Decision::Block(block) => {
-            // The gateway answers the client itself; enforcer only says no.
-            ex.status = Some(StatusCode::FORBIDDEN);
-            ex.answered_by_enforcer = true;
-            app.pipeline().on_complete(ex);
-            Reply::Block {
-                api,
-                reason: block.reason(),
-            }
-        }
-    }
-}
-
-/// Parses a call, repairing a body that a gateway built without escaping its values.
-fn parsed<'b, T>(
-    body: &'b Bytes,
-    repaired: &'b mut Option<Bytes>,
-    parse: impl Fn(&'b [u8]) -> Result<T, WireError>,
-) -> Result<(T, &'b Bytes), WireError> {
-    match parse(body) {
-        Ok(call) => Ok((call, body)),
-        Err(e) => {
-            let Some(fixed) = wire::repair(body) else {
-                return Err(e);
-            };
-            let fixed: &'b Bytes = repaired.insert(Bytes::from(fixed));
-            parse(fixed).map(|call| (call, fixed)).map_err(|_| e)
-        }
-    }
-}
-
-/// Turns a request call into an exchange on its API, with the headers as a map.
-fn exchange(app: &App, body: &Bytes) -> Result<(Exchange, HeaderMap), Reply> {
-    let bad = |e: WireError| Reply::BadRequest(e);
-    let mut repaired = None;
-    let (call, body) = parsed(body, &mut repaired, wire::parse_request).map_err(bad)?;
-    let source = RequestCall::required("source_ip", &call.source_ip).map_err(bad)?;
-    let source_ip = wire::client_ip(source).unwrap_or_else(|| {
-        app.sideband.stats.unknown_source_ip.fetch_add(1, Relaxed);
-        tracing::debug!(
-            source_ip = source,
-            "source_ip is no address: client unknown"
-        );
-        crate::pipeline::UNKNOWN_CLIENT
-    });
-    let method = RequestCall::required("method", &call.method).map_err(bad)?;
-    let method = Method::from_bytes(method.trim().as_bytes()).map_err(|_| {
-        bad(WireError::new(
-            "method",
-            format!("{method:?} is not an HTTP method"),
-        ))
-    })?;
-    let url = RequestCall::required("url", &call.url).map_err(bad)?;
-    let uri: Uri = url
-        .trim()
-        .parse()
-        .map_err(|_| bad(WireError::new("url", format!("{url:?} is not a URL path"))))?;
-    if !well_formed_path(uri.path()) {
-        return Err(bad(WireError::new(
-            "url",
-            "must be a path starting with '/', without '.' or '..' segments",
-        )));
-    }
-    let version = match &call.http_version {
-        None => Version::HTTP_11,
-        Some(v) => wire::http_version(v.as_str()).ok_or_else(|| {
-            bad(WireError::new(
-                "http_version",
-                format!("{:?} is not an HTTP version", v.as_str()),
-            ))
-        })?,
-    };
-    let headers = call
-        .headers
-        .as_ref()
-        .ok_or_else(|| bad(WireError::new("headers", "is required")))?
-        .to_header_map(body)
-        .map_err(bad)?;
-    let host = headers
-        .get(HOST)
-        .and_then(|h| h.to_str().ok())
-        .or_else(|| uri.authority().map(|a| a.as_str()));
-    let api = match app.pipeline().route(host, uri.path()) {
-        Ok(api) => api,
-        Err(RouteError::UnknownApi) => return Err(Reply::UnknownApi { hostname: false }),
-        Err(RouteError::UnknownHostname) => return Err(Reply::UnknownApi { hostname: true }),
-    };
-    let (username, client_id) = call.user();
-    let mut ex = Exchange::new(Mode::Sideband, api, method, uri, version, source_ip);
-    ex.has_body = crate::enforce::has_body(&headers);
-    ex.username = username.map(str::to_string);
-    ex.client_id = client_id.map(str::to_string);
-    Ok((ex, headers))
-}
-
-/// Handles one `/ase/response` call: completes the pending exchange it belongs to (`id`,
-/// found as `by` says).
-pub fn respond(app: &App, id: Option<&str>, by: Parked, body: &Bytes) -> Reply {
-    let bad = |e: WireError| Reply::BadRequest(e);
-    let mut repaired = None;
-    let (call, body) = match parsed(body, &mut repaired, wire::parse_response) {
-        Ok(pair) => pair,
-        Err(e) => return bad(e),
-    };
-    let code = match RequestCall::required("response_code", &call.response_code) {
-        Ok(code) => code,
-        Err(e) => return bad(e),
-    };
-    let Some(status) = code
-        .trim()
-        .parse::<u16>()
-        .ok()
-        .and_then(|c| StatusCode::from_u16(c).ok())
-    else {
-        return bad(WireError::new(
-            "response_code",
-            format!("{code:?} is not an HTTP status code"),
-        ));
-    };
-    let headers = match call
-        .headers
-        .as_ref()
-        .map(|h| h.to_header_map(body))
-        .transpose()
-    {
-        Ok(h) => h.unwrap_or_default(),
-        Err(e) => return bad(e),
-    };
-    let pending = &app.sideband.pending;
-    match id.and_then(|id| pending.take(id)) {
-        Some(mut ex) => {
-            pending.stats.matched(by);
-            // The gateway saw the body go by; its length is what the client received.
-            if let Some(n) = headers
-                .get(CONTENT_LENGTH)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.trim().parse::<u64>().ok())
-            {
-                ex.response_bytes = n;
-            }
-            app.pipeline().on_response(&mut ex, status, &headers);
-            app.pipeline().on_complete(ex);
-            Reply::Logged { correlated: true }
-        }
-        None => {
-            pending.stats.uncorrelated.fetch_add(1, Relaxed);
-            tracing::debug!(
-                correlation = id.unwrap_or("(none)"),
-                "response call matches no pending request: counted as uncorrelated"
-            );
-            Reply::Logged { correlated: false }
-        }
-    }
-}
-
-/// Completes every pending exchange whose response call is overdue (run every second).
-pub fn sweep(app: &App) {
-    for ex in app.sideband.pending.sweep(Instant::now()) {
-        app.pipeline().on_complete(ex);
     }
 }
 

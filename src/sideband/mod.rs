@@ -4,13 +4,17 @@
 //! The gateway posts each client request's metadata to `/ase/request` and blocks on the
 //! answer (200 allow, 403 block), then posts the backend's response metadata to
 //! `/ase/response`. [`handler`] turns both into the shared pipeline's phases, so identity
-//! capture, enforcement and recording are the inline proxy's own. [`wire`] is the JSON
+//! capture, enforcement and recording are the inline proxy's own. [`auth`] answers the
+//! external-authorization calls of gateways without an ASE policy (nginx `auth_request`,
+//! Caddy `forward_auth`, Envoy `ext_authz`) through the same code. [`wire`] is the JSON
 //! contract and the one place answers are made; [`correlate`] holds allowed requests until
 //! their response call; [`tokens`] is `ASE-Token` authentication.
 //!
 //! This file holds the state the application owns ([`Sideband`]); the per-connection
 //! side ([`handler::Caller`]) lives with the handler, so the state imports nothing above it.
 
+pub mod auth;
+pub mod calls;
 pub mod correlate;
 pub mod handler;
 pub mod tokens;

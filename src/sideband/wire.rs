@@ -34,10 +34,16 @@ use std::borrow::Cow;
 use std::fmt;
 
 use bytes::Bytes;
-use http::header::{CONNECTION, CONTENT_TYPE, HeaderValue};
+use http::header::{CONNECTION, CONTENT_TYPE, HeaderName, HeaderValue, RETRY_AFTER};
 use http::{Response, StatusCode};
 use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
+
+/// `/ase/auth`'s answer headers for the gateway to pass upstream: the client address the
+/// decision was made for, the API, and the user when one was identified.
+pub const ENFORCER_CLIENT: HeaderName = HeaderName::from_static("x-enforcer-client");
+pub const ENFORCER_API: HeaderName = HeaderName::from_static("x-enforcer-api");
+pub const ENFORCER_USER: HeaderName = HeaderName::from_static("x-enforcer-user");
 
 /// A field that is missing, mistyped or invalid, or JSON that does not parse.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -459,23 +465,51 @@ impl<'de: 'a, 'a> Deserialize<'de> for UserInfo<'a> {
 /// What a sideband call led to; [`reply`] makes the HTTP answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Reply {
-    Allow { api: String },
-    Block { api: String, reason: String },
-    Logged { correlated: bool },
+    Allow {
+        api: String,
+    },
+    Block {
+        api: String,
+        reason: String,
+    },
+    Logged {
+        correlated: bool,
+    },
     BadRequest(WireError),
     Unauthorized,
-    TooLarge { limit: usize },
-    UnknownApi { hostname: bool },
+    TooLarge {
+        limit: usize,
+    },
+    UnknownApi {
+        hostname: bool,
+    },
     NotFound,
     MethodNotAllowed,
     Health,
+    /// `/ase/auth`: let the request through. `api` and `client` are empty when no API
+    /// matched (enforcer has nothing to decide there).
+    Authorized {
+        api: String,
+        client: String,
+        user: Option<String>,
+    },
+    /// `/ase/auth`: block the request.
+    Refused,
+    /// `/ase/auth`: flow control; the client may retry after `retry_after`.
+    Limited {
+        retry_after: std::time::Duration,
+    },
 }
 
 impl Reply {
     pub fn status(&self) -> StatusCode {
         match self {
-            Reply::Allow { .. } | Reply::Logged { .. } | Reply::Health => StatusCode::OK,
-            Reply::Block { .. } => StatusCode::FORBIDDEN,
+            Reply::Allow { .. }
+            | Reply::Logged { .. }
+            | Reply::Health
+            | Reply::Authorized { .. } => StatusCode::OK,
+            Reply::Block { .. } | Reply::Refused => StatusCode::FORBIDDEN,
+            Reply::Limited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Reply::BadRequest(_) => StatusCode::BAD_REQUEST,
             Reply::Unauthorized => StatusCode::UNAUTHORIZED,
             Reply::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
@@ -522,7 +556,40 @@ const EMPTY: Body<'static> = Body {
 
 /// Builds the HTTP answer for `reply`. Never fails.
 pub fn reply(reply: &Reply, keepalive: bool) -> Response<Bytes> {
+    let mut extra = Vec::new();
     let body = match reply {
+        Reply::Authorized { api, client, user } => {
+            // Exactly 200 with no body: Envoy denies on any other 2xx, and nginx and Caddy
+            // keep their connection to enforcer only when there is no body to skip.
+            let mut resp = Response::new(Bytes::new());
+            let headers = resp.headers_mut();
+            for (name, value) in [
+                (ENFORCER_CLIENT, Some(client.as_str())),
+                (ENFORCER_API, Some(api.as_str())),
+                (ENFORCER_USER, user.as_deref()),
+            ] {
+                if let Some(v) = value.and_then(|v| HeaderValue::from_str(v).ok()) {
+                    headers.insert(name, v);
+                }
+            }
+            headers.insert(CONNECTION, connection(keepalive));
+            return resp;
+        }
+        Reply::Refused => Body {
+            error: Some("forbidden"),
+            message: Some("Blocked by enforcer".into()),
+            ..EMPTY
+        },
+        Reply::Limited { retry_after } => {
+            // Whole seconds, rounded up: `Retry-After: 0` would invite an immediate retry.
+            let secs = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+            extra.push((RETRY_AFTER, HeaderValue::from(secs.max(1))));
+            Body {
+                error: Some("too_many_requests"),
+                message: Some("Rate limited by enforcer".into()),
+                ..EMPTY
+            }
+        }
         Reply::Allow { api } => Body {
             verdict: Some("allow"),
             api: Some(api),
@@ -576,7 +643,11 @@ pub fn reply(reply: &Reply, keepalive: bool) -> Response<Bytes> {
         },
         Reply::NotFound => Body {
             error: Some("not_found"),
-            message: Some("sideband calls go to POST /ase/request and POST /ase/response".into()),
+            message: Some(
+                "sideband calls go to POST /ase/request and POST /ase/response, \
+                 external authorization to /ase/auth/nginx, /ase/auth/caddy or /ase/auth/envoy"
+                    .into(),
+            ),
             ..EMPTY
         },
         Reply::MethodNotAllowed => Body {
@@ -590,11 +661,15 @@ pub fn reply(reply: &Reply, keepalive: bool) -> Response<Bytes> {
     *resp.status_mut() = reply.status();
     let headers = resp.headers_mut();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    headers.insert(
-        CONNECTION,
-        HeaderValue::from_static(if keepalive { "keep-alive" } else { "close" }),
-    );
+    headers.insert(CONNECTION, connection(keepalive));
+    for (name, value) in extra {
+        headers.insert(name, value);
+    }
     resp
+}
+
+fn connection(keepalive: bool) -> HeaderValue {
+    HeaderValue::from_static(if keepalive { "keep-alive" } else { "close" })
 }
 
 /// Hands the gateway the correlation id of an allowed request call that came without
@@ -780,5 +855,53 @@ mod tests {
         let r = reply(&Reply::Unauthorized, true);
         assert_eq!(r.status(), 401);
         assert_eq!(r.headers()["connection"], "keep-alive");
+    }
+
+    #[test]
+    fn authorization_answers_are_bare() {
+        // Allow: exactly 200 and no body (Envoy denies on any other 2xx; nginx and Caddy
+        // keep the connection only without a body), the user only when there is one.
+        let r = reply(
+            &Reply::Authorized {
+                api: "shop".into(),
+                client: "10.0.0.1".into(),
+                user: None,
+            },
+            true,
+        );
+        let headers: Vec<String> = r
+            .headers()
+            .iter()
+            .map(|(k, v)| format!("{k}: {}", v.to_str().unwrap()))
+            .collect();
+        assert_eq!(
+            (r.status().as_u16(), r.body().len(), headers),
+            (
+                200,
+                0,
+                vec![
+                    "x-enforcer-client: 10.0.0.1".to_string(),
+                    "x-enforcer-api: shop".into(),
+                    "connection: keep-alive".into()
+                ]
+            )
+        );
+        let r = reply(&Reply::Refused, true);
+        assert_eq!(r.status(), 403);
+        assert_eq!(
+            r.body().as_ref(),
+            br#"{"error":"forbidden","message":"Blocked by enforcer"}"#
+        );
+        // Retry-After in whole seconds, rounded up, never 0.
+        for (wait, header) in [(1_200, "2"), (3_000, "3"), (0, "1")] {
+            let r = reply(
+                &Reply::Limited {
+                    retry_after: std::time::Duration::from_millis(wait),
+                },
+                true,
+            );
+            assert_eq!(r.status(), 429);
+            assert_eq!(r.headers()["retry-after"], header, "{wait} ms");
+        }
     }
 }

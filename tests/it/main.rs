@@ -16,6 +16,7 @@ mod faults;
 mod gateways;
 mod hostile;
 mod inline;
+mod integrations;
 mod operations;
 mod persistence;
 mod reports;
