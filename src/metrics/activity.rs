@@ -23,13 +23,13 @@
 
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicI64, AtomicU32, AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, OnceLock, RwLock};
+use std::sync::{Arc, OnceLock};
 
 use serde::{Deserialize, Serialize};
 
 use super::agent::Os;
 use super::bucket::{Hasher, Map};
-use super::{TierSpec, floor, tier_for};
+use super::tiers::{TierSpec, Tiers, Timed};
 pub use crate::vocab::ClientKind;
 use crate::vocab::Ioa;
 
@@ -738,6 +738,12 @@ impl ActivityBucket {
     }
 }
 
+impl Timed for ActivityBucket {
+    fn start(&self) -> i64 {
+        self.start
+    }
+}
+
 /// Activity tiers: hours for 8 days, then days for 200.
 pub const ACTIVITY_TIERS: [TierSpec; 2] = [
     TierSpec {
@@ -755,8 +761,7 @@ pub const ACTIVITY_TIERS: [TierSpec; 2] = [
 /// The activity records of the whole process.
 #[derive(Debug)]
 pub struct Activity {
-    tiers: [Map<i64, ActivityBucket>; 2],
-    rollup: RwLock<()>,
+    tiers: Tiers<ActivityBucket, 2>,
     caps: ActivityCaps,
     used: AtomicI64,
     overflowed: AtomicU64,
@@ -767,8 +772,7 @@ pub struct Activity {
 impl Activity {
     pub fn new(caps: ActivityCaps) -> Activity {
         Activity {
-            tiers: std::array::from_fn(|_| Map::with_hasher(Hasher::default())),
-            rollup: RwLock::new(()),
+            tiers: Tiers::new(&ACTIVITY_TIERS),
             caps,
             used: AtomicI64::new(0),
             overflowed: AtomicU64::new(0),
@@ -790,20 +794,9 @@ impl Activity {
     }
 
     fn with_bucket(&self, t: i64, now: i64, f: impl FnOnce(&ActivityBucket)) {
-        let Some(tier) = tier_for(&ACTIVITY_TIERS, t, now, 0) else {
-            return;
-        };
-        let start = floor(t, ACTIVITY_TIERS[tier].span);
-        let map = &self.tiers[tier];
-        if let Some(b) = map.get(&start) {
-            f(&b);
-            return;
+        if let Some((tier, start)) = self.tiers.place(t, now) {
+            self.tiers.with(tier, start, ActivityBucket::new, f);
         }
-        let b = map
-            .entry(start)
-            .or_insert_with(|| ActivityBucket::new(start))
-            .downgrade();
-        f(&b);
     }
 
     /// Records one finished request as of `now`.
@@ -822,46 +815,18 @@ impl Activity {
 
     /// Moves aged hour buckets into their day and drops day buckets past retention.
     pub fn compact(&self, now: i64) {
-        for (t, spec) in ACTIVITY_TIERS.iter().enumerate() {
-            let due: Vec<i64> = self.tiers[t]
-                .iter()
-                .map(|b| b.start)
-                .filter(|&start| start + spec.span <= now - spec.keep)
-                .collect();
-            for start in due {
-                let _moving = self.rollup.write().unwrap_or_else(|e| e.into_inner());
-                let Some((_, bucket)) = self.tiers[t].remove(&start) else {
-                    continue;
-                };
-                bucket.release(&self.used);
-                if let Some(next) = tier_for(&ACTIVITY_TIERS, start, now, t + 1) {
-                    let dst = floor(start, ACTIVITY_TIERS[next].span);
-                    let b = self.budget();
-                    let target = self.tiers[next]
-                        .entry(dst)
-                        .or_insert_with(|| ActivityBucket::new(dst))
-                        .downgrade();
-                    target.merge_from(&bucket, &self.caps, &b);
-                }
-            }
-        }
+        let budget = self.budget();
+        self.tiers.compact(
+            now,
+            ActivityBucket::new,
+            |leaving| leaving.release(&self.used),
+            |into, from| into.merge_from(from, &self.caps, &budget),
+        );
     }
 
     /// Runs `f` on every bucket whose start lies in `[from, to)`, under the roll-up lock.
     fn each_in(&self, from: i64, to: i64, mut f: impl FnMut(&ActivityBucket)) {
-        let _reading = self.rollup.read().unwrap_or_else(|e| e.into_inner());
-        for tier in &self.tiers {
-            let starts: Vec<i64> = tier
-                .iter()
-                .map(|b| b.start)
-                .filter(|s| (from..to).contains(s))
-                .collect();
-            for s in starts {
-                if let Some(b) = tier.get(&s) {
-                    f(&b);
-                }
-            }
-        }
+        self.tiers.each_in(from, to, |_, b| f(b));
     }
 
     /// Bytes in use and the limit.
@@ -990,20 +955,15 @@ impl Activity {
     }
 
     /// Visits every bucket (tier, bucket) for the store.
-    pub fn each_bucket(&self, mut f: impl FnMut(usize, &ActivityBucket)) {
-        let _reading = self.rollup.read().unwrap_or_else(|e| e.into_inner());
-        for (t, tier) in self.tiers.iter().enumerate() {
-            for b in tier.iter() {
-                f(t, &b);
-            }
-        }
+    pub fn each_bucket(&self, f: impl FnMut(usize, &ActivityBucket)) {
+        self.tiers.each(f);
     }
 
     /// Puts back a stored bucket (at start-up).
     pub fn restore(&self, tier: usize, img: ActivityImage) -> bool {
-        let Some(map) = self.tiers.get(tier) else {
+        if tier >= ACTIVITY_TIERS.len() {
             return false;
-        };
+        }
         let b = ActivityBucket::new(img.start);
         let budget = self.budget();
         for (id, w) in img.words {
@@ -1044,15 +1004,15 @@ impl Activity {
         b.changes.store(img.changes, Relaxed);
         // Restored while traffic is recorded: a bucket recorded since the start gets the
         // stored one merged in (and counts as changed, so the merge is stored).
-        let _restoring = self.rollup.read().unwrap_or_else(|e| e.into_inner());
-        if let Some(live) = map.get(&b.start) {
-            live.merge_from(&b, &self.caps, &budget);
-            live.changes.fetch_add(1, Relaxed);
-            b.release(&self.used);
-            return true;
-        }
-        map.insert(b.start, b);
-        true
+        self.tiers.restore(tier, b.start, |live| match live {
+            Some(live) => {
+                live.merge_from(&b, &self.caps, &budget);
+                live.changes.fetch_add(1, Relaxed);
+                b.release(&self.used);
+                None
+            }
+            None => Some(b),
+        })
     }
 }
 

@@ -47,31 +47,24 @@ pub mod ioas;
 mod legacy;
 pub mod prom;
 pub mod snapshot;
+pub mod tiers;
 pub mod users;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 pub use agent::{Agent, Browser, Os};
 pub use bucket::{Budget, Caps, Image, Observation, Overflow};
 pub use snapshot::Snapshot;
+pub use tiers::TierSpec;
 
-use bucket::{Bucket, Hasher, Map};
+use bucket::Bucket;
+use tiers::{Tiers, Timed};
 
 use crate::config::ApiDef;
 use crate::vocab::{ClientId, Exchange, Upstream};
-
-/// A tier of time buckets.
-#[derive(Debug, Clone, Copy)]
-pub struct TierSpec {
-    pub name: &'static str,
-    /// Bucket length in seconds.
-    pub span: i64,
-    /// How far back (seconds) the tier keeps buckets.
-    pub keep: i64,
-}
 
 pub const TIERS: [TierSpec; 3] = [
     TierSpec {
@@ -95,18 +88,6 @@ pub const TIERS: [TierSpec; 3] = [
 pub fn unix_secs(t: SystemTime) -> i64 {
     t.duration_since(UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-}
-
-pub(crate) fn floor(t: i64, span: i64) -> i64 {
-    t.div_euclid(span) * span
-}
-
-/// The finest tier of `tiers`, at or after `from`, that still holds time `t` at `now`.
-pub(crate) fn tier_for(tiers: &[TierSpec], t: i64, now: i64, from: usize) -> Option<usize> {
-    (from..tiers.len()).find(|&i| {
-        let spec = tiers[i];
-        floor(t, spec.span) + spec.span > now - spec.keep
-    })
 }
 
 /// What the sink needs of the API an exchange matched: its definition (sign-on paths and
@@ -292,9 +273,7 @@ impl Metrics {
 #[derive(Debug)]
 pub struct ApiRecorder {
     pub api_id: String,
-    tiers: [Map<i64, Bucket>; 3],
-    /// Reports read under this lock; compaction moves a bucket under it.
-    rollup: RwLock<()>,
+    tiers: Tiers<Bucket, 3>,
     caps: Caps,
     budget: Budget,
     /// Classifications of user agents, shared by the buckets.
@@ -307,8 +286,7 @@ impl ApiRecorder {
     pub fn new(api_id: &str, caps: Caps, budget: u64) -> ApiRecorder {
         ApiRecorder {
             api_id: api_id.to_string(),
-            tiers: std::array::from_fn(|_| Map::with_hasher(Hasher::default())),
-            rollup: RwLock::new(()),
+            tiers: Tiers::new(&TIERS),
             caps,
             budget: Budget::new(budget),
             agents: agent::Cache::new(),
@@ -323,61 +301,33 @@ impl ApiRecorder {
 
     /// Records one finished exchange as of `now` (unix seconds).
     pub fn record_at(&self, obs: &Observation<'_>, now: i64) -> Agent {
-        let Some(t) = tier_for(&TIERS, obs.time, now, 0) else {
+        let Some((tier, start)) = self.tiers.place(obs.time, now) else {
             self.expired.fetch_add(1, Relaxed);
             return obs.user_agent.map_or(Agent::UNKNOWN, |u| self.agents.of(u));
         };
-        let start = floor(obs.time, TIERS[t].span);
-        let mut agent = Agent::UNKNOWN;
-        with_bucket(&self.tiers[t], start, &self.caps, |b| {
-            agent = b.add(obs, &self.budget, &self.agents);
-        });
-        agent
+        self.tiers.with(
+            tier,
+            start,
+            |start| Bucket::new(start, &self.caps),
+            |b| b.add(obs, &self.budget, &self.agents),
+        )
     }
 
     /// Moves every bucket that has aged out of its tier into the next one (or drops it
     /// past the last). Safe to run while requests are recorded and reports read.
     pub fn compact(&self, now: i64) {
-        for (t, spec) in TIERS.iter().enumerate() {
-            let due: Vec<i64> = self.tiers[t]
-                .iter()
-                .map(|b| b.start)
-                .filter(|&start| start + spec.span <= now - spec.keep)
-                .collect();
-            for start in due {
-                let _moving = self.rollup.write().unwrap_or_else(|e| e.into_inner());
-                let Some((_, bucket)) = self.tiers[t].remove(&start) else {
-                    continue;
-                };
-                // Its memory moves to the next tier: give it back first so the move is not
-                // refused for want of budget it is about to free.
-                bucket.release(&self.budget);
-                if let Some(next) = tier_for(&TIERS, start, now, t + 1) {
-                    let dst = floor(start, TIERS[next].span);
-                    with_bucket(&self.tiers[next], dst, &self.caps, |b| {
-                        b.merge_from(&bucket, &self.budget)
-                    });
-                }
-            }
-        }
+        self.tiers.compact(
+            now,
+            |start| Bucket::new(start, &self.caps),
+            |leaving| leaving.release(&self.budget),
+            |into, from| into.merge_from(from, &self.budget),
+        );
     }
 
     /// Sums the buckets whose start lies in `[from, to)` (unix seconds).
     pub fn snapshot(&self, from: i64, to: i64) -> Snapshot {
-        let _reading = self.rollup.read().unwrap_or_else(|e| e.into_inner());
         let mut snap = Snapshot::default();
-        for tier in &self.tiers {
-            let starts: Vec<i64> = tier
-                .iter()
-                .map(|b| b.start)
-                .filter(|s| (from..to).contains(s))
-                .collect();
-            for start in starts {
-                if let Some(b) = tier.get(&start) {
-                    snap.add_bucket(&b);
-                }
-            }
-        }
+        self.tiers.each_in(from, to, |_, b| snap.add_bucket(b));
         snap
     }
 
@@ -387,7 +337,7 @@ impl ApiRecorder {
         let mut snap = self.snapshot(from, to);
         let scratch = Budget::new(u64::MAX);
         for (tier, image) in others {
-            if usize::from(tier) < self.tiers.len() && (from..to).contains(&image.start) {
+            if usize::from(tier) < TIERS.len() && (from..to).contains(&image.start) {
                 snap.add_bucket(&Bucket::from_image(image, &self.caps, &scratch));
             }
         }
@@ -397,48 +347,39 @@ impl ApiRecorder {
     /// Requests per minute bucket starting in `[from, to)`: (bucket start, requests), in
     /// no order. Minute buckets are kept for the last 25 hours; older ones have rolled up.
     pub fn minutes(&self, from: i64, to: i64) -> Vec<(i64, u64)> {
-        let _reading = self.rollup.read().unwrap_or_else(|e| e.into_inner());
-        self.tiers[0]
-            .iter()
-            .filter(|b| (from..to).contains(&b.start))
-            .map(|b| (b.start, b.requests.load(Relaxed)))
-            .collect()
+        let mut out = Vec::new();
+        self.tiers.each_in(from, to, |tier, b| {
+            if tier == 0 {
+                out.push((b.start, b.requests.load(Relaxed)));
+            }
+        });
+        out
     }
 
     /// Visits every bucket (tier index, bucket) under the roll-up lock, so no bucket is
     /// seen twice or missed while compaction moves one.
-    pub fn each_bucket(&self, mut f: impl FnMut(usize, &Bucket)) {
-        let _reading = self.rollup.read().unwrap_or_else(|e| e.into_inner());
-        for (t, tier) in self.tiers.iter().enumerate() {
-            for b in tier.iter() {
-                f(t, &b);
-            }
-        }
+    pub fn each_bucket(&self, f: impl FnMut(usize, &Bucket)) {
+        self.tiers.each(f);
     }
 
-    /// Puts back a stored bucket (at start-up, before traffic). Returns false for a tier
-    /// that does not exist.
     /// Puts back a stored bucket. The store is restored while traffic is already being
-    /// recorded: a bucket recorded since the start gets the stored one merged in.
+    /// recorded: a bucket recorded since the start gets the stored one merged in. False for
+    /// a tier that does not exist.
     pub fn restore(&self, tier: usize, image: bucket::Image) -> bool {
-        let Some(map) = self.tiers.get(tier) else {
-            return false;
-        };
-        // Compaction moves buckets under the write side of this lock.
-        let _restoring = self.rollup.read().unwrap_or_else(|e| e.into_inner());
-        if let Some(live) = map.get(&image.start) {
-            let stored = Bucket::from_image(image, &self.caps, &Budget::new(u64::MAX));
-            live.merge_from(&stored, &self.budget);
-            return true;
-        }
-        let bucket = Bucket::from_image(image, &self.caps, &self.budget);
-        map.insert(bucket.start, bucket);
-        true
+        let start = image.start;
+        self.tiers.restore(tier, start, |live| match live {
+            Some(live) => {
+                let stored = Bucket::from_image(image, &self.caps, &Budget::new(u64::MAX));
+                live.merge_from(&stored, &self.budget);
+                None
+            }
+            None => Some(Bucket::from_image(image, &self.caps, &self.budget)),
+        })
     }
 
     /// Buckets held per tier (for status and tests).
     pub fn bucket_counts(&self) -> [usize; 3] {
-        std::array::from_fn(|t| self.tiers[t].len())
+        self.tiers.counts()
     }
 
     /// Requests that were too old for any tier.
@@ -457,17 +398,9 @@ impl ApiRecorder {
     }
 }
 
-/// Runs `f` on the bucket starting at `start`, creating it first if needed. The tier's
-/// read guard is held only while `f` runs on the bucket's own maps.
-fn with_bucket(tier: &Map<i64, Bucket>, start: i64, caps: &Caps, f: impl FnOnce(&Bucket)) {
-    if let Some(b) = tier.get(&start) {
-        f(&b);
-        return;
-    }
-    tier.entry(start)
-        .or_insert_with(|| Bucket::new(start, caps));
-    if let Some(b) = tier.get(&start) {
-        f(&b);
+impl Timed for Bucket {
+    fn start(&self) -> i64 {
+        self.start
     }
 }
 
@@ -527,7 +460,7 @@ mod tests {
         let r = recorder();
         let (get, post) = (Method::GET, Method::POST);
         // Sixty minutes of traffic in one hour, two sessions and anonymous requests.
-        let hour = floor(T0, 3_600);
+        let hour = tiers::floor(T0, 3_600);
         for m in 0..60 {
             let t = hour + m * 60 + 5;
             r.record_at(&obs(t, &get, "/a/x", Some("s1")), t);
@@ -549,7 +482,7 @@ mod tests {
 
         r.compact(hour + 14 * 86_400);
         assert_eq!(r.bucket_counts(), [0, 0, 1]);
-        let day = floor(hour, 86_400);
+        let day = tiers::floor(hour, 86_400);
         assert_eq!(r.snapshot(day, day + 86_400), before);
 
         // Past 200 days the data is gone, and so is its memory.

@@ -33,7 +33,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::UserEventStatuses;
 use crate::sharded::Shards;
 
-use super::floor;
+use super::tiers::floor;
 
 /// Bucket length: the finest `sampleSize` (HOUR).
 pub const HOUR: i64 = 3_600;
