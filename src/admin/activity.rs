@@ -11,6 +11,7 @@ use serde_json::json as json_value;
 
 use super::{Body, Query, bad_parameter, body, durably, error, json, not_allowed};
 use crate::app::App;
+use crate::cluster::remote;
 use crate::enforce::detect::Ioa;
 use crate::enforce::lists::{Identifier, ListKind};
 use crate::metrics::activity::ClientKind;
@@ -129,16 +130,8 @@ pub(super) async fn client(
     let built = tokio::task::spawn_blocking(move || {
         let listed = denied(kind, &id);
         let (from, to) = period.window(at);
-        let mut tally = app.metrics.activity.client(kind, &id, from, to);
-        for other in other_nodes(&app, from, to) {
-            if let Some(t) = other.client(kind, &id, from, to) {
-                match &mut tally {
-                    Some(mine) => mine.merge(t),
-                    None => tally = Some(t),
-                }
-            }
-        }
-        match tally {
+        let activity = remote::activity(app.cluster.as_ref(), &app.metrics.activity, from, to);
+        match activity.client(kind, &id) {
             Some(t) => Ok(report::client_activity_of(t, kind, &id, period, at, listed)),
             None => Err(id),
         }
@@ -193,22 +186,13 @@ pub(super) async fn api(app: Arc<App>, method: &Method, rest: &str, q: &Query) -
     };
     let built = tokio::task::spawn_blocking(move || {
         let (from, to) = period.window(at);
-        let local = &app.metrics.activity;
-        let mut tally = local.api(&name, from, to);
-        let others = other_nodes(&app, from, to);
+        let activity = remote::activity(app.cluster.as_ref(), &app.metrics.activity, from, to);
         let points = if per_minute {
             last_hour_per_minute(&app, &name, at)
         } else {
-            let mut points = local.api_series(&name, from, to);
-            for other in &others {
-                points.extend(other.api_series(&name, from, to));
-            }
-            points
+            activity.api_series(&name)
         };
-        for other in others {
-            tally.merge(other.api(&name, from, to));
-        }
-        report::api_activity_of(tally, points, &name, period, at)
+        report::api_activity_of(activity.api(&name), points, &name, period, at)
     })
     .await;
     match built {
@@ -242,45 +226,6 @@ fn last_hour_per_minute(app: &App, api: &str, at: i64) -> Vec<(i64, u64, u64)> {
     points
         .into_iter()
         .map(|(start, (requests, ioas))| (start, requests, ioas))
-        .collect()
-}
-
-/// In a cluster, the other nodes' activity records overlapping `[from, to)`, one
-/// [`Activity`](crate::metrics::activity::Activity) per node (their words are numbered per
-/// node, so nodes are summed as tallies, not as buckets). Blocking; without Redis, none.
-fn other_nodes(app: &App, from: i64, to: i64) -> Vec<crate::metrics::activity::Activity> {
-    let Some(c) = &app.cluster else {
-        return Vec::new();
-    };
-    let rows = match c.remote_rows(crate::store::persist::ACTIVITY) {
-        Ok(rows) => rows,
-        Err(e) => {
-            tracing::warn!("cluster activity report without the other nodes: {e}");
-            return Vec::new();
-        }
-    };
-    // Buckets are at most a day long: one that starts a day before `from` may overlap.
-    let earliest = from - 86_400;
-    rows.into_iter()
-        .map(|(_, buckets)| {
-            let a =
-                crate::metrics::activity::Activity::new(crate::metrics::activity::ActivityCaps {
-                    clients: u32::MAX,
-                    memory: u64::MAX,
-                });
-            for (tier, start, bytes) in buckets {
-                if start < earliest || start >= to {
-                    continue;
-                }
-                match postcard::from_bytes(&bytes) {
-                    Ok(img) => {
-                        a.restore(usize::from(tier), img);
-                    }
-                    Err(e) => tracing::warn!(start, "skipping an unreadable activity image: {e}"),
-                }
-            }
-            a
-        })
         .collect()
 }
 
@@ -335,10 +280,7 @@ pub(super) async fn attacks(app: Arc<App>, q: &Query) -> Response<Body> {
     let built = tokio::task::spawn_blocking(move || {
         let local = &app.metrics.activity;
         let (from, to) = period.window(at);
-        let mut rows = local.attacks(from, to);
-        for other in other_nodes(&app, from, to) {
-            rows.extend(other.attacks(from, to));
-        }
+        let rows = remote::activity(app.cluster.as_ref(), local, from, to).attacks();
         let mut evidence = report::Evidence::new();
         for r in app.metrics.ioas.recent() {
             if let Some(kind) = Some(r.client.kind()) {

@@ -367,7 +367,7 @@ pub(super) async fn cluster(app: Arc<App>) -> Response<Body> {
         reader
             .cluster
             .as_ref()
-            .map(|c| c.nodes())
+            .map(|c| c.nodes().map_err(|e| e.to_string()))
             .unwrap_or(Ok(Vec::new()))
     })
     .await
@@ -380,10 +380,10 @@ pub(super) async fn cluster(app: Arc<App>) -> Response<Body> {
 fn cluster_view(
     app: &App,
     c: &crate::cluster::Cluster,
-    nodes: Result<Vec<crate::cluster::Node>, String>,
+    nodes: Result<Vec<crate::cluster::registry::Node>, String>,
 ) -> serde_json::Value {
     let now = jiff::Timestamp::now().as_millisecond();
-    let silent = i64::try_from(crate::cluster::SILENT.as_millis()).unwrap_or(i64::MAX);
+    let silent = i64::try_from(crate::cluster::registry::SILENT.as_millis()).unwrap_or(i64::MAX);
     let h = &c.health;
     let last = h.last_contact_ms.load(std::sync::atomic::Ordering::Relaxed);
     let (listed, error) = match nodes {

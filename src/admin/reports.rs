@@ -7,6 +7,7 @@ use serde_json::json as json_value;
 
 use super::{Body, Query, bad_parameter, error, json};
 use crate::app::App;
+use crate::cluster::remote;
 use crate::enforce::detect::Ioa;
 use crate::pipeline::Api;
 use crate::reports::api_metrics::UserAgents;
@@ -72,17 +73,7 @@ pub(super) async fn api_metrics(app: Arc<App>, q: &Query) -> Response<Body> {
         // In a cluster the report covers every node: this node's live buckets plus the
         // images the others pushed. Without Redis it covers this node, and says so in
         // the log.
-        let remote = match &app.cluster {
-            Some(c) => c.remote_images(api.id(), from, to).unwrap_or_else(|e| {
-                tracing::warn!(
-                    api = api.id(),
-                    "cluster report without the other nodes: {e}"
-                );
-                Vec::new()
-            }),
-            None => Vec::new(),
-        };
-        let snap = api.recorder.snapshot_with(from, to, remote);
+        let snap = remote::api_snapshot(app.cluster.as_ref(), api.id(), &api.recorder, from, to);
         reports::api_metrics::build(api.id(), &api.def.url, &window, &tz, &snap, agents)
     })
     .await;

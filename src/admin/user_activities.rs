@@ -20,6 +20,7 @@ use subtle::ConstantTimeEq;
 
 use super::{Body, json};
 use crate::app::App;
+use crate::cluster::remote;
 use crate::config::value::Secret;
 use crate::reports::user_activities::{self, Href, Links, MAX_BUCKETS, QueryError, Sample};
 use crate::scim;
@@ -200,27 +201,10 @@ pub(super) async fn handle(app: Arc<App>, req: Request<Incoming>) -> Response<Bo
             next: page.next.map(|c| href(Some(c))),
             prev: page.prev.map(|c| href(Some(c))),
         };
-        let users = &app.metrics.users;
-        Ok(match &app.cluster {
-            // The cluster's report: this node's hours and every other node's, summed.
-            Some(c) => {
-                let (from, to) = page.hours(query.sample);
-                let others = c
-                    .remote_rows(crate::store::persist::USERS)
-                    .unwrap_or_else(|e| {
-                        tracing::warn!("cluster userActivities without the other nodes: {e}");
-                        Vec::new()
-                    })
-                    .into_iter()
-                    .flat_map(|(_, rows)| rows)
-                    .filter(|(_, start, _)| (from..to).contains(start))
-                    .filter_map(|(_, _, bytes)| postcard::from_bytes(&bytes).ok())
-                    .collect();
-                let all = users.with_others(from, to, others);
-                user_activities::build(&all, &query, &page, &env, links)
-            }
-            None => user_activities::build(users, &query, &page, &env, links),
-        })
+        // In a cluster, this node's hours and every other node's, summed.
+        let (from, to) = page.hours(query.sample);
+        let users = remote::users(app.cluster.as_ref(), &app.metrics.users, from, to);
+        Ok(user_activities::build(&users, &query, &page, &env, links))
     })
     .await;
     match built {

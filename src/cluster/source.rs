@@ -1,13 +1,40 @@
 //! Where the cluster's Redis is: one server (`redis://host:port[/db]`), or the master a
 //! set of Sentinels points at (`redis-sentinel://[user:password@]host:port,host:port/master[/db]`),
 //! looked up again on every (re)connection so a failover is followed.
+//!
+//! Where it sits: near the bottom of `cluster/`; every connection the cluster opens
+//! (the thread's, the store's, the reports', the spike counters') starts here.
 
 use std::time::Duration;
 
-use redis::{Client, RedisResult};
+use redis::{Client, Connection, RedisResult};
 
 /// How long one Sentinel may take to answer where the master is.
 const SENTINEL_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long a sync Redis call may take (connect, read, write) off the request path.
+pub const IO_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// What is wrong with `redis_url` (never repeating it: it may hold a password).
+#[derive(Debug, thiserror::Error)]
+pub enum UrlError {
+    #[error("{0}")]
+    Direct(#[source] redis::RedisError),
+    #[error("expected redis://host:port[/db] or redis-sentinel://host:port,.../master")]
+    Scheme,
+    #[error("redis-sentinel://: the master's name is missing after the hosts")]
+    NoMaster,
+    #[error("the master's name is empty")]
+    EmptyMaster,
+    #[error("database {0:?} is not a number")]
+    Database(String),
+    #[error("Sentinel {host}: {source}")]
+    Sentinel {
+        host: String,
+        source: redis::RedisError,
+    },
+    #[error("no Sentinel hosts before the master's name")]
+    NoSentinels,
+}
 
 /// The Redis a node connects to.
 pub enum Source {
@@ -33,33 +60,29 @@ impl std::fmt::Debug for Source {
 
 impl Source {
     /// Parses `redis_url`; the error says what is wrong with it (never repeating it).
-    pub fn open(url: &str) -> Result<Source, String> {
+    pub fn open(url: &str) -> Result<Source, UrlError> {
         if url.starts_with("redis://") {
             return Client::open(url)
                 .map(Source::Direct)
-                .map_err(|e| e.to_string());
+                .map_err(UrlError::Direct);
         }
         let Some(rest) = url.strip_prefix("redis-sentinel://") else {
-            return Err(
-                "expected redis://host:port[/db] or redis-sentinel://host:port,.../master".into(),
-            );
+            return Err(UrlError::Scheme);
         };
         let (auth, rest) = match rest.rsplit_once('@') {
             Some((a, r)) => (format!("{a}@"), r),
             None => (String::new(), rest),
         };
-        let (hosts, path) = rest
-            .split_once('/')
-            .ok_or("redis-sentinel://: the master's name is missing after the hosts")?;
+        let (hosts, path) = rest.split_once('/').ok_or(UrlError::NoMaster)?;
         let mut parts = path.split('/');
         let master = parts
             .next()
             .filter(|m| !m.is_empty())
-            .ok_or("the master's name is empty")?;
+            .ok_or(UrlError::EmptyMaster)?;
         let db = match parts.next().filter(|d| !d.is_empty()) {
             Some(d) => {
                 d.parse::<u32>()
-                    .map_err(|_| format!("database {d:?} is not a number"))?;
+                    .map_err(|_| UrlError::Database(d.to_string()))?;
                 format!("/{d}")
             }
             None => String::new(),
@@ -68,10 +91,15 @@ impl Source {
             .split(',')
             .map(str::trim)
             .filter(|h| !h.is_empty())
-            .map(|h| Client::open(format!("redis://{h}")).map_err(|e| e.to_string()))
+            .map(|h| {
+                Client::open(format!("redis://{h}")).map_err(|source| UrlError::Sentinel {
+                    host: h.to_string(),
+                    source,
+                })
+            })
             .collect::<Result<Vec<_>, _>>()?;
         if sentinels.is_empty() {
-            return Err("no Sentinel hosts before the master's name".into());
+            return Err(UrlError::NoSentinels);
         }
         Ok(Source::Sentinel {
             sentinels,
@@ -123,6 +151,14 @@ impl Source {
             redis::RedisError::from((redis::ErrorKind::Io, "no Sentinel answered"))
         }))
     }
+}
+
+/// Opens a sync connection (to the current master) with timeouts on every operation.
+pub fn connect(source: &Source, timeout: Duration) -> RedisResult<Connection> {
+    let c = source.client()?.get_connection_with_timeout(timeout)?;
+    c.set_read_timeout(Some(timeout))?;
+    c.set_write_timeout(Some(timeout))?;
+    Ok(c)
 }
 
 #[cfg(test)]

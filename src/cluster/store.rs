@@ -16,6 +16,9 @@
 //! A node writes whole bucket images, never increments: writing the same image twice
 //! (after Redis came back, after a restart) cannot count anything twice, and the persister
 //! retries a failed commit with everything that changed since the last good one.
+//!
+//! The key names are spelled in [`super::keys`]; the other nodes' rows are read back for
+//! the cluster-wide reports in [`super::remote`].
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -23,8 +26,8 @@ use std::time::Duration;
 
 use redis::{Commands, Connection};
 
-use super::Keys;
-use super::source::Source;
+use super::keys::Keys;
+use super::source::{Source, connect};
 use crate::store::{Batch, BucketKey, Loaded, Store, StoreError};
 
 /// The persister's Redis store.
@@ -65,7 +68,7 @@ impl RedisStore {
     /// The connection, opened (again) when there is none.
     fn conn(&mut self) -> Result<&mut Connection, StoreError> {
         if self.conn.is_none() {
-            let c = super::connect(&self.source, self.timeout).map_err(|e| self.error(e))?;
+            let c = connect(&self.source, self.timeout).map_err(|e| self.error(e))?;
             self.conn = Some(c);
         }
         let shown = self.shown.clone();

@@ -1,6 +1,6 @@
-//! The node's cluster thread: heartbeats into the registry, pushes this node's API
-//! changes, and pulls shared state when another node says it changed it (or every
-//! [`RESYNC`]). It reads and changes the application, so it lives apart from the
+//! The node's cluster thread (the sync): heartbeats into the registry, pushes this
+//! node's API changes, and pulls shared state when another node says it changed it (or
+//! every [`RESYNC`]). It reads and changes the application, so it lives apart from the
 //! [`Cluster`] state the application owns; `main` starts it once the app is built.
 
 use std::collections::HashMap;
@@ -9,9 +9,15 @@ use std::time::{Duration, Instant};
 
 use redis::{Commands, Connection};
 
-use super::source::Source;
-use super::{Cluster, HEARTBEAT, Health, IO_TIMEOUT, Keys, Node, RESYNC, connect};
+use super::Cluster;
+use super::health::Health;
+use super::keys::Keys;
+use super::registry::{HEARTBEAT, Node};
+use super::source::{IO_TIMEOUT, Source, connect};
 use crate::app::App;
+
+/// How often shared state is pulled even without a message.
+const RESYNC: Duration = Duration::from_secs(5);
 
 /// Starts the node's cluster thread (heartbeat, change notifications, resync) and the
 /// connection the spike counters use. Runs until the process ends.
@@ -31,6 +37,39 @@ pub fn start(app: &Arc<App>) -> std::io::Result<()> {
     std::thread::Builder::new()
         .name("enforcer-cluster".into())
         .spawn(move || listen(weak))?;
+    Ok(())
+}
+
+/// Writes the API definitions changed here to Redis and tells the other nodes.
+fn push_apis(cluster: &Cluster, c: &mut Connection) -> redis::RedisResult<()> {
+    let pending: Vec<(String, String)> = cluster
+        .pending_apis
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    if pending.is_empty() {
+        return Ok(());
+    }
+    let mut pipe = redis::pipe();
+    pipe.atomic();
+    for (id, text) in &pending {
+        pipe.hset(cluster.keys.apis(), id, text).ignore();
+    }
+    pipe.publish(cluster.keys.events(), &cluster.node_id)
+        .ignore();
+    pipe.query::<()>(c)?;
+    let mut left = cluster
+        .pending_apis
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    for (id, text) in pending {
+        // A newer change made meanwhile stays pending.
+        if left.get(&id) == Some(&text) {
+            left.remove(&id);
+        }
+    }
     Ok(())
 }
 
@@ -132,7 +171,7 @@ fn sync(
     seen: &mut HashMap<String, String>,
 ) -> redis::RedisResult<()> {
     if let Some(c) = &app.cluster {
-        c.push_apis(cmd)?;
+        push_apis(c, cmd)?;
         pull_apis(c, app, cmd, seen)?;
     }
     if let Some(p) = app.persister.get() {
@@ -184,14 +223,12 @@ fn session(
             return Ok(());
         };
         if beat.elapsed() >= HEARTBEAT {
-            entry.last_seen_ms = jiff::Timestamp::now().as_millisecond();
             if entry.management.is_empty()
                 && let Some(a) = strong.addresses.get()
             {
                 entry.management = a.management.to_string();
             }
-            let json = serde_json::to_string(&entry).unwrap_or_default();
-            let () = cmd.hset(keys.nodes(), node, json)?;
+            entry.beat(&mut cmd, keys)?;
             health.ok();
             beat = Instant::now();
         }
@@ -199,7 +236,7 @@ fn session(
             sync(&strong, &mut cmd, state.seen_apis)?;
             resync = Instant::now();
         } else if let Some(c) = &strong.cluster {
-            c.push_apis(&mut cmd)?;
+            push_apis(c, &mut cmd)?;
         }
         drop(strong);
         match pubsub.get_message() {
