@@ -68,7 +68,7 @@ fn state(app: &App) -> State {
     }
     for (name, kind) in [("deny", ListKind::Deny), ("allow", ListKind::Allow)] {
         for (ident, n) in enforcer.lists.load(kind).count_by_kind() {
-            s.list_entries.push((name, ident, n));
+            s.list_entries.push((name, ident.as_str(), n));
         }
     }
     s.ioas = Ioa::ALL

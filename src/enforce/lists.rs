@@ -22,6 +22,7 @@ use prefix_trie::joint::JointPrefixMap;
 use serde::{Deserialize, Serialize};
 
 use super::identity::ApiKey;
+use crate::vocab::ClientKind;
 
 type Map<K, V> = imbl::OrdMap<K, V>;
 
@@ -112,14 +113,14 @@ impl Identifier {
         })
     }
 
-    /// ASE's type names: `ip`, `cookie`, `token`, `api_key`, `username`.
-    pub fn kind(&self) -> &'static str {
+    /// The kind of client it names (a range is of addresses).
+    pub fn kind(&self) -> ClientKind {
         match self {
-            Identifier::Ip(_) | Identifier::Net(_) => "ip",
-            Identifier::Cookie { .. } => "cookie",
-            Identifier::Token(_) => "token",
-            Identifier::ApiKey { .. } => "api_key",
-            Identifier::Username(_) => "username",
+            Identifier::Ip(_) | Identifier::Net(_) => ClientKind::Ip,
+            Identifier::Cookie { .. } => ClientKind::Cookie,
+            Identifier::Token(_) => ClientKind::Token,
+            Identifier::ApiKey { .. } => ClientKind::ApiKey,
+            Identifier::Username(_) => ClientKind::Username,
         }
     }
 
@@ -209,16 +210,19 @@ impl ListSet {
     }
 
     /// Entries per identifier type (`ip` counts addresses and ranges).
-    pub fn count_by_kind(&self) -> [(&'static str, usize); 5] {
+    pub fn count_by_kind(&self) -> [(ClientKind, usize); 5] {
         let pairs =
             |m: &Map<Arc<str>, Map<Arc<str>, Entry>>| m.values().map(|inner| inner.len()).sum();
-        [
-            ("ip", self.ips.len() + self.nets.len()),
-            ("cookie", pairs(&self.cookies)),
-            ("token", self.tokens.len()),
-            ("api_key", pairs(&self.api_keys)),
-            ("username", self.usernames.len()),
-        ]
+        ClientKind::ALL.map(|kind| {
+            let n = match kind {
+                ClientKind::Ip => self.ips.len() + self.nets.len(),
+                ClientKind::Cookie => pairs(&self.cookies),
+                ClientKind::Token => self.tokens.len(),
+                ClientKind::ApiKey => pairs(&self.api_keys),
+                ClientKind::Username => self.usernames.len(),
+            };
+            (kind, n)
+        })
     }
 
     /// The first live entry matching any of `s`'s identifiers, IP first.
