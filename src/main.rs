@@ -1,4 +1,7 @@
-//! The `enforcer` command line: parse arguments, load and validate the config, then run.
+//! The `enforcer` command line: parse the arguments (clap) and call the library.
+//! `run`, `check` and `demo` are [`enforcer::start`] (the start-up order); every other
+//! command asks the running instance through [`enforcer::admin::client`], with the
+//! credentials given here or in `ase.conf`, and prints its answer ([`enforcer::admin::text`]).
 //!
 //! Exit codes: 0 on success (including a graceful shutdown), 1 when the config is invalid
 //! (reported before any port is bound), 2 when the server cannot start (a port is busy).
@@ -368,14 +371,20 @@ fn main() -> ExitCode {
         Command::Run(dir) => run(&dir.config),
         Command::Demo { dir, speed } => demo(&dir.config, speed),
         Command::Check(dir) => check(&dir.config),
-        Command::Status(dir) => remote(&dir, |c| {
-            let status = c.status()?;
-            let cluster = match status.cluster {
-                Some(_) => Some(c.cluster()?),
-                None => None,
-            };
-            Ok(text::status(&status, cluster.as_ref()))
-        }),
+        Command::Status(dir) => {
+            let mut clustered = false;
+            let code = remote(&dir, |c| {
+                let status = c.status()?;
+                clustered = status.cluster.is_some();
+                Ok(text::status(&status))
+            });
+            // The status rows are printed before the cluster is asked for: a cluster that
+            // cannot answer leaves them on the screen.
+            if !clustered {
+                return code;
+            }
+            remote(&dir, |c| Ok(text::cluster(&c.cluster()?)))
+        }
         Command::Api(cmd) => api(cmd),
         Command::UpdatePassword {
             new_secret_key,

@@ -8,9 +8,8 @@ use std::fmt::Write as _;
 use super::wire::{ApiList, ClusterView, ListEntry, ListView, Persistence, Status, Tokens};
 use crate::enforce::lists::{ListKind, Source};
 
-/// `enforcer status`, in the layout of ASE's `cli.sh status`; with the cluster's nodes
-/// when `cluster` is given (the node runs in cluster mode).
-pub fn status(s: &Status, cluster: Option<&ClusterView>) -> String {
+/// `enforcer status`, in the layout of ASE's `cli.sh status`.
+pub fn status(s: &Status) -> String {
     let port = |p: Option<u16>| format!("port {}", p.map_or("-".into(), |p| p.to_string()));
     let rows = [
         ("status", s.status.clone()),
@@ -40,23 +39,25 @@ pub fn status(s: &Status, cluster: Option<&ClusterView>) -> String {
     for (k, v) in rows {
         let _ = writeln!(out, "{k:<24}: {v}");
     }
-    if let Some(c) = cluster {
+    out
+}
+
+/// The rows `enforcer status` adds in cluster mode: the link to Redis, then every node.
+pub fn cluster(c: &ClusterView) -> String {
+    let mut out = format!(
+        "{:<24}: {} (this node {}), redis {} {}\n",
+        "cluster", c.cluster_id, c.node, c.redis, c.redis_status
+    );
+    for n in &c.nodes {
         let _ = writeln!(
             out,
-            "{:<24}: {} (this node {}), redis {} {}",
-            "cluster", c.cluster_id, c.node, c.redis, c.redis_status
+            "{:<24}: {} {}, management {}, last contact {}",
+            "  node",
+            n.node,
+            n.status,
+            n.management,
+            n.last_contact.as_deref().unwrap_or("-")
         );
-        for n in &c.nodes {
-            let _ = writeln!(
-                out,
-                "{:<24}: {} {}, management {}, last contact {}",
-                "  node",
-                n.node,
-                n.status,
-                n.management,
-                n.last_contact.as_deref().unwrap_or("-")
-            );
-        }
     }
     out
 }
