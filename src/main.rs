@@ -19,9 +19,10 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use enforcer::admin::client::{Client, ClientError};
 use enforcer::admin::text;
-use enforcer::admin::wire::{ListChange, NameValue};
+use enforcer::admin::wire::ListChange;
 use enforcer::enforce::lists::{ListKind, Source};
 use enforcer::start;
+use enforcer::vocab::ClientKind;
 
 #[derive(Parser)]
 #[command(
@@ -585,55 +586,17 @@ fn list(kind: ListKind, cmd: ListCommand) -> ExitCode {
 /// The list change naming one identifier, and how to show it (`ip 1.2.3.4`); exit code
 /// 2 when the identifier has the wrong number of values.
 fn ident_change(id: &Ident) -> Result<(ListChange, String), ExitCode> {
-    let wrong = |what: &str, takes: &str| {
-        eprintln!("enforcer: {what} takes {takes}");
+    let kind = match id.kind {
+        IdentKind::Ip => ClientKind::Ip,
+        IdentKind::Cookie => ClientKind::Cookie,
+        IdentKind::Token => ClientKind::Token,
+        IdentKind::ApiKey => ClientKind::ApiKey,
+        IdentKind::Username => ClientKind::Username,
+    };
+    ListChange::naming(kind, &id.values).map_err(|e| {
+        eprintln!("enforcer: {e}");
         ExitCode::from(2)
-    };
-    let pair = |what: &str| match id.values.as_slice() {
-        [name, value] => Ok(NameValue {
-            name: name.clone(),
-            value: value.clone(),
-        }),
-        _ => Err(wrong(what, "a name and a value")),
-    };
-    let one = |what: &str| match id.values.as_slice() {
-        [value] => Ok(value.clone()),
-        _ => Err(wrong(what, "one value")),
-    };
-    let mut change = ListChange::default();
-    let shown = match id.kind {
-        IdentKind::Ip => {
-            let ip = one("ip")?;
-            let shown = format!("ip {ip}");
-            change.ips.push(ip);
-            shown
-        }
-        IdentKind::Cookie => {
-            let c = pair("cookie")?;
-            let shown = format!("cookie {} {}", c.name, c.value);
-            change.cookies.push(c);
-            shown
-        }
-        IdentKind::Token => {
-            let t = one("token")?;
-            let shown = format!("token {t}");
-            change.oauth_tokens.push(t);
-            shown
-        }
-        IdentKind::ApiKey => {
-            let k = pair("api_key")?;
-            let shown = format!("api_key {} {}", k.name, k.value);
-            change.api_keys.push(k);
-            shown
-        }
-        IdentKind::Username => {
-            let u = one("username")?;
-            let shown = format!("username {u}");
-            change.usernames.push(u);
-            shown
-        }
-    };
-    Ok((change, shown))
+    })
 }
 
 fn api(cmd: ApiCommand) -> ExitCode {

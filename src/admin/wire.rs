@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 pub use crate::enforce::lists::Source;
 pub use crate::sideband::tokens::Token;
 pub use crate::store::persister::StoreStatus;
+use crate::vocab::ClientKind;
 
 /// Every error: `{"error": "<code>", "parameter": "…", "message": "<text>"}`, with
 /// `parameter` only when one is at fault.
@@ -217,6 +218,38 @@ pub struct ListChange {
     pub ttl: Option<String>,
 }
 
+impl ListChange {
+    /// The change naming one identifier of `kind`, given as the CLI takes it (a cookie or
+    /// an API key: its name, then its value; the others: one value), and how to show it
+    /// (`ip 1.2.3.4`, `cookie JSESSIONID abc`). Err: what the kind takes instead.
+    pub fn naming(kind: ClientKind, values: &[String]) -> Result<(ListChange, String), String> {
+        let mut change = ListChange::default();
+        let shown = format!("{kind} {}", values.join(" "));
+        match (kind, values) {
+            (ClientKind::Cookie | ClientKind::ApiKey, [name, value]) => {
+                let pair = NameValue {
+                    name: name.clone(),
+                    value: value.clone(),
+                };
+                match kind {
+                    ClientKind::Cookie => change.cookies.push(pair),
+                    _ => change.api_keys.push(pair),
+                }
+            }
+            (ClientKind::Cookie | ClientKind::ApiKey, _) => {
+                return Err(format!("{kind} takes a name and a value"));
+            }
+            (_, [value]) => match kind {
+                ClientKind::Ip => change.ips.push(value.clone()),
+                ClientKind::Token => change.oauth_tokens.push(value.clone()),
+                _ => change.usernames.push(value.clone()),
+            },
+            _ => return Err(format!("{kind} takes one value")),
+        }
+        Ok((change, shown))
+    }
+}
+
 /// A cookie or an API key: its name and value.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct NameValue {
@@ -285,4 +318,39 @@ pub struct TokenBody {
 #[serde(deny_unknown_fields)]
 pub struct SecretChange {
     pub secret_key: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_list_change_names_one_identifier_as_the_cli_takes_it() {
+        let args = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let (change, shown) = ListChange::naming(ClientKind::Cookie, &args(&["S", "abc"]))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(shown, "cookie S abc");
+        assert_eq!(
+            serde_json::to_string(&change).ok().as_deref(),
+            Some(r#"{"cookies":[{"name":"S","value":"abc"}]}"#)
+        );
+        let (change, shown) = ListChange::naming(ClientKind::Ip, &args(&["1.2.3.4"]))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            (change.ips, shown.as_str()),
+            (args(&["1.2.3.4"]), "ip 1.2.3.4")
+        );
+        assert_eq!(
+            ListChange::naming(ClientKind::ApiKey, &args(&["k"]))
+                .err()
+                .as_deref(),
+            Some("api_key takes a name and a value")
+        );
+        assert_eq!(
+            ListChange::naming(ClientKind::Username, &args(&["a", "b"]))
+                .err()
+                .as_deref(),
+            Some("username takes one value")
+        );
+    }
 }
