@@ -7,6 +7,9 @@
 //! * [`config`]: `ase.conf` and `api/*.json` (ASE's formats) → a validated [`config::Config`].
 //! * [`app`]: [`app::App`] owns the components side by side (API table, enforcer, metrics,
 //!   sideband state, sessions, persister, cluster), built once from the config.
+//! * [`start`]: the start-up order of `enforcer run`, `check` and `demo`: load and
+//!   validate the config, build the app, attach the store, start the cluster thread, serve,
+//!   shut down.
 //! * [`server`]: listeners, the worker model, connection life and graceful shutdown.
 //! * [`proxy`]: inline mode, the reverse proxy: handler → forward → respond.
 //! * [`sideband`]: sideband mode, ASE's decision service for gateways: wire → handler, and
@@ -24,7 +27,7 @@
 //! * [`cluster`]: cluster mode (`redis_url`): the Redis store, shared lists and tokens,
 //!   the node registry and its thread, cluster-wide reports and spike counters.
 //! * [`admin`]: the management API on its own listener, the dashboard, and the client the
-//!   CLI uses to reach a running instance.
+//!   CLI uses to reach a running instance; both sides share the bodies of `admin::wire`.
 //! * [`demo`]: `enforcer demo`: a sample backend and the labelled traffic model around the
 //!   real server.
 //!
@@ -40,7 +43,8 @@
 //! * [`shutdown`]: the shutdown signal every listener waits on.
 //! * [`sharded`]: per-worker shards for state every worker writes on the request path.
 //!
-//! `main.rs` is only the command line.
+//! `main.rs` is only the command line: it parses the arguments and calls [`start`] or
+//! [`admin::client`].
 
 pub mod admin;
 pub mod app;
@@ -60,6 +64,7 @@ pub mod server;
 pub mod sharded;
 pub mod shutdown;
 pub mod sideband;
+pub mod start;
 pub mod store;
 pub mod tls;
 pub mod vocab;

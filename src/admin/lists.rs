@@ -21,37 +21,13 @@ use std::sync::Arc;
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use ipnet::IpNet;
-use serde::Deserialize;
-use serde_json::{Value, json as json_value};
 
+use super::wire::{Added, ListChange, ListEntry, ListView, Removed};
 use super::{Body, Query, bad_parameter, body, durably, error, json, not_allowed};
 use crate::app::App;
 use crate::config::value::parse_duration;
 use crate::enforce::lists::{Entry, Identifier, ListError, ListKind, Source};
 use crate::metrics::unix_secs;
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Change {
-    #[serde(default)]
-    ips: Vec<String>,
-    #[serde(default)]
-    cookies: Vec<NameValue>,
-    #[serde(default)]
-    oauth_tokens: Vec<String>,
-    #[serde(default)]
-    api_keys: Vec<NameValue>,
-    #[serde(default)]
-    usernames: Vec<String>,
-    #[serde(default)]
-    ttl: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-struct NameValue {
-    name: String,
-    value: String,
-}
 
 pub(super) async fn handle(
     app: Arc<App>,
@@ -73,7 +49,10 @@ pub(super) async fn handle(
                 &app,
                 json(
                     StatusCode::OK,
-                    &json_value!({ "status": "success", "removed": removed }),
+                    &Removed {
+                        status: "success".into(),
+                        removed,
+                    },
                 ),
             )
             .await
@@ -83,7 +62,7 @@ pub(super) async fn handle(
                 Ok(b) => b,
                 Err(resp) => return resp,
             };
-            let change: Change = match serde_json::from_slice(&bytes) {
+            let change: ListChange = match serde_json::from_slice(&bytes) {
                 Ok(c) => c,
                 Err(e) => return bad_parameter("(body)", format!("not a list change: {e}")),
             };
@@ -95,7 +74,10 @@ pub(super) async fn handle(
                 let removed = lists.remove(kind, &ids);
                 let done = json(
                     StatusCode::OK,
-                    &json_value!({ "status": "success", "removed": removed }),
+                    &Removed {
+                        status: "success".into(),
+                        removed,
+                    },
                 );
                 return durably(&app, done).await;
             }
@@ -122,7 +104,10 @@ pub(super) async fn handle(
                 Ok(added) => {
                     let done = json(
                         StatusCode::OK,
-                        &json_value!({ "status": "success", "added": added }),
+                        &Added {
+                            status: "success".into(),
+                            added,
+                        },
                     );
                     durably(&app, done).await
                 }
@@ -167,7 +152,7 @@ fn parse_source(s: &str) -> Result<Source, BadValue> {
 }
 
 /// The identifiers of a change, each validated; errors name the offending value.
-fn identifiers(c: &Change) -> Result<Vec<Identifier>, BadValue> {
+fn identifiers(c: &ListChange) -> Result<Vec<Identifier>, BadValue> {
     let mut ids = Vec::new();
     for (i, ip) in c.ips.iter().enumerate() {
         let ip = ip.trim();
@@ -217,40 +202,34 @@ fn identifiers(c: &Change) -> Result<Vec<Identifier>, BadValue> {
 }
 
 /// The list as JSON, optionally only one source's entries.
-fn view(app: &App, kind: ListKind, source: Option<Source>) -> Value {
+fn view(app: &App, kind: ListKind, source: Option<Source>) -> ListView {
     let set = app.enforcer.lists.load(kind);
-    let mut out = json_value!({ "ips": [], "cookies": [], "oauth_tokens": [], "api_keys": [], "usernames": [] });
+    let mut out = ListView::default();
     let time = |t: i64| jiff::Timestamp::from_second(t).map(|t| t.to_string()).ok();
     for (id, e) in set.entries() {
         if source.is_some_and(|s| s != e.source) {
             continue;
         }
-        let mut item = json_value!({
-            "source": e.source.as_str(),
-            "added": time(e.added),
-            "expires": e.expires.and_then(time),
-            "reason": e.reason.as_deref(),
-        });
-        let (field, extra) = match id {
-            Identifier::Ip(ip) => ("ips", json_value!({ "value": ip.to_string() })),
-            Identifier::Net(n) => ("ips", json_value!({ "value": n.to_string() })),
+        let (list, name, value) = match id {
+            Identifier::Ip(ip) => (&mut out.ips, None, ip.to_string()),
+            Identifier::Net(n) => (&mut out.ips, None, n.to_string()),
             Identifier::Cookie { name, value } => {
-                ("cookies", json_value!({ "name": name, "value": value }))
+                (&mut out.cookies, Some(name.clone()), value.clone())
             }
-            Identifier::Token(t) => ("oauth_tokens", json_value!({ "value": t })),
+            Identifier::Token(t) => (&mut out.oauth_tokens, None, t.clone()),
             Identifier::ApiKey { name, value } => {
-                ("api_keys", json_value!({ "name": name, "value": value }))
+                (&mut out.api_keys, Some(name.clone()), value.clone())
             }
-            Identifier::Username(u) => ("usernames", json_value!({ "value": u })),
+            Identifier::Username(u) => (&mut out.usernames, None, u.clone()),
         };
-        if let (Some(item), Value::Object(extra)) = (item.as_object_mut(), extra) {
-            for (k, v) in extra.into_iter().rev() {
-                item.insert(k, v);
-            }
-        }
-        if let Some(list) = out.get_mut(field).and_then(Value::as_array_mut) {
-            list.push(item);
-        }
+        list.push(ListEntry {
+            source: e.source,
+            added: time(e.added),
+            expires: e.expires.and_then(time),
+            reason: e.reason.as_deref().map(str::to_string),
+            value,
+            name,
+        });
     }
     out
 }

@@ -1,6 +1,7 @@
 //! The management API: its own listener on `management_bind_address:management_port`
 //! (loopback by default), HTTP/1.1, JSON in and out. The CLI talks to a running instance
-//! through it ([`client`]).
+//! through it ([`client`]); every body either side writes is a struct of [`wire`], and
+//! [`text`] lays the answers out as the CLI prints them.
 //!
 //! The web dashboard (`/dashboard/`, [`dashboard`]) logs a browser in with the same
 //! credentials and then accepts its session cookie on every endpoint below.
@@ -61,7 +62,9 @@ mod ops;
 mod reports;
 pub mod sessions;
 mod sideband;
+pub mod text;
 mod user_activities;
+pub mod wire;
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -82,6 +85,7 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::app::App;
 use crate::enforce::lists::ListKind;
+use wire::ErrorBody;
 
 type Body = Full<Bytes>;
 
@@ -356,19 +360,11 @@ fn respond(status: StatusCode, bytes: Vec<u8>) -> Response<Body> {
     resp
 }
 
-#[derive(Serialize)]
-struct ErrorBody<'a> {
-    error: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    parameter: Option<&'a str>,
-    message: String,
-}
-
 fn error(status: StatusCode, code: &str, message: String) -> Response<Body> {
     json(
         status,
         &ErrorBody {
-            error: code,
+            error: code.into(),
             parameter: None,
             message,
         },
@@ -379,8 +375,8 @@ fn bad_parameter(parameter: &str, message: String) -> Response<Body> {
     json(
         StatusCode::BAD_REQUEST,
         &ErrorBody {
-            error: "bad_parameter",
-            parameter: Some(parameter),
+            error: "bad_parameter".into(),
+            parameter: Some(parameter.into()),
             message,
         },
     )

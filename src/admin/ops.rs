@@ -7,8 +7,11 @@ use std::sync::atomic::Ordering::Relaxed;
 use http::header::{CONTENT_TYPE, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
-use serde_json::json as json_value;
 
+use super::wire::{
+    Ack, ApiList, ApiSummary, AttackList, ClusterLink, ClusterNode, ClusterView, Persistence,
+    Reload, SecretChange, SingleNode, SingleNodeEntry, Status, UserActivitiesStatus,
+};
 use super::{Body, Query, bad_parameter, body, durably, error, json, not_allowed};
 use crate::app::{ApiChangeError, App};
 use crate::config::HostMatch;
@@ -198,23 +201,28 @@ pub(super) async fn api(
     let id = q.get("api_id").map(str::to_string);
     match (method, id) {
         (&Method::GET, None) => {
-            let apis: Vec<serde_json::Value> = app
+            let apis = app
                 .apis
                 .load()
                 .all()
                 .iter()
-                .map(|a| {
-                    json_value!({
-                        "api_id": a.id(),
-                        "protocol": match a.def.protocol { crate::config::Protocol::Http => "http", crate::config::Protocol::Ws => "ws" },
-                        "url": a.def.url,
-                        "hostname": match &a.def.hostname { HostMatch::Any => "*".to_string(), HostMatch::Exact(h) => h.clone() },
-                        "servers": a.servers.iter().map(|s| s.addr.clone()).collect::<Vec<_>>(),
-                        "enable_blocking": a.def.enable_blocking,
-                    })
+                .map(|a| ApiSummary {
+                    api_id: a.id().to_string(),
+                    protocol: match a.def.protocol {
+                        crate::config::Protocol::Http => "http",
+                        crate::config::Protocol::Ws => "ws",
+                    }
+                    .to_string(),
+                    url: a.def.url.clone(),
+                    hostname: match &a.def.hostname {
+                        HostMatch::Any => "*".to_string(),
+                        HostMatch::Exact(h) => h.clone(),
+                    },
+                    servers: a.servers.iter().map(|s| s.addr.to_string()).collect(),
+                    enable_blocking: a.def.enable_blocking,
                 })
                 .collect();
-            json(StatusCode::OK, &json_value!({ "apis": apis }))
+            json(StatusCode::OK, &ApiList { apis })
         }
         (&Method::GET, Some(id)) => {
             let Some(api) = app.apis.load().get(&id).cloned() else {
@@ -285,10 +293,7 @@ fn api_change(
     verb: &str,
 ) -> Response<Body> {
     match done {
-        Ok(Ok(())) => json(
-            StatusCode::OK,
-            &json_value!({ "status": "success", "status_message": format!("API {id} {verb}") }),
-        ),
+        Ok(Ok(())) => json(StatusCode::OK, &Ack::success(format!("API {id} {verb}"))),
         Ok(Err(e)) => {
             let (status, code) = match &e {
                 ApiChangeError::Invalid(_) => (StatusCode::BAD_REQUEST, "invalid_api"),
@@ -307,15 +312,23 @@ pub(super) async fn reload(app: Arc<App>) -> Response<Body> {
     match tokio::task::spawn_blocking(move || app.reload()).await {
         Ok(Ok(r)) => json(
             StatusCode::OK,
-            &json_value!({
-                "status": "success",
-                "apis": r.apis,
-                "status_message": format!(
+            &Reload {
+                status: "success".into(),
+                apis: r.apis,
+                status_message: format!(
                     "{} in service{}",
-                    if r.apis == 1 { "1 API".to_string() } else { format!("{} APIs", r.apis) },
-                    if r.settings_changed { "; ase.conf changed: restart to apply it" } else { "" }
+                    if r.apis == 1 {
+                        "1 API".to_string()
+                    } else {
+                        format!("{} APIs", r.apis)
+                    },
+                    if r.settings_changed {
+                        "; ase.conf changed: restart to apply it"
+                    } else {
+                        ""
+                    }
                 ),
-            }),
+            },
         ),
         Ok(Err(e)) => error(
             StatusCode::BAD_REQUEST,
@@ -345,7 +358,10 @@ pub(super) fn firewall(app: &App, method: &Method, q: &Query) -> Response<Body> 
     };
     json(
         StatusCode::OK,
-        &json_value!({ "status": state, "status_message": format!("Firewall is {state}") }),
+        &Ack {
+            status: state.into(),
+            status_message: format!("Firewall is {state}"),
+        },
     )
 }
 
@@ -355,11 +371,15 @@ pub(super) async fn cluster(app: Arc<App>) -> Response<Body> {
         let node = app.addresses.get().map(|a| a.management.to_string());
         return json(
             StatusCode::OK,
-            &json_value!({
-                "cluster": "disabled",
-                "mode": "single node",
-                "nodes": [ { "node": node, "status": "up", "self": true } ],
-            }),
+            &SingleNode {
+                cluster: "disabled".into(),
+                mode: "single node".into(),
+                nodes: vec![SingleNodeEntry {
+                    node,
+                    status: "up".into(),
+                    this: true,
+                }],
+            },
         );
     };
     let reader = app.clone();
@@ -381,7 +401,7 @@ fn cluster_view(
     app: &App,
     c: &crate::cluster::Cluster,
     nodes: Result<Vec<crate::cluster::registry::Node>, String>,
-) -> serde_json::Value {
+) -> ClusterView {
     let now = jiff::Timestamp::now().as_millisecond();
     let silent = i64::try_from(crate::cluster::registry::SILENT.as_millis()).unwrap_or(i64::MAX);
     let h = &c.health;
@@ -390,34 +410,57 @@ fn cluster_view(
         Ok(n) => (n, None),
         Err(e) => (Vec::new(), Some(e)),
     };
-    let nodes: Vec<serde_json::Value> = listed
+    let nodes = listed
         .iter()
-        .map(|n| {
-            json_value!({
-                "node": n.node,
-                "management": n.management,
-                "mode": n.mode,
-                "started": n.started,
-                "last_contact": jiff::Timestamp::from_millisecond(n.last_seen_ms)
-                    .map(|t| t.to_string())
-                    .ok(),
-                "status": if now - n.last_seen_ms <= silent { "up" } else { "silent" },
-                "self": n.node == c.node_id,
-            })
+        .map(|n| ClusterNode {
+            node: n.node.clone(),
+            management: n.management.clone(),
+            mode: n.mode.clone(),
+            started: n.started.clone(),
+            last_contact: jiff::Timestamp::from_millisecond(n.last_seen_ms)
+                .map(|t| t.to_string())
+                .ok(),
+            status: if now - n.last_seen_ms <= silent {
+                "up"
+            } else {
+                "silent"
+            }
+            .into(),
+            this: n.node == c.node_id,
         })
         .collect();
-    json_value!({
-        "cluster": "enabled",
-        "cluster_id": c.cluster_id,
-        "node": c.node_id,
-        "redis": c.shown,
-        "redis_status": if h.connected.load(std::sync::atomic::Ordering::Relaxed) { "connected" } else { "unreachable" },
-        "last_contact": (last > 0).then(|| jiff::Timestamp::from_millisecond(last).ok().map(|t| t.to_string())).flatten(),
-        "errors": h.errors.load(std::sync::atomic::Ordering::Relaxed),
-        "last_error": error.or_else(|| h.last_error.lock().unwrap_or_else(|p| p.into_inner()).clone()),
-        "mode": app.settings.mode.as_str(),
-        "nodes": nodes,
-    })
+    ClusterView {
+        cluster: "enabled".into(),
+        cluster_id: c.cluster_id.clone(),
+        node: c.node_id.clone(),
+        redis: c.shown.clone(),
+        redis_status: redis_status(&c.health).into(),
+        last_contact: (last > 0)
+            .then(|| {
+                jiff::Timestamp::from_millisecond(last)
+                    .ok()
+                    .map(|t| t.to_string())
+            })
+            .flatten(),
+        errors: h.errors.load(Relaxed),
+        last_error: error.or_else(|| {
+            h.last_error
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone()
+        }),
+        mode: app.settings.mode.as_str().into(),
+        nodes,
+    }
+}
+
+/// `connected` or `unreachable`.
+fn redis_status(h: &crate::cluster::health::Health) -> &'static str {
+    if h.connected.load(Relaxed) {
+        "connected"
+    } else {
+        "unreachable"
+    }
 }
 
 /// `GET /v4/ase/status`: what `enforcer status` prints.
@@ -434,62 +477,64 @@ pub(super) fn status(app: &App) -> Response<Body> {
         _ => "debug",
     };
     let lists = &app.enforcer.lists;
-    json(
-        StatusCode::OK,
-        &json_value!({
-            "status": "started",
-            "version": env!("CARGO_PKG_VERSION"),
-            "mode": s.mode.as_str(),
-            "http_ws_port": addrs.map(|a| a.http.port()),
-            "https_wss_port": addrs.map(|a| a.https.port()),
-            "management_port": addrs.map(|a| a.management.port()),
-            "firewall": on(app.enforcer.firewall()),
-            "sideband_authentication": on(app.sideband.tokens.required()),
-            "ase_detected_attack": on(s.enable_ase_detected_attack),
-            "attack_list": {
-                "configured": s.list_max_entries,
-                "deny": lists.load(ListKind::Deny).len(),
-                "allow": lists.load(ListKind::Allow).len(),
-            },
-            "log_level": level,
-            "timezone": match s.timezone { crate::config::Timezone::Utc => "utc", crate::config::Timezone::Local => "local" },
-            "timezone_name": app.timezone.iana_name().unwrap_or("UTC"),
-            "apis": app.apis.load().all().len(),
-            "connections": app.live_connections(),
-            "started": app.started.to_string(),
-            "credentials": if app.credentials.changed() { "changed at run time" } else { "ase.conf" },
-            "user_activities": {
-                "environment_id": s.environment_id,
-                "tokens": s.user_activities_tokens.len(),
-                "hours": users_hours,
-                "memory_bytes": users_bytes,
-            },
-            "cluster": app.cluster.as_ref().map(|c| json_value!({
-                "cluster_id": c.cluster_id,
-                "node": c.node_id,
-                "redis": c.shown,
-                "redis_status": if c.health.connected.load(std::sync::atomic::Ordering::Relaxed) { "connected" } else { "unreachable" },
-            })),
-            "persistence": app.persister.get().map_or_else(
-                || json_value!({ "store": "none" }),
-                |p| p.status(),
-            ),
+    let status = Status {
+        status: "started".into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        mode: s.mode.as_str().into(),
+        http_ws_port: addrs.map(|a| a.http.port()),
+        https_wss_port: addrs.map(|a| a.https.port()),
+        management_port: addrs.map(|a| a.management.port()),
+        firewall: on(app.enforcer.firewall()).into(),
+        sideband_authentication: on(app.sideband.tokens.required()).into(),
+        ase_detected_attack: on(s.enable_ase_detected_attack).into(),
+        attack_list: AttackList {
+            configured: s.list_max_entries,
+            deny: lists.load(ListKind::Deny).len(),
+            allow: lists.load(ListKind::Allow).len(),
+        },
+        log_level: level.into(),
+        timezone: match s.timezone {
+            crate::config::Timezone::Utc => "utc",
+            crate::config::Timezone::Local => "local",
+        }
+        .into(),
+        timezone_name: app.timezone.iana_name().unwrap_or("UTC").into(),
+        apis: app.apis.load().all().len(),
+        connections: app.live_connections(),
+        started: app.started.to_string(),
+        credentials: if app.credentials.changed() {
+            "changed at run time"
+        } else {
+            "ase.conf"
+        }
+        .into(),
+        user_activities: UserActivitiesStatus {
+            environment_id: s.environment_id.clone(),
+            tokens: s.user_activities_tokens.len(),
+            hours: users_hours,
+            memory_bytes: users_bytes,
+        },
+        cluster: app.cluster.as_ref().map(|c| ClusterLink {
+            cluster_id: c.cluster_id.clone(),
+            node: c.node_id.clone(),
+            redis: c.shown.clone(),
+            redis_status: redis_status(&c.health).into(),
         }),
-    )
+        persistence: app
+            .persister
+            .get()
+            .map_or_else(Persistence::none, |p| Persistence::Store(p.status())),
+    };
+    json(StatusCode::OK, &status)
 }
 
 /// `PUT /v5/ase/credentials` `{"secret_key": "..."}`: change the management secret key.
 pub(super) async fn credentials(app: Arc<App>, req: Request<Incoming>) -> Response<Body> {
-    #[derive(serde::Deserialize)]
-    #[serde(deny_unknown_fields)]
-    struct Change {
-        secret_key: String,
-    }
     let bytes = match body(req).await {
         Ok(b) => b,
         Err(resp) => return resp,
     };
-    let change: Change = match serde_json::from_slice(&bytes) {
+    let change: SecretChange = match serde_json::from_slice(&bytes) {
         Ok(c) => c,
         Err(e) => {
             return bad_parameter(
@@ -505,10 +550,7 @@ pub(super) async fn credentials(app: Arc<App>, req: Request<Incoming>) -> Respon
     app.sessions.clear();
     let done = json(
         StatusCode::OK,
-        &json_value!({
-            "status": "success",
-            "status_message": "Secret key updated; use it from now on",
-        }),
+        &Ack::success("Secret key updated; use it from now on".into()),
     );
     durably(&app, done).await
 }

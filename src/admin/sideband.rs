@@ -6,6 +6,7 @@ use std::sync::Arc;
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 
+use super::wire::{Ack, TokenBody, TokenCreated, Tokens};
 use super::{Body, Query, bad_parameter, body, error, json, not_allowed};
 use crate::app::App;
 use crate::sideband::tokens::TokenError;
@@ -33,12 +34,17 @@ pub(super) async fn handle(
         (_, "authentication") => not_allowed("GET, POST"),
         (&Method::GET, "token") => json(
             StatusCode::OK,
-            &serde_json::json!({ "tokens": app.sideband.tokens.list() }),
+            &Tokens {
+                tokens: app.sideband.tokens.list(),
+            },
         ),
         (&Method::POST, "token") => match durably(&app, app.sideband.tokens.create()).await {
             Ok(token) => json(
                 StatusCode::OK,
-                &serde_json::json!({ "status": "token_created", "token": token }),
+                &TokenCreated {
+                    status: "token_created".into(),
+                    token,
+                },
             ),
             Err(e) => token_error(e),
         },
@@ -58,10 +64,7 @@ pub(super) async fn handle(
             match done {
                 Ok(()) => json(
                     StatusCode::OK,
-                    &serde_json::json!({
-                        "status": "success",
-                        "status_message": format!("Sideband token {token} {verb}."),
-                    }),
+                    &Ack::success(format!("Sideband token {token} {verb}.")),
                 ),
                 Err(e) => token_error(e),
             }
@@ -83,10 +86,10 @@ fn sideband_authentication(app: &App) -> Response<Body> {
     };
     json(
         StatusCode::OK,
-        &serde_json::json!({
-            "status": state,
-            "status_message": format!("Sideband authentication is {state}"),
-        }),
+        &Ack {
+            status: state.into(),
+            status_message: format!("Sideband authentication is {state}"),
+        },
     )
 }
 
@@ -102,10 +105,6 @@ fn token_error(e: TokenError) -> Response<Body> {
 
 /// The `{"token": "..."}` body of a token import or delete.
 async fn token_body(req: Request<Incoming>) -> Result<String, Response<Body>> {
-    #[derive(serde::Deserialize)]
-    struct TokenBody {
-        token: String,
-    }
     let bytes = body(req).await?;
     serde_json::from_slice::<TokenBody>(&bytes)
         .map(|b| b.token)

@@ -5,6 +5,8 @@
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, mpsc};
 
+use serde::{Deserialize, Serialize};
+
 /// How the persister is doing, for `status` and Prometheus.
 #[derive(Debug, Default)]
 pub struct Health {
@@ -85,18 +87,45 @@ impl Persister {
     }
 
     /// The persister's health as `status` shows it.
-    pub fn status(&self) -> serde_json::Value {
+    pub fn status(&self) -> StoreStatus {
         let h = &self.health;
         let last = h.last_flush_ms.load(Relaxed);
-        serde_json::json!({
-            "store": h.store,
-            "healthy": h.healthy.load(Relaxed),
-            "flushes": h.flushes.load(Relaxed),
-            "errors": h.errors.load(Relaxed),
-            "last_flush": (last > 0).then(|| jiff::Timestamp::from_millisecond(last).ok().map(|t| t.to_string())).flatten(),
-            "last_rows": h.last_rows.load(Relaxed),
-            "last_error": h.last_error.lock().unwrap_or_else(|e| e.into_inner()).clone(),
-            "restoring": h.restoring.load(Relaxed),
-        })
+        StoreStatus {
+            store: h.store.clone(),
+            healthy: h.healthy.load(Relaxed),
+            flushes: h.flushes.load(Relaxed),
+            errors: h.errors.load(Relaxed),
+            last_flush: (last > 0)
+                .then(|| {
+                    jiff::Timestamp::from_millisecond(last)
+                        .ok()
+                        .map(|t| t.to_string())
+                })
+                .flatten(),
+            last_rows: h.last_rows.load(Relaxed),
+            last_error: h
+                .last_error
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone(),
+            restoring: h.restoring.load(Relaxed),
+        }
     }
+}
+
+/// The persister's health at one moment, as the management API's `status` answers it
+/// (`persistence`) and the CLI reads it back.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StoreStatus {
+    /// The store's kind (`embedded`, `redis`).
+    pub store: String,
+    pub healthy: bool,
+    pub flushes: u64,
+    pub errors: u64,
+    /// RFC 3339 time of the last successful commit (null: none yet).
+    pub last_flush: Option<String>,
+    pub last_rows: u64,
+    pub last_error: Option<String>,
+    /// The stored records are still being loaded back.
+    pub restoring: bool,
 }
