@@ -22,8 +22,10 @@
 //!   lock-free counters, client and user activity, Prometheus, the IoA log; and the
 //!   read-only snapshots reports are built from.
 //! * [`reports`]: pure functions from a snapshot and a query to a report.
+//! * [`persist`]: the persister thread, above the app it reads: diffs the components and
+//!   commits the difference through the store; the restore at start-up.
 //! * [`store`]: persistence beside the request path: the [`store::Store`] trait, the
-//!   embedded redb store, the persister handle and the thread that flushes to the store.
+//!   embedded redb store, and the persister handle the app keeps.
 //! * [`cluster`]: cluster mode (`redis_url`): the Redis store, shared lists and tokens,
 //!   the node registry and its thread, cluster-wide reports and spike counters.
 //! * [`admin`]: the management API on its own listener, the dashboard, and the client the
@@ -56,6 +58,7 @@ pub mod enforce;
 pub mod limits;
 pub mod memory;
 pub mod metrics;
+pub mod persist;
 pub mod pipeline;
 pub mod proxy;
 pub mod reports;

@@ -5,7 +5,7 @@
 //! 1. [`load`]: read and validate the config directory into a [`Config`], then build the
 //!    [`App`] from it (nothing is bound yet, so an invalid config never holds a port).
 //! 2. [`serve`]: start logging and report the config's warnings; attach the store and
-//!    restore what it holds (`store::persist::attach`), before any request can be
+//!    restore what it holds (`persist::attach`), before any request can be
 //!    recorded; refuse ASE's default secret on a management port others can reach; start
 //!    the cluster thread (cluster mode); start whatever runs beside the server (the demo's
 //!    backend and traffic); then [`server::run`] binds the ports and serves until a
@@ -115,7 +115,7 @@ pub fn serve(app: Arc<App>, beside: impl FnOnce(&Arc<App>)) -> Result<(), StartE
             tracing::warn!("{w}");
         }
     }
-    match crate::store::persist::attach(&app) {
+    match crate::persist::attach(&app) {
         Ok(Some(r)) => tracing::info!(
             buckets = r.buckets,
             requests = r.requests,

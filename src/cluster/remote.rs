@@ -23,7 +23,7 @@ use super::store::parse_bucket_field;
 use crate::metrics::activity::{Activity, ActivityCaps, AttackRow, Tally};
 use crate::metrics::users::Users;
 use crate::metrics::{ApiRecorder, Image, Snapshot};
-use crate::store::persist::{ACTIVITY, USERS};
+use crate::store::{ACTIVITY, USERS};
 use crate::vocab::ClientKind;
 
 /// One node's stored rows of one API: (node id, [(tier, start, bytes)]).

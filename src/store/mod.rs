@@ -6,7 +6,7 @@
 //! in-memory state (the same lock-free buckets and copy-on-write lists the pipeline
 //! writes) every `store_flush_interval`, works out what changed since its last commit and
 //! hands one [`Batch`] to the store. Requests never wait for it. At start-up, before any
-//! port is bound, `persist::attach` loads the store back into memory.
+//! port is bound, `crate::persist::attach` loads the store back into memory.
 //!
 //! The embedded implementation is [`embedded::Embedded`] (one redb file in the data
 //! directory); in cluster mode the same trait is implemented over Redis
@@ -14,8 +14,13 @@
 //! here: their source of truth stays `config/api/*.json`, which the management API writes.
 
 pub mod embedded;
-pub mod persist;
 pub mod persister;
+
+/// The bucket rows of the activity records use this in place of an API id (API ids
+/// cannot contain `#`).
+pub const ACTIVITY: &str = "#activity";
+/// The hourly user-activity rows (`userActivities`).
+pub const USERS: &str = "#users";
 
 use std::path::PathBuf;
 

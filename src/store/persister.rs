@@ -1,5 +1,5 @@
 //! The persister as the rest of the process holds it: a handle that sends commands to
-//! the persister thread ([`super::persist`]) and reads its health. The application owns
+//! the persister thread (`crate::persist`, above the application it reads) and reads its health. The application owns
 //! it beside the other components; the thread, which reads the application, lives apart.
 
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering::Relaxed};
@@ -24,7 +24,7 @@ pub struct Health {
     pub restoring: AtomicBool,
 }
 
-pub(super) enum Command {
+pub(crate) enum Command {
     Flush(tokio::sync::oneshot::Sender<Result<(), String>>),
     Stop(tokio::sync::oneshot::Sender<()>),
     /// Merge in what other nodes changed in a shared store.
@@ -40,7 +40,7 @@ pub struct Persister {
 }
 
 impl Persister {
-    pub(super) fn new(commands: mpsc::Sender<Command>, health: Arc<Health>) -> Persister {
+    pub(crate) fn new(commands: mpsc::Sender<Command>, health: Arc<Health>) -> Persister {
         Persister {
             commands: Mutex::new(Some(commands)),
             health,

@@ -12,32 +12,31 @@
 //! and atomics reports use. A failing disk (full, read-only) is logged, counted in the
 //! health, and retried on the next tick with the whole difference; nothing is dropped
 //! from memory and the process keeps serving.
+//!
+//! Where it sits: above `app.rs`, because it reads every component the application owns;
+//! the store it writes through (`crate::store`) and the handle the application keeps
+//! (`crate::store::persister::Persister`) sit below it.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::{Arc, mpsc};
 use std::time::Duration;
 
-use super::persister::{Command, Health, Persister};
 use crate::app::App;
 use crate::config::StoreKind;
 use crate::enforce::lists::{Entry, Identifier, ListKind, ListSet};
 use crate::metrics::activity::ActivityImage;
 use crate::metrics::users::HourImage;
 use crate::metrics::{Image, TIERS, unix_secs};
+use crate::store::persister::{Command, Health, Persister};
 
-use super::embedded::Embedded;
-use super::{Batch, BucketKey, EntryKey, Loaded, Store, StoreError};
+use crate::store::embedded::Embedded;
+use crate::store::{ACTIVITY, Batch, BucketKey, EntryKey, Loaded, Store, StoreError, USERS};
 
 const KINDS: [ListKind; 2] = [ListKind::Deny, ListKind::Allow];
 const META_TOKENS: &str = "sideband_tokens";
 const META_CREDENTIALS: &str = "credentials";
 const META_REVIEWED: &str = "attacks_reviewed";
-/// The bucket rows of the activity records use this in place of an API id (API ids
-/// cannot contain `#`).
-pub const ACTIVITY: &str = "#activity";
-/// The hourly user-activity rows (`userActivities`).
-pub const USERS: &str = "#users";
 
 fn kind_code(kind: ListKind) -> u8 {
     match kind {
