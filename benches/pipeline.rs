@@ -95,48 +95,9 @@ fn routing(c: &mut Criterion) {
     });
 }
 
-const JWT: &str =
-    "eyJhbGciOiJub25lIn0.eyJ1c2VybmFtZSI6ImFiYyIsImNsaWVudF9pZCI6ImNhYmZzZ2hoYnNhZyJ9.";
-
-fn exchange_app(dir: &Path) -> enforcer::app::App {
-    let certs = Path::new(env!("CARGO_MANIFEST_DIR")).join("certs");
-    let conf = format!(
-        "mode=inline\nenable_xff=true\nenable_ase_detected_attack=false\ndata_dir=data\ntls_cert_path={}\ntls_key_path={}\n",
-        certs.join("server.crt").display(),
-        certs.join("server.key").display()
-    );
-    std::fs::write(dir.join("ase.conf"), conf).unwrap();
-    std::fs::create_dir_all(dir.join("api")).unwrap();
-    std::fs::write(
-        dir.join("api/shop.json"),
-        r#"{"api_metadata":{"protocol":"http","url":"/shop","hostname":"*","cookie":"JSESSIONID",
-            "oauth2_access_token":true,"apikey_header":"x-api-key","login_url":"/shop/login",
-            "enable_blocking":true,
-            "jwt":{"location":"h:authorization:bearer","username":"username","clientid":"client_id"},
-            "servers":[{"host":"127.0.0.1","port":8080}]}}"#,
-    )
-    .unwrap();
-    enforcer::app::App::new(enforcer::config::Config::load(dir).unwrap()).unwrap()
-}
-
-fn rich_headers(ip: &str) -> http::HeaderMap {
-    let mut h = http::HeaderMap::new();
-    h.insert("host", "shop.example.com".parse().unwrap());
-    h.insert("x-forwarded-for", ip.parse().unwrap());
-    h.insert(
-        "cookie",
-        "JSESSIONID=0123456789abcdef; theme=dark".parse().unwrap(),
-    );
-    h.insert("authorization", format!("Bearer {JWT}").parse().unwrap());
-    h.insert("x-api-key", "zhxuetuay9cy84mbngpx4smj".parse().unwrap());
-    h.insert(
-        "user-agent",
-        "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.1 Safari/605.1.15"
-            .parse()
-            .unwrap(),
-    );
-    h
-}
+#[path = "fixtures/exchange.rs"]
+mod fixture;
+use fixture::{exchange_app, rich_headers};
 
 fn exchanges(c: &mut Criterion) {
     use enforcer::pipeline::{Decision, Exchange};
