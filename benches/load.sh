@@ -6,6 +6,7 @@
 #   DURATION=20 REPEATS=5 benches/load.sh
 #   RATE=0 benches/load.sh              # skip the open-loop (added latency) part
 #   LAYOUT=server benches/load.sh       # another pinning (see ../shared/bench/proxy-peers.sh)
+#   ENFORCER_BIN=/tmp/enforcer-old benches/load.sh   # measure another build of enforcer
 #
 # It installs what it needs (Debian: wrk, nginx, haproxy; oha with cargo for the open-loop
 # part), builds the release binary, and drives ../shared/bench/proxy-peers.sh, which starts a
@@ -26,6 +27,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
+# ENFORCER_BIN: another build to measure (e.g. a copy of the previous commit's binary).
+bin=${ENFORCER_BIN:-$root/target/release/enforcer}
+export ENFORCER_BIN=$bin
 
 # --serve: the command the harness starts as the proxy under test (LISTEN_PORT and
 # BACKEND_PORT come from it). Both enforcers run in the foreground of this process tree.
@@ -59,8 +63,8 @@ EOF
 {"api_metadata":{"protocol":"http","url":"/api/v1","hostname":"*","cookie":"JSESSIONID",
  "oauth2_access_token":true,"apikey_header":"x-api-key","enable_blocking":true}}
 EOF
-  "$root/target/release/enforcer" run --config "$dir/sideband" >"$dir/sideband.out" 2>&1 &
-  exec "$root/target/release/enforcer" run --config "$dir/inline"
+  "$bin" run --config "$dir/sideband" >"$dir/sideband.out" 2>&1 &
+  exec "$bin" run --config "$dir/inline"
 fi
 
 # --serve-auth: nginx with integrations/nginx on LISTEN_PORT in front of BACKEND_PORT,
@@ -108,7 +112,7 @@ http {
   include $dir/nginx/site.conf;
 }
 EOF
-  "$root/target/release/enforcer" run --config "$dir/enforcer" >"$dir/enforcer.out" 2>&1 &
+  "$bin" run --config "$dir/enforcer" >"$dir/enforcer.out" 2>&1 &
   # nginx's first subrequests must find enforcer listening.
   for _ in $(seq 200); do
     (exec 3<>"/dev/tcp/127.0.0.1/$((LISTEN_PORT + 10))") 2>/dev/null && break

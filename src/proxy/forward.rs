@@ -1,21 +1,21 @@
-//! Forwarding to a backend: the request rewrite and the upstream client.
+//! Forwarding to a backend: the request rewrite and the send.
 //!
-//! * [`upstream_request`] turns the client's request into the backend's: absolute URI on
-//!   the chosen server with `api_mapping.internal_url` applied, hop-by-hop headers removed
+//! * [`upstream_request`] turns the client's request into the backend's, reusing its head:
+//!   origin-form target with `api_mapping.internal_url` applied, hop-by-hop headers removed
 //!   (including those the `Connection` header names), `X-Forwarded-For/-Proto/-Host` set
 //!   (and, unless `enable_xff` trusts the client's, `Forwarded` removed and `X-Real-IP` set),
 //!   `Host` preserved, HTTP/1.1 on the wire whatever the client spoke.
-//! * [`Forwarder`] sends it over a pooled keep-alive client (TLS when the API sets
-//!   `server_ssl`). Pooled connections are dropped after `upstream_idle_timeout`, which
-//!   should stay below the backends' own keep-alive so the backend never closes a
-//!   connection we are about to reuse; if that race happens anyway, an idempotent request
-//!   without a body is retried once on a fresh connection.
-//! * Failures map to [`ForwardError`]: unreachable (502) or too slow (504): no response
-//!   head within `upstream_timeout` of the request body's end (the upload itself is not
-//!   timed here).
+//! * [`Forwarder`] sends it over the worker's keep-alive connections ([`super::pool`]; TLS
+//!   when the API sets `server_ssl`). Parked connections are closed after
+//!   `upstream_idle_timeout`, which should stay below the backends' own keep-alive so the
+//!   backend never closes a connection we are about to reuse; if that race happens anyway,
+//!   a request the connection never wrote is sent again on a fresh one, and so is an
+//!   idempotent request without a body that it did write.
+//! * Failures map to [`ForwardError`]: unreachable (502) or too slow (504): no connection
+//!   within `upstream_connect_timeout`, or no response head within `upstream_timeout` of
+//!   the request body's end (the upload itself is not timed here).
 //!
-//! One `Forwarder` per worker runtime, so pooled connections stay on the thread that uses
-//! them.
+//! One `Forwarder` per worker runtime, so its connections stay on the thread that uses them.
 
 use std::error::Error as StdError;
 use std::net::IpAddr;
@@ -23,15 +23,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::header::{CONNECTION, EXPECT, HOST, HeaderName, HeaderValue, UPGRADE};
-use http::uri::{PathAndQuery, Scheme};
+use http::uri::PathAndQuery;
 use http::{HeaderMap, Method, Request, Response, Uri, Version};
 use hyper::body::Incoming;
-use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use super::body::UpstreamBody;
+use super::pool::{ConnectError, Pool};
 use crate::config::Settings;
 use crate::pipeline::{Api, Server};
 
@@ -169,7 +166,6 @@ pub fn upstream_request(
     mut parts: http::request::Parts,
     body: UpstreamBody,
     api: &Api,
-    server: &Server,
     client: &ClientSide<'_>,
 ) -> Result<Request<UpstreamBody>, http::Error> {
     let path = api.rewrite_path(parts.uri.path());
@@ -184,7 +180,7 @@ pub fn upstream_request(
             std::borrow::Cow::Owned(p) => PathAndQuery::try_from(p)?,
         },
     };
-    let uri = backend_uri(api, server, path_and_query)?;
+    let uri = Uri::from(path_and_query);
 
     let headers = &mut parts.headers;
     strip_hop_by_hop(headers, client.upgrade);
@@ -205,24 +201,6 @@ pub fn upstream_request(
     *req.headers_mut() = parts.headers;
     *req.extensions_mut() = parts.extensions;
     Ok(req)
-}
-
-/// The absolute URI of `path_and_query` on `server` (`https` when the API sets `server_ssl`).
-pub fn backend_uri(
-    api: &Api,
-    server: &Server,
-    path_and_query: PathAndQuery,
-) -> Result<Uri, http::Error> {
-    let scheme = if api.def.server_ssl {
-        Scheme::HTTPS
-    } else {
-        Scheme::HTTP
-    };
-    Uri::builder()
-        .scheme(scheme)
-        .authority(server.authority.clone())
-        .path_and_query(path_and_query)
-        .build()
 }
 
 fn set_forwarded(headers: &mut HeaderMap, client: &ClientSide<'_>) {
@@ -267,11 +245,19 @@ fn set_forwarded(headers: &mut HeaderMap, client: &ClientSide<'_>) {
     }
 }
 
-/// The pooled upstream client of one worker.
+/// The upstream side of one worker: its connection pool and the timeouts.
 pub struct Forwarder {
-    client: Client<HttpsConnector<HttpConnector>, UpstreamBody>,
+    pool: Pool,
     timeout: Duration,
-    connect_timeout: Duration,
+}
+
+/// Which connection an attempt may use.
+#[derive(Clone, Copy, PartialEq)]
+enum Use {
+    /// A parked one when there is one.
+    Pooled,
+    /// A new one (the retry after a parked one failed).
+    Fresh,
 }
 
 impl Forwarder {
@@ -279,41 +265,32 @@ impl Forwarder {
         Forwarder::with_pool(settings, tls, settings.upstream_max_idle_per_server)
     }
 
-    /// A client that keeps at most `max_idle` idle connections per server (0: no pooling).
+    /// A forwarder that keeps at most `max_idle` idle connections per server (0: none).
     pub fn with_pool(
         settings: &Settings,
         tls: Arc<rustls::ClientConfig>,
         max_idle: usize,
     ) -> Forwarder {
-        let mut http = HttpConnector::new();
-        http.enforce_http(false);
-        http.set_nodelay(true);
-        http.set_connect_timeout(Some(settings.upstream_connect_timeout));
-        let https = HttpsConnectorBuilder::new()
-            .with_tls_config((*tls).clone())
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(http);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(settings.upstream_idle_timeout)
-            .pool_max_idle_per_host(max_idle)
-            .set_host(false)
-            .build(https);
         Forwarder {
-            client,
+            pool: Pool::new(
+                tls,
+                max_idle,
+                settings.upstream_idle_timeout,
+                settings.upstream_connect_timeout,
+            ),
             timeout: settings.upstream_timeout,
-            connect_timeout: settings.upstream_connect_timeout,
         }
     }
 
-    /// Sends `req` to `server` and waits for the response head, at most `upstream_timeout`.
+    /// Sends `req` (origin-form) to `server`, over TLS with `tls`, and waits for the
+    /// response head, at most `upstream_timeout`.
     pub async fn send(
         &self,
         req: Request<UpstreamBody>,
         server: &Server,
+        tls: bool,
     ) -> Result<Response<Incoming>, ForwardError> {
-        self.send_within(req, server, self.timeout).await
+        self.send_within(req, server, tls, self.timeout).await
     }
 
     /// As [`Forwarder::send`] with an explicit timeout (health checks use their own).
@@ -321,8 +298,11 @@ impl Forwarder {
         &self,
         req: Request<UpstreamBody>,
         server: &Server,
+        tls: bool,
         timeout: Duration,
     ) -> Result<Response<Incoming>, ForwardError> {
+        // A request that reached a parked connection the backend had closed is lost with
+        // it: idempotent ones without a body are sent again from this copy of the head.
         let replay = replayable(&req).then(|| {
             (
                 req.method().clone(),
@@ -330,7 +310,14 @@ impl Forwarder {
                 req.headers().clone(),
             )
         });
-        match self.attempt(req, server, timeout).await {
+        let again = match self.attempt(req, server, tls, timeout, Use::Pooled).await {
+            Ok(resp) => return Ok(resp),
+            Err(Attempt::Final(e)) => return Err(e),
+            // Never written: any request may go again as it is.
+            Err(Attempt::Unsent(req, first)) => {
+                tracing::debug!(server = %server.addr, "retrying on a fresh connection after: {first}");
+                *req
+            }
             Err(Attempt::Stale(first)) => match replay {
                 Some((method, uri, headers)) => {
                     tracing::debug!(server = %server.addr, "retrying on a fresh connection after: {first}");
@@ -338,27 +325,42 @@ impl Forwarder {
                     *again.method_mut() = method;
                     *again.uri_mut() = uri;
                     *again.headers_mut() = headers;
-                    self.attempt(again, server, timeout)
-                        .await
-                        .map_err(Attempt::into_error)
+                    again
                 }
-                None => Err(first),
+                None => return Err(first),
             },
-            other => other.map_err(Attempt::into_error),
-        }
+        };
+        self.attempt(again, server, tls, timeout, Use::Fresh)
+            .await
+            .map_err(Attempt::into_error)
     }
 
     async fn attempt(
         &self,
         req: Request<UpstreamBody>,
         server: &Server,
+        tls: bool,
         timeout: Duration,
+        using: Use,
     ) -> Result<Response<Incoming>, Attempt> {
+        let parked = match using {
+            Use::Pooled => self.pool.checkout(server, tls),
+            Use::Fresh => None,
+        };
+        let reused = parked.is_some();
+        let mut tx = match parked {
+            Some((tx, _)) => tx,
+            None => self
+                .pool
+                .connect(server, tls)
+                .await
+                .map_err(|e| Attempt::Final(connect_error(server, e)))?,
+        };
         // `timeout` is the backend's time to answer once it has the whole request: a long
         // upload is not the backend being slow (a stalled one is cut by the connection's
         // idle timer instead). An answer before the upload ends is taken at once.
         let sent = req.body().sent();
-        let request = self.client.request(req);
+        let request = tx.try_send_request(req);
         tokio::pin!(request);
         let answered = tokio::select! {
             biased;
@@ -366,44 +368,61 @@ impl Forwarder {
             () = sent => tokio::time::timeout(timeout, &mut request).await,
         };
         match answered {
-            Ok(Ok(resp)) => Ok(resp),
+            Ok(Ok(resp)) => {
+                self.pool.release(server, tls, tx);
+                Ok(resp)
+            }
             Err(_) => Err(Attempt::Final(ForwardError::Timeout {
                 server: server.addr.clone(),
                 timeout,
                 reached: true,
             })),
-            Ok(Err(e)) => {
+            Ok(Err(mut e)) => {
+                let unsent = e.take_message();
+                let e = e.into_error();
                 let reason = chain(&e);
-                if has_io_kind(&e, std::io::ErrorKind::TimedOut) {
-                    return Err(Attempt::Final(ForwardError::Timeout {
-                        server: server.addr.clone(),
-                        timeout: self.connect_timeout,
-                        reached: !e.is_connect(),
-                    }));
-                }
-                let server = server.addr.clone();
-                if e.is_connect() {
-                    Err(Attempt::Final(ForwardError::Unreachable { server, reason }))
-                } else if is_stale_connection(&e) {
-                    Err(Attempt::Stale(ForwardError::Broken { server, reason }))
-                } else {
-                    Err(Attempt::Final(ForwardError::Broken { server, reason }))
+                let broken = ForwardError::Broken {
+                    server: server.addr.clone(),
+                    reason,
+                };
+                match unsent {
+                    Some(req) if reused => Err(Attempt::Unsent(Box::new(req), broken)),
+                    _ if reused && is_stale_connection(&e) => Err(Attempt::Stale(broken)),
+                    _ => Err(Attempt::Final(broken)),
                 }
             }
         }
     }
 }
 
+fn connect_error(server: &Server, e: ConnectError) -> ForwardError {
+    let server = server.addr.clone();
+    match e {
+        ConnectError::Timeout(timeout) => ForwardError::Timeout {
+            server,
+            timeout,
+            reached: false,
+        },
+        other => ForwardError::Unreachable {
+            server,
+            reason: other.to_string(),
+        },
+    }
+}
+
 enum Attempt {
-    /// A pooled connection closed under the request: worth one retry if replayable.
+    /// A parked connection closed under the request after it was written: worth one
+    /// retry if replayable.
     Stale(ForwardError),
+    /// A parked connection closed before the request was written: it comes back.
+    Unsent(Box<Request<UpstreamBody>>, ForwardError),
     Final(ForwardError),
 }
 
 impl Attempt {
     fn into_error(self) -> ForwardError {
         match self {
-            Attempt::Stale(e) | Attempt::Final(e) => e,
+            Attempt::Stale(e) | Attempt::Unsent(_, e) | Attempt::Final(e) => e,
         }
     }
 }
@@ -432,12 +451,6 @@ fn is_stale_connection(e: &(dyn StdError + 'static)) -> bool {
     sources(e)
         .filter_map(|s| s.downcast_ref::<hyper::Error>())
         .any(|h| h.is_incomplete_message() || h.is_canceled())
-}
-
-fn has_io_kind(e: &(dyn StdError + 'static), kind: std::io::ErrorKind) -> bool {
-    sources(e)
-        .filter_map(|s| s.downcast_ref::<std::io::Error>())
-        .any(|io| io.kind() == kind)
 }
 
 /// The useful messages of an error chain ("tcp connect error: Connection refused"

@@ -128,12 +128,16 @@ async fn forward(
         upgrade,
     };
     let body = done.count_request(body);
-    let req = match upstream_request(parts, body, api, &server, &client) {
+    let req = match upstream_request(parts, body, api, &client) {
         Ok(req) => req,
         Err(_) => return finish(answer(Answer::MalformedRequest, version), done),
     };
     let sent = std::time::Instant::now();
-    let answered = conn.inline.forwarder.send(req, &server).await;
+    let answered = conn
+        .inline
+        .forwarder
+        .send(req, &server, api.def.server_ssl)
+        .await;
     if let Some(ex) = done.exchange() {
         ex.upstream_latency = Some(sent.elapsed());
     }

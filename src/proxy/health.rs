@@ -16,7 +16,7 @@ use http::uri::PathAndQuery;
 use tokio::task::JoinHandle;
 
 use super::body::UpstreamBody;
-use super::forward::{Forwarder, backend_uri};
+use super::forward::Forwarder;
 use crate::config::HostMatch;
 use crate::config::api::HealthCheck;
 use crate::pipeline::{Api, ApiTable, Server};
@@ -86,14 +86,13 @@ async fn probe(
     timeout: Duration,
 ) -> Result<(), String> {
     let path = PathAndQuery::try_from(hc.url.as_str()).map_err(|e| e.to_string())?;
-    let uri = backend_uri(api, server, path).map_err(|e| e.to_string())?;
     let host = match &api.def.hostname {
         HostMatch::Exact(h) => HeaderValue::from_str(h).ok(),
         HostMatch::Any => None,
     }
     .or_else(|| HeaderValue::from_str(&server.addr).ok());
     let mut req = Request::new(UpstreamBody::Empty);
-    *req.uri_mut() = uri;
+    *req.uri_mut() = http::Uri::from(path);
     if let Some(host) = host {
         req.headers_mut().insert(HOST, host);
     }
@@ -102,7 +101,7 @@ async fn probe(
         HeaderValue::from_static(concat!("enforcer-health/", env!("CARGO_PKG_VERSION"))),
     );
     let resp = fwd
-        .send_within(req, server, timeout)
+        .send_within(req, server, api.def.server_ssl, timeout)
         .await
         .map_err(|e| e.to_string())?;
     let status = resp.status();

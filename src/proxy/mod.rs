@@ -1,14 +1,15 @@
 //! Inline mode: enforcer as a reverse proxy in front of the API backends.
 //!
 //! The server accepts a connection and hands each request to [`handler::handle`], which
-//! drives the shared pipeline and forwards allowed requests ([`forward`]) to a healthy
-//! server ([`health`]), streaming bodies both ways ([`body`]) and tunnelling WebSockets
+//! drives the shared pipeline and forwards allowed requests ([`forward`], over the worker's
+//! connections in [`pool`]) to a healthy server ([`health`]), streaming bodies both ways ([`body`]) and tunnelling WebSockets
 //! ([`tunnel`]). Every answer enforcer gives itself is built in [`respond`].
 
 pub mod body;
 pub mod forward;
 pub mod handler;
 pub mod health;
+pub mod pool;
 pub mod respond;
 pub mod tunnel;
 
