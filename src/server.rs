@@ -532,13 +532,13 @@ async fn accept_loop(w: Arc<Worker>, listener: TcpListener, tls: bool, drain: mp
         };
         let _ = stream.set_nodelay(true);
         let handler = match &w.plane {
-            Plane::Inline(inline) => Handler::Inline(Arc::new(Conn {
-                inline: inline.clone(),
-                id: w.app.next_connection_id(),
+            Plane::Inline(inline) => Handler::Inline(Arc::new(Conn::new(
+                inline.clone(),
+                w.app.next_connection_id(),
                 peer,
                 tls,
                 live,
-            })),
+            ))),
             Plane::Sideband => Handler::Sideband(Arc::new(Caller::new(w.app.clone(), peer, live))),
         };
         tokio::spawn(serve(w.clone(), stream, peer, tls, handler));

@@ -27,15 +27,28 @@ use crate::metrics::{ApiRecorder, Handles, Metrics};
 /// An origin-form path without dot segments, raw or percent-encoded: `..` must never reach
 /// API matching, where it could climb out of one API's base path into another's.
 pub fn well_formed_path(path: &str) -> bool {
-    path.starts_with('/') && !path.split('/').any(is_dot_segment)
+    path.starts_with('/') && !path.as_bytes().split(|b| *b == b'/').any(is_dot_segment)
 }
 
-fn is_dot_segment(seg: &str) -> bool {
-    if !seg.contains('.') && !seg.contains('%') {
+/// `.` or `..`, each dot also as `%2e` or `%2E`.
+fn is_dot_segment(seg: &[u8]) -> bool {
+    // A dot segment is at most six bytes (`%2e%2e`): longer ones are names.
+    if seg.is_empty() || seg.len() > 6 {
         return false;
     }
-    let decoded = seg.to_ascii_lowercase().replace("%2e", ".");
-    decoded == "." || decoded == ".."
+    let mut dots = 0;
+    let mut rest = seg;
+    while !rest.is_empty() {
+        if rest[0] == b'.' {
+            rest = &rest[1..];
+        } else if rest.len() >= 3 && rest[..3].eq_ignore_ascii_case(b"%2e") {
+            rest = &rest[3..];
+        } else {
+            return false;
+        }
+        dots += 1;
+    }
+    dots <= 2
 }
 
 /// Why no API matched.

@@ -18,7 +18,6 @@
 //! One `Forwarder` per worker runtime, so its connections stay on the thread that uses them.
 
 use std::error::Error as StdError;
-use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -85,18 +84,33 @@ const FORWARDED: HeaderName = HeaderName::from_static("forwarded");
 /// Removes hop-by-hop headers. With `keep_upgrade`, the `Upgrade` header survives and
 /// `Connection: upgrade` is set again, as a WebSocket handshake needs on the next hop.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
-    // Most messages carry none: one pass over the (few) names present is cheaper than
-    // hashing every hop-by-hop name for a removal. Standard names compare as enums.
-    if !headers.keys().any(|k| HOP_BY_HOP.contains(k)) {
+    // One pass over the (few) names present notes which hop-by-hop ones are there, so
+    // only those are removed: most messages carry none, and a backend's answer usually
+    // just `Connection: keep-alive`. Standard names compare as enums.
+    let mut present = 0u16;
+    for name in headers.keys() {
+        if let Some(i) = HOP_BY_HOP.iter().position(|h| h == name) {
+            present |= 1 << i;
+        }
+    }
+    if present == 0 {
         return;
     }
-    if headers.contains_key(CONNECTION) {
+    if present & 1 != 0 {
+        // Names the `Connection` header lists are hop-by-hop too; its usual tokens
+        // (`keep-alive`, `close`, `upgrade`) name nothing beyond the fixed list.
         let named: Vec<HeaderName> = headers
             .get_all(CONNECTION)
             .iter()
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(','))
-            .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+            .map(str::trim)
+            .filter(|t| {
+                !t.eq_ignore_ascii_case("close")
+                    && !t.eq_ignore_ascii_case("keep-alive")
+                    && !t.eq_ignore_ascii_case("upgrade")
+            })
+            .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
             .collect();
         for name in named {
             if !(keep_upgrade && name == UPGRADE) {
@@ -109,8 +123,10 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
     } else {
         None
     };
-    for name in &HOP_BY_HOP {
-        headers.remove(name);
+    for (i, name) in HOP_BY_HOP.iter().enumerate() {
+        if present & (1 << i) != 0 {
+            headers.remove(name);
+        }
     }
     if let Some(upgrade) = upgrade {
         headers.insert(UPGRADE, upgrade);
@@ -150,12 +166,13 @@ pub fn strip_dashboard_session(headers: &mut HeaderMap) {
 
 /// What the rewrite needs to know about the client side of the exchange.
 pub struct ClientSide<'a> {
-    pub peer_ip: IpAddr,
+    /// The client's address as a header value (made once per connection).
+    pub peer: &'a HeaderValue,
     pub tls: bool,
     /// `enable_xff`: incoming `X-Forwarded-*` headers come from a trusted proxy.
     pub trust_forwarded: bool,
     /// The host the client addressed (from the URI authority or `Host`).
-    pub host: Option<&'a str>,
+    pub host: Option<HeaderValue>,
     /// Keep the WebSocket upgrade headers.
     pub upgrade: bool,
 }
@@ -188,9 +205,9 @@ pub fn upstream_request(
     // enforcer's own server side already answered any `Expect: 100-continue`.
     headers.remove(EXPECT);
     if !headers.contains_key(HOST)
-        && let Some(host) = client.host.and_then(|h| HeaderValue::from_str(h).ok())
+        && let Some(host) = &client.host
     {
-        headers.insert(HOST, host);
+        headers.insert(HOST, host.clone());
     }
     set_forwarded(headers, client);
 
@@ -204,14 +221,12 @@ pub fn upstream_request(
 }
 
 fn set_forwarded(headers: &mut HeaderMap, client: &ClientSide<'_>) {
-    let peer = client.peer_ip.to_string();
+    let peer = client.peer;
     // A client's own `Forwarded` and `X-Real-IP` claim an origin the way `X-Forwarded-For`
     // does: trusted only with `enable_xff`, replaced by what enforcer saw otherwise.
     if !client.trust_forwarded {
         headers.remove(FORWARDED);
-        if let Ok(v) = HeaderValue::from_str(&peer) {
-            headers.insert(X_REAL_IP, v);
-        }
+        headers.insert(X_REAL_IP, peer.clone());
     }
     let xff = if client.trust_forwarded && headers.contains_key(&X_FORWARDED_FOR) {
         let mut joined = headers
@@ -221,12 +236,12 @@ fn set_forwarded(headers: &mut HeaderMap, client: &ClientSide<'_>) {
             .collect::<Vec<_>>()
             .join(", ");
         joined.push_str(", ");
-        joined.push_str(&peer);
-        joined
+        joined.push_str(peer.to_str().unwrap_or_default());
+        HeaderValue::from_str(&joined).ok()
     } else {
-        peer
+        Some(peer.clone())
     };
-    if let Ok(v) = HeaderValue::from_str(&xff) {
+    if let Some(v) = xff {
         headers.insert(X_FORWARDED_FOR, v);
     }
     if !(client.trust_forwarded && headers.contains_key(&X_FORWARDED_PROTO)) {
@@ -234,9 +249,9 @@ fn set_forwarded(headers: &mut HeaderMap, client: &ClientSide<'_>) {
         headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(proto));
     }
     if !(client.trust_forwarded && headers.contains_key(&X_FORWARDED_HOST)) {
-        match client.host.and_then(|h| HeaderValue::from_str(h).ok()) {
+        match &client.host {
             Some(h) => {
-                headers.insert(X_FORWARDED_HOST, h);
+                headers.insert(X_FORWARDED_HOST, h.clone());
             }
             None => {
                 headers.remove(&X_FORWARDED_HOST);

@@ -119,12 +119,11 @@ async fn forward(
     } else {
         None
     };
-    let host = request_host(&parts).ok().flatten().map(str::to_string);
     let client = ClientSide {
-        peer_ip: conn.peer.ip(),
+        peer: &conn.peer_value,
         tls: conn.tls,
         trust_forwarded: conn.inline.app.settings.enable_xff,
-        host: host.as_deref(),
+        host: host_value(&parts),
         upgrade,
     };
     let body = done.count_request(body);
@@ -268,6 +267,20 @@ fn request_host(parts: &http::request::Parts) -> Result<Option<&str>, ()> {
         (None, _) if parts.version == Version::HTTP_11 => Err(()),
         (None, _) => Ok(None),
     }
+}
+
+/// The host the client addressed as a header value: the single `Host` header as it came
+/// (sharing its bytes), else the URI authority.
+fn host_value(parts: &http::request::Parts) -> Option<HeaderValue> {
+    if parts.uri.authority().is_none()
+        && let Some(h) = parts.headers.get(HOST)
+    {
+        return Some(h.clone());
+    }
+    request_host(parts)
+        .ok()
+        .flatten()
+        .and_then(|h| HeaderValue::from_str(h).ok())
 }
 
 fn is_websocket_upgrade(parts: &http::request::Parts) -> bool {

@@ -38,8 +38,26 @@ pub struct Conn {
     /// Numbered from process start (flow-control reports name it).
     pub id: u64,
     pub peer: SocketAddr,
+    /// `peer`'s address as the `X-Forwarded-For`/`X-Real-IP` value, made once.
+    pub peer_value: http::HeaderValue,
     /// Whether the client connected over TLS.
     pub tls: bool,
     /// Held while the connection (or a tunnel started on it) lives.
     pub live: Live,
+}
+
+impl Conn {
+    pub fn new(inline: Arc<Inline>, id: u64, peer: SocketAddr, tls: bool, live: Live) -> Conn {
+        // An IP address always formats as a valid header value.
+        let peer_value = http::HeaderValue::from_str(&peer.ip().to_string())
+            .unwrap_or_else(|_| http::HeaderValue::from_static("unknown"));
+        Conn {
+            inline,
+            id,
+            peer,
+            peer_value,
+            tls,
+            live,
+        }
+    }
 }
