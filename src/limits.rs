@@ -114,6 +114,15 @@ impl Limits {
                 .or_insert_with(|| Arc::new(Semaphore::new(self.upstream_per_server)))
                 .clone(),
         };
+        // Free slots are taken at once, without arming a timer; only a full limit waits.
+        if let Ok(server) = per_server.clone().try_acquire_owned()
+            && let Ok(total) = self.total.clone().try_acquire_owned()
+        {
+            return Some(UpstreamSlot {
+                _server: server,
+                _total: total,
+            });
+        }
         let both = async {
             let server = per_server.acquire_owned().await.ok()?;
             let total = self.total.clone().acquire_owned().await.ok()?;
@@ -122,7 +131,6 @@ impl Limits {
                 _total: total,
             })
         };
-        // Free slots are taken at once; only a full limit waits.
         match tokio::time::timeout(wait, both).await {
             Ok(Some(slot)) => Some(slot),
             _ => {

@@ -96,12 +96,12 @@ pub fn ambiguity(api: &ApiDef, headers: &HeaderMap, query: Option<&str>) -> Opti
             .any(|v| v.as_bytes().contains(&b','))
     };
     if api.oauth2_access_token {
-        let bearers = headers
+        let mut bearers = headers
             .get_all(AUTHORIZATION)
             .iter()
-            .filter_map(|v| bearer(v.to_str().ok()))
-            .collect::<Vec<_>>();
-        if bearers.len() > 1 || bearers.iter().any(|t| t.contains([',', ' '])) {
+            .filter_map(|v| bearer(v.to_str().ok()));
+        let first = bearers.next();
+        if bearers.next().is_some() || first.is_some_and(|t| t.contains([',', ' '])) {
             return Some("more than one bearer token".into());
         }
     }

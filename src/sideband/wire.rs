@@ -362,27 +362,25 @@ pub struct HeaderList<'a>(pub Vec<(Text<'a>, Text<'a>)>);
 
 impl<'de: 'a, 'a> Deserialize<'de> for HeaderList<'a> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct Pairs<'a>(Vec<(Text<'a>, Text<'a>)>);
-        impl<'de> Deserialize<'de> for Pairs<'de> {
-            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-                struct V;
-                impl<'de> Visitor<'de> for V {
-                    type Value = Pairs<'de>;
-                    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                        f.write_str("an object of header name to value")
-                    }
-                    fn visit_map<A: MapAccess<'de>>(
-                        self,
-                        mut map: A,
-                    ) -> Result<Self::Value, A::Error> {
-                        let mut out = Vec::with_capacity(1);
-                        while let Some((k, v)) = map.next_entry::<Text<'de>, Text<'de>>()? {
-                            out.push((k, v));
-                        }
-                        Ok(Pairs(out))
-                    }
+        /// One `{"name": "value", ...}` object, its pairs appended straight to the list
+        /// (no list per object).
+        struct Append<'l, 'a>(&'l mut Vec<(Text<'a>, Text<'a>)>);
+        impl<'de> de::DeserializeSeed<'de> for Append<'_, 'de> {
+            type Value = ();
+            fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+                d.deserialize_map(self)
+            }
+        }
+        impl<'de> Visitor<'de> for Append<'_, 'de> {
+            type Value = ();
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an object of header name to value")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+                while let Some((k, v)) = map.next_entry::<Text<'de>, Text<'de>>()? {
+                    self.0.push((k, v));
                 }
-                d.deserialize_map(V)
+                Ok(())
             }
         }
         struct V;
@@ -392,10 +390,8 @@ impl<'de: 'a, 'a> Deserialize<'de> for HeaderList<'a> {
                 f.write_str("an array of {\"name\": \"value\"} objects")
             }
             fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-                let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(8));
-                while let Some(Pairs(pairs)) = seq.next_element::<Pairs<'de>>()? {
-                    out.extend(pairs);
-                }
+                let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(16));
+                while seq.next_element_seed(Append(&mut out))?.is_some() {}
                 Ok(HeaderList(out))
             }
         }
