@@ -7,6 +7,7 @@
 #   RATE=0 benches/load.sh              # skip the open-loop (added latency) part
 #   LAYOUT=server benches/load.sh       # another pinning (see ../shared/bench/proxy-peers.sh)
 #   ENFORCER_BIN=/tmp/enforcer-old benches/load.sh   # measure another build of enforcer
+#   KEEP=/tmp/run benches/load.sh; benches/load.sh --summary /tmp/run   # keep, re-read a run
 #
 # It installs what it needs (Debian: wrk, nginx, haproxy; oha with cargo for the open-loop
 # part), builds the release binary, and drives ../shared/bench/proxy-peers.sh, which starts a
@@ -34,6 +35,67 @@ root=$PWD
 # ENFORCER_BIN: another build to measure (e.g. a copy of the previous commit's binary).
 bin=${ENFORCER_BIN:-$root/target/release/enforcer}
 export ENFORCER_BIN=$bin
+
+# The targets, from the medians of the same run.
+summary() {
+  awk -F'\t' -v rate="$RATE" '
+  function median(list,   n, a, i, j, t) {
+    n = split(list, a, " ")
+    for (i = 2; i <= n; i++) { t = a[i]; j = i - 1; while (j > 0 && a[j] + 0 > t + 0) { a[j+1] = a[j]; j-- } a[j+1] = t }
+    if (n == 0) return 0
+    return (n % 2) ? a[(n+1)/2] : (a[n/2] + a[n/2+1]) / 2
+  }
+  FNR == 1 { file++; next }
+  {
+    k = file SUBSEP $1 SUBSEP $2
+    rps[k] = rps[k] " " $4; p50[k] = p50[k] " " $5; p99[k] = p99[k] " " $6
+    if ($8 != "NA") cpu[k] = cpu[k] " " $8
+    if ($11 != "NA") be[k] = be[k] " " $11
+  }
+  function m(arr, f, t, tg) { return median(arr[f SUBSEP t SUBSEP tg]) }
+  function line(name, value, op, bound, goal,   ok, good) {
+    ok = (op == "<=") ? (value <= bound) : (value >= bound)
+    good = (op == "<=") ? (value <= goal) : (value >= goal)
+    printf "  %-56s %9.3f  must %s %-6s %-7s goal %s %-6s %s\n", name, value, op, bound, ok ? "met" : "MISSED", op, goal, good ? "met" : "-"
+  }
+  END {
+    print "\nissue 25 targets (same run, medians):"
+    line("inline: CPU per request enforcer / nginx", m(cpu, 1, "get", "enforcer") / m(cpu, 1, "get", "nginx"), "<=", 1.10, 1.00)
+    line("inline: throughput enforcer / direct (proxy on one core)", m(rps, 1, "get", "enforcer") / m(rps, 1, "get", "direct"), ">=", 0.85, 0.90)
+    line("inline: p99 at saturation enforcer / nginx", m(p99, 1, "get", "enforcer") / m(p99, 1, "get", "nginx"), "<=", 1.30, 1.20)
+    line("sideband: CPU per decision / trivial server (nginx) CPU", m(cpu, 1, "sideband", "enforcer") / m(be, 1, "sideband", "direct"), "<=", 1.40, 1.15)
+    if (file >= 4) {
+      line("both cores: CPU per request enforcer / nginx, 2 workers", m(cpu, 4, "get", "enforcer-2w") / m(cpu, 4, "get", "nginx-2w"), "<=", 1.15, 1.00)
+    }
+    if (file >= 5) {
+      line("inline at " rate " req/s: added p50 over nginx, us", (m(p50, 5, "get", "enforcer") - m(p50, 5, "get", "direct")) - (m(p50, 5, "get", "nginx") - m(p50, 5, "get", "direct")), "<=", 25, 0)
+      line("inline at " rate " req/s: added p99 over nginx, us", (m(p99, 5, "get", "enforcer") - m(p99, 5, "get", "direct")) - (m(p99, 5, "get", "nginx") - m(p99, 5, "get", "direct")), "<=", 100, 0)
+      printf "  %-56s %9d\n", "(reference) nginx at " rate " req/s: added p50, us", m(p50, 5, "get", "nginx") - m(p50, 5, "get", "direct")
+      printf "  %-56s %9d\n", "(reference) nginx at " rate " req/s: added p99, us", m(p99, 5, "get", "nginx") - m(p99, 5, "get", "direct")
+    }
+    printf "  %-56s %9.3f\n", "(reference) nginx CPU per request / direct backend CPU", m(cpu, 1, "get", "nginx") / m(be, 1, "get", "direct")
+    printf "  %-56s %9.3f\n", "(reference) nginx throughput / direct", m(rps, 1, "get", "nginx") / m(rps, 1, "get", "direct")
+    printf "  %-56s %9.0f\n", "(reference) sideband decisions per second (one core)", m(rps, 1, "sideband", "enforcer")
+    if (file >= 2) {
+      printf "  %-56s %9.3f\n", "(reference) naive hyper proxy CPU / nginx", m(cpu, 2, "get", "naive_hyper") / m(cpu, 2, "get", "nginx")
+      printf "  %-56s %9.3f\n", "(reference) naive hyper proxy throughput / direct", m(rps, 2, "get", "naive_hyper") / m(rps, 2, "get", "direct")
+    }
+    if (file >= 3) {
+      printf "  %-56s %9.1f\n", "(issue 26) nginx + enforcer via auth_request: CPU us/request", m(cpu, 3, "get", "nginx+enforcer")
+      printf "  %-56s %9.1f\n", "(issue 26) nginx alone: CPU us/request", m(cpu, 3, "get", "nginx")
+      printf "  %-56s %9.3f\n", "(issue 26) nginx + enforcer / nginx alone, CPU per request", m(cpu, 3, "get", "nginx+enforcer") / m(cpu, 3, "get", "nginx")
+      printf "  %-56s %9.3f\n", "(issue 26) nginx + enforcer / nginx alone, throughput", m(rps, 3, "get", "nginx+enforcer") / m(rps, 3, "get", "nginx")
+    }
+  }' "$@"
+}
+# --summary DIR: the targets again from a kept run (KEEP=DIR benches/load.sh keeps one).
+if [ "${1:-}" = "--summary" ]; then
+  RATE=${RATE:-10000}
+  files=("$2/closed/results.tsv" "$2/naive/results.tsv" "$2/auth/results.tsv" "$2/two/results.tsv")
+  [ -f "$2/open/results.tsv" ] && files+=("$2/open/results.tsv")
+  summary "${files[@]}"
+  exit
+fi
 
 # --serve: the command the harness starts as the proxy under test (LISTEN_PORT and
 # BACKEND_PORT come from it). Both enforcers run in the foreground of this process tree.
@@ -212,56 +274,9 @@ if [ "$RATE" -gt 0 ]; then
   "${harness[@]}" --rate "$RATE" --out "$out/open"
 fi
 
-# The targets, from the medians of the same run.
-summary() {
-  awk -F'\t' -v rate="$RATE" '
-  function median(list,   n, a, i, j, t) {
-    n = split(list, a, " ")
-    for (i = 2; i <= n; i++) { t = a[i]; j = i - 1; while (j > 0 && a[j] + 0 > t + 0) { a[j+1] = a[j]; j-- } a[j+1] = t }
-    if (n == 0) return 0
-    return (n % 2) ? a[(n+1)/2] : (a[n/2] + a[n/2+1]) / 2
-  }
-  FNR == 1 { file++; next }
-  {
-    k = file SUBSEP $1 SUBSEP $2
-    rps[k] = rps[k] " " $4; p50[k] = p50[k] " " $5; p99[k] = p99[k] " " $6
-    if ($8 != "NA") cpu[k] = cpu[k] " " $8
-    if ($11 != "NA") be[k] = be[k] " " $11
-  }
-  function m(arr, f, t, tg) { return median(arr[f SUBSEP t SUBSEP tg]) }
-  function line(name, value, op, bound, goal,   ok, good) {
-    ok = (op == "<=") ? (value <= bound) : (value >= bound)
-    good = (op == "<=") ? (value <= goal) : (value >= goal)
-    printf "  %-56s %9.3f  must %s %-6s %-7s goal %s %-6s %s\n", name, value, op, bound, ok ? "met" : "MISSED", op, goal, good ? "met" : "-"
-  }
-  END {
-    print "\nissue 25 targets (same run, medians):"
-    line("inline: CPU per request enforcer / nginx", m(cpu, 1, "get", "enforcer") / m(cpu, 1, "get", "nginx"), "<=", 1.10, 1.00)
-    line("inline: throughput enforcer / direct (proxy on one core)", m(rps, 1, "get", "enforcer") / m(rps, 1, "get", "direct"), ">=", 0.85, 0.90)
-    line("inline: p99 at saturation enforcer / nginx", m(p99, 1, "get", "enforcer") / m(p99, 1, "get", "nginx"), "<=", 1.30, 1.20)
-    line("sideband: CPU per decision / trivial server (nginx) CPU", m(cpu, 1, "sideband", "enforcer") / m(be, 1, "sideband", "direct"), "<=", 1.40, 1.15)
-    if (file >= 4) {
-      line("both cores: CPU per request enforcer / nginx, 2 workers", m(cpu, 4, "get", "enforcer-2w") / m(cpu, 4, "get", "nginx-2w"), "<=", 1.15, 1.00)
-    }
-    if (file >= 5) {
-      line("inline at " rate " req/s: added p50 over nginx's, us", (m(p50, 5, "get", "enforcer") - m(p50, 5, "get", "direct")) - (m(p50, 5, "get", "nginx") - m(p50, 5, "get", "direct")), "<=", 25, 0)
-      line("inline at " rate " req/s: added p99 over nginx's, us", (m(p99, 5, "get", "enforcer") - m(p99, 5, "get", "direct")) - (m(p99, 5, "get", "nginx") - m(p99, 5, "get", "direct")), "<=", 100, 0)
-      printf "  %-56s %9d\n", "(reference) nginx at " rate " req/s: added p50, us", m(p50, 5, "get", "nginx") - m(p50, 5, "get", "direct")
-      printf "  %-56s %9d\n", "(reference) nginx at " rate " req/s: added p99, us", m(p99, 5, "get", "nginx") - m(p99, 5, "get", "direct")
-    }
-    printf "  %-56s %9.0f\n", "(reference) sideband decisions per second (one core)", m(rps, 1, "sideband", "enforcer")
-    if (file >= 2) {
-      printf "  %-56s %9.3f\n", "(reference) naive hyper proxy CPU / nginx", m(cpu, 2, "get", "naive_hyper") / m(cpu, 2, "get", "nginx")
-      printf "  %-56s %9.3f\n", "(reference) naive hyper proxy throughput / direct", m(rps, 2, "get", "naive_hyper") / m(rps, 2, "get", "direct")
-    }
-    if (file >= 3) {
-      printf "  %-56s %9.1f\n", "(issue 26) nginx + enforcer via auth_request: CPU us/request", m(cpu, 3, "get", "nginx+enforcer")
-      printf "  %-56s %9.1f\n", "(issue 26) nginx alone: CPU us/request", m(cpu, 3, "get", "nginx")
-      printf "  %-56s %9.3f\n", "(issue 26) nginx + enforcer / nginx alone, CPU per request", m(cpu, 3, "get", "nginx+enforcer") / m(cpu, 3, "get", "nginx")
-      printf "  %-56s %9.3f\n", "(issue 26) nginx + enforcer / nginx alone, throughput", m(rps, 3, "get", "nginx+enforcer") / m(rps, 3, "get", "nginx")
-    }
-  }' "$@"
-}
 files=("$out/closed/results.tsv" "$out/naive/results.tsv" "$out/auth/results.tsv" "$out/two/results.tsv")
 [ "$RATE" -gt 0 ] && files+=("$out/open/results.tsv")
+if [ -n "${KEEP:-}" ]; then
+  for f in "${files[@]}"; do mkdir -p "$KEEP/$(basename "$(dirname "$f")")" && cp "$f" "$KEEP/$(basename "$(dirname "$f")")/"; done
+fi
 summary "${files[@]}"

@@ -11,7 +11,8 @@
 //!   validate the config, build the app, attach the store, start the cluster thread, serve,
 //!   shut down.
 //! * [`server`]: listeners, the worker model, connection life and graceful shutdown.
-//! * [`proxy`]: inline mode, the reverse proxy: handler → forward → respond.
+//! * [`proxy`]: inline mode, the reverse proxy: handler → forward (over the worker's
+//!   backend connections, `proxy::pool`) → respond.
 //! * [`sideband`]: sideband mode, ASE's decision service for gateways: wire → handler, and
 //!   auth (`/ase/auth`: external authorization for nginx, Caddy, Envoy).
 //! * [`pipeline`]: the stateless sequencer both modes drive: `route`, `on_request →
