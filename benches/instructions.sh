@@ -129,6 +129,7 @@ http {
 EOF
 nginx -p "$work/backend" -c "$work/backend/nginx.conf" -e stderr >"$work/backend.log" 2>&1 &
 pids+=($!)
+disown $!
 wait_port "$backend"
 
 measure() { # measure NAME PORT PATH LUA -- COMMAND...
@@ -144,10 +145,10 @@ measure() { # measure NAME PORT PATH LUA -- COMMAND...
   local args=(-t1 -c8)
   [ -n "$lua" ] && args+=(-s "$lua")
   wrk "${args[@]}" -d3s "http://127.0.0.1:$port$path" >/dev/null
-  callgrind_control -z "$vpid" >/dev/null
+  callgrind_control -z "$vpid" >/dev/null 2>&1
   local n
   n=$(wrk "${args[@]}" -d"${SECONDS_RUN}s" "http://127.0.0.1:$port$path" | awk '/requests in/{print $1}')
-  callgrind_control -d "$vpid" >/dev/null
+  callgrind_control -d "$vpid" >/dev/null 2>&1
   kill -9 "$vpid" 2>/dev/null || true
   wait "$vpid" 2>/dev/null || true
   local dump ir
