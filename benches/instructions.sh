@@ -115,6 +115,7 @@ EOF
 mkdir -p "$work/backend"
 cat >"$work/backend/nginx.conf" <<EOF
 worker_processes 1;
+master_process off;
 daemon off;
 pid $work/backend/nginx.pid;
 error_log $work/backend/error.log warn;
