@@ -67,7 +67,9 @@ fn pool(c: &mut Criterion) {
     let _entered = rt.enter();
     // A backend that accepts and keeps its connections open: a parked connection stays
     // ready for a request, which is all checkout and release look at.
-    let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
     let port = listener.local_addr().unwrap().port();
     rt.spawn(async move {
         let mut open = Vec::new();

@@ -18,6 +18,7 @@ use http::header::{CONTENT_LENGTH, HOST};
 use http::{HeaderMap, Method, StatusCode, Uri, Version};
 
 use super::correlate::Parked;
+use super::quick;
 use super::wire::{self, Reply, RequestCall, WireError};
 use crate::app::App;
 use crate::config::Mode;
@@ -149,7 +150,9 @@ fn parsed<'b, T>(
 fn exchange(app: &App, body: &Bytes) -> Result<(Exchange, HeaderMap), Reply> {
     let bad = |e: WireError| Reply::BadRequest(e);
     let mut repaired = None;
-    let (call, body) = parsed(body, &mut repaired, wire::parse_request).map_err(bad)?;
+    // The usual shape decodes without serde; anything else takes serde's lenient path.
+    let decode = |b| quick::request(b).map_or_else(|| wire::parse_request(b), Ok);
+    let (call, body) = parsed(body, &mut repaired, decode).map_err(bad)?;
     let source = RequestCall::required("source_ip", &call.source_ip).map_err(bad)?;
     let client = wire::client_ip(source).unwrap_or_else(|| unknown_client(app, source));
     let method = RequestCall::required("method", &call.method).map_err(bad)?;

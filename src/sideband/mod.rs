@@ -7,7 +7,8 @@
 //! capture, enforcement and recording are the inline proxy's own. [`auth`] answers the
 //! external-authorization calls of gateways without an ASE policy (nginx `auth_request`,
 //! Caddy `forward_auth`, Envoy `ext_authz`) through the same code. [`wire`] is the JSON
-//! contract and the one place answers are made; [`correlate`] holds allowed requests until
+//! contract and the one place answers are made ([`quick`] decodes the usual request body
+//! without serde, leaving anything else to it); [`correlate`] holds allowed requests until
 //! their response call; [`tokens`] is `ASE-Token` authentication.
 //!
 //! This file holds the state the application owns ([`Sideband`]); the per-connection
@@ -17,6 +18,7 @@ pub mod auth;
 pub mod calls;
 pub mod correlate;
 pub mod handler;
+pub mod quick;
 pub mod tokens;
 pub mod wire;
 
