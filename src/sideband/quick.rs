@@ -53,9 +53,7 @@ pub fn request(body: &[u8]) -> Option<RequestCall<'_>> {
     };
     let mut seen = 0u8;
     c.eat(b'{')?;
-    if c.peek()? == b'}' {
-        c.i += 1;
-    } else {
+    if !c.closes(b'}')? {
         loop {
             let key = c.string()?;
             c.eat(b':')?;
@@ -83,13 +81,8 @@ pub fn request(body: &[u8]) -> Option<RequestCall<'_>> {
                 "headers" => call.headers = Some(c.headers()?),
                 _ => call.user_info = Some(c.user_info()?),
             }
-            match c.peek()? {
-                b',' => c.i += 1,
-                b'}' => {
-                    c.i += 1;
-                    break;
-                }
-                _ => return None,
+            if c.next_or_end(b'}')? {
+                break;
             }
         }
     }
@@ -120,6 +113,30 @@ impl<'a> Cursor<'a> {
 
     fn eat(&mut self, want: u8) -> Option<()> {
         (self.peek()? == want).then(|| self.i += 1)
+    }
+
+    /// Consumes `close` if it comes next (an empty object or array).
+    fn closes(&mut self, close: u8) -> Option<bool> {
+        let end = self.peek()? == close;
+        if end {
+            self.i += 1;
+        }
+        Some(end)
+    }
+
+    /// After a member or an element: `,` (another follows: false) or `close` (the end: true).
+    fn next_or_end(&mut self, close: u8) -> Option<bool> {
+        match self.peek()? {
+            b',' => {
+                self.i += 1;
+                Some(false)
+            }
+            c if c == close => {
+                self.i += 1;
+                Some(true)
+            }
+            _ => None,
+        }
     }
 
     /// A string without escapes or raw control characters.
@@ -175,29 +192,23 @@ impl<'a> Cursor<'a> {
 
     /// `[{"username": ..., "client_id": ...}, ...]` or one such object.
     fn user_info(&mut self) -> Option<UserInfo<'a>> {
+        let mut out = Vec::with_capacity(1);
         match self.peek()? {
-            b'{' => Some(UserInfo(vec![self.user_entry()?])),
+            b'{' => out.push(self.user_entry()?),
             b'[' => {
                 self.i += 1;
-                let mut out = Vec::with_capacity(1);
-                if self.peek()? == b']' {
-                    self.i += 1;
-                    return Some(UserInfo(out));
-                }
-                loop {
-                    out.push(self.user_entry()?);
-                    match self.peek()? {
-                        b',' => self.i += 1,
-                        b']' => {
-                            self.i += 1;
-                            return Some(UserInfo(out));
+                if !self.closes(b']')? {
+                    loop {
+                        out.push(self.user_entry()?);
+                        if self.next_or_end(b']')? {
+                            break;
                         }
-                        _ => return None,
                     }
                 }
             }
-            _ => None,
+            _ => return None,
         }
+        Some(UserInfo(out))
     }
 
     /// `{"username": ..., "client_id": ...}`, either or both; another key is serde's.
@@ -208,8 +219,7 @@ impl<'a> Cursor<'a> {
         };
         let mut seen = 0u8;
         self.eat(b'{')?;
-        if self.peek()? == b'}' {
-            self.i += 1;
+        if self.closes(b'}')? {
             return Some(entry);
         }
         loop {
@@ -225,13 +235,8 @@ impl<'a> Cursor<'a> {
             }
             seen |= bit;
             *field = self.scalar()?;
-            match self.peek()? {
-                b',' => self.i += 1,
-                b'}' => {
-                    self.i += 1;
-                    return Some(entry);
-                }
-                _ => return None,
+            if self.next_or_end(b'}')? {
+                return Some(entry);
             }
         }
     }
@@ -240,38 +245,25 @@ impl<'a> Cursor<'a> {
     fn headers(&mut self) -> Option<HeaderList<'a>> {
         let mut out = Vec::with_capacity(16);
         self.eat(b'[')?;
-        if self.peek()? == b']' {
-            self.i += 1;
+        if self.closes(b']')? {
             return Some(HeaderList(out));
         }
         loop {
             self.eat(b'{')?;
-            if self.peek()? == b'}' {
-                self.i += 1;
-            } else {
+            if !self.closes(b'}')? {
                 loop {
                     let name = self.string()?;
                     self.eat(b':')?;
                     // A null header value is an error for serde: let it say so.
                     let value = self.scalar()??;
                     out.push((Text(Cow::Borrowed(name)), value));
-                    match self.peek()? {
-                        b',' => self.i += 1,
-                        b'}' => {
-                            self.i += 1;
-                            break;
-                        }
-                        _ => return None,
+                    if self.next_or_end(b'}')? {
+                        break;
                     }
                 }
             }
-            match self.peek()? {
-                b',' => self.i += 1,
-                b']' => {
-                    self.i += 1;
-                    return Some(HeaderList(out));
-                }
-                _ => return None,
+            if self.next_or_end(b']')? {
+                return Some(HeaderList(out));
             }
         }
     }
