@@ -2,6 +2,8 @@
 //!
 //! `sideband/decide_request_call`: decode one ~700-byte `/ase/request` body and decide it
 //! (route, identities, enforcement, recording), as the handler does once the body is read.
+//! `sideband/decode_quick` and `sideband/decode_serde`: the decoding alone, by the quick
+//! reader of the usual shape (`src/sideband/quick.rs`) and by serde.
 
 #![allow(clippy::unwrap_used)] // a bench may panic on bad setup
 
@@ -48,5 +50,15 @@ fn deciding(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, deciding);
+fn decoding(c: &mut Criterion) {
+    assert!(enforcer::sideband::quick::request(BODY).is_some());
+    c.bench_function("sideband/decode_quick", |b| {
+        b.iter(|| enforcer::sideband::quick::request(black_box(BODY)))
+    });
+    c.bench_function("sideband/decode_serde", |b| {
+        b.iter(|| enforcer::sideband::wire::parse_request(black_box(BODY)))
+    });
+}
+
+criterion_group!(benches, deciding, decoding);
 criterion_main!(benches);
