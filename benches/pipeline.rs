@@ -97,7 +97,7 @@ fn routing(c: &mut Criterion) {
 
 #[path = "fixtures/exchange.rs"]
 mod fixture;
-use fixture::{exchange_app, rich_headers};
+use fixture::{PATH, exchange_app, one_exchange, rich_headers};
 
 fn exchanges(c: &mut Criterion) {
     use enforcer::pipeline::{Decision, Exchange};
@@ -111,28 +111,10 @@ fn exchanges(c: &mut Criterion) {
     let rich: Vec<http::HeaderMap> = ips.iter().map(|ip| rich_headers(ip)).collect();
     let mut plain = http::HeaderMap::new();
     plain.insert("host", "127.0.0.1:8000".parse().unwrap());
-    let uri: http::Uri = "/shop/items/42?page=2".parse().unwrap();
+    let uri = http::Uri::from_static(PATH);
     let peer: std::net::IpAddr = "127.0.0.1".parse().unwrap();
-    let empty = http::HeaderMap::new();
 
-    let one = |headers: &http::HeaderMap| {
-        let api = pipeline
-            .route(Some("shop.example.com"), uri.path())
-            .unwrap();
-        let mut ex = Exchange::new(
-            Mode::Inline,
-            api,
-            http::Method::GET,
-            uri.clone(),
-            http::Version::HTTP_11,
-            peer,
-        );
-        let decision = pipeline.on_request(&mut ex, headers);
-        pipeline.on_response(&mut ex, http::StatusCode::OK, &empty);
-        ex.response_bytes = 2;
-        pipeline.on_complete(ex);
-        decision
-    };
+    let one = |headers: &http::HeaderMap| one_exchange(pipeline, headers);
     let mut identity = Exchange::new(
         Mode::Inline,
         pipeline.route(None, "/shop").unwrap(),

@@ -85,7 +85,7 @@ fn pool(c: &mut Criterion) {
     pool.release(&server, false, tx);
     c.bench_function("proxy/pool_checkout_release", |b| {
         b.iter(|| {
-            let (tx, _) = pool.checkout(black_box(&server), false).unwrap();
+            let tx = pool.checkout(black_box(&server), false).unwrap();
             pool.release(&server, false, tx);
         })
     });

@@ -15,12 +15,11 @@
 
 use std::hint::black_box;
 
-use enforcer::config::Mode;
-use enforcer::pipeline::{Decision, Exchange};
+use enforcer::pipeline::Decision;
 
 #[path = "../benches/fixtures/exchange.rs"]
 mod fixture;
-use fixture::{exchange_app, rich_headers};
+use fixture::{exchange_app, one_exchange, rich_headers};
 
 fn main() {
     let mut args = std::env::args().skip(1);
@@ -38,26 +37,9 @@ fn main() {
         plain.insert("host", "127.0.0.1:8000".parse().unwrap());
         vec![plain]
     };
-    let uri: http::Uri = "/shop/items/42?page=2".parse().unwrap();
-    let peer: std::net::IpAddr = "127.0.0.1".parse().unwrap();
-    let empty = http::HeaderMap::new();
     let mut allowed = 0usize;
     for i in 0..n {
-        let api = pipeline
-            .route(Some("shop.example.com"), uri.path())
-            .unwrap();
-        let mut ex = Exchange::new(
-            Mode::Inline,
-            api,
-            http::Method::GET,
-            uri.clone(),
-            http::Version::HTTP_11,
-            peer,
-        );
-        let decision = pipeline.on_request(&mut ex, black_box(&headers[i % headers.len()]));
-        pipeline.on_response(&mut ex, http::StatusCode::OK, &empty);
-        ex.response_bytes = 2;
-        pipeline.on_complete(ex);
+        let decision = one_exchange(&pipeline, black_box(&headers[i % headers.len()]));
         allowed += usize::from(decision == Decision::Allow);
     }
     println!("{kind}: {n} exchanges, {allowed} allowed");

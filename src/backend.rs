@@ -7,8 +7,6 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
-use http::uri::Authority;
-
 /// One backend server of an API, with the health state the checker maintains.
 #[derive(Debug)]
 pub struct Server {
@@ -16,8 +14,6 @@ pub struct Server {
     pub addr: Arc<str>,
     pub host: String,
     pub port: u16,
-    /// `addr` as a URI authority, for building upstream URIs without re-parsing.
-    pub authority: Authority,
     healthy: AtomicBool,
     failures: AtomicU32,
 }
@@ -29,12 +25,8 @@ impl Server {
         } else {
             format!("{host}:{port}")
         };
-        // Config validation has already checked that `host:port` is a valid authority.
-        let authority = Authority::try_from(addr.as_str())
-            .unwrap_or_else(|_| Authority::from_static("0.0.0.0"));
         Server {
             addr: Arc::from(addr),
-            authority,
             host: host.to_string(),
             port,
             healthy: AtomicBool::new(true),

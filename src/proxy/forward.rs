@@ -267,7 +267,7 @@ pub struct Forwarder {
 }
 
 /// Which connection an attempt may use.
-#[derive(Clone, Copy, PartialEq)]
+#[derive(Clone, Copy)]
 enum Use {
     /// A parked one when there is one.
     Pooled,
@@ -364,7 +364,7 @@ impl Forwarder {
         };
         let reused = parked.is_some();
         let mut tx = match parked {
-            Some((tx, _)) => tx,
+            Some(tx) => tx,
             None => self
                 .pool
                 .connect(server, tls)

@@ -269,18 +269,13 @@ fn request_host(parts: &http::request::Parts) -> Result<Option<&str>, ()> {
     }
 }
 
-/// The host the client addressed as a header value: the single `Host` header as it came
-/// (sharing its bytes), else the URI authority.
+/// The host the client addressed as a header value: the URI authority (HTTP/2,
+/// absolute-form), else the `Host` header as it came, sharing its bytes.
 fn host_value(parts: &http::request::Parts) -> Option<HeaderValue> {
-    if parts.uri.authority().is_none()
-        && let Some(h) = parts.headers.get(HOST)
-    {
-        return Some(h.clone());
+    match parts.uri.authority() {
+        Some(a) => HeaderValue::from_str(a.as_str()).ok(),
+        None => parts.headers.get(HOST).cloned(),
     }
-    request_host(parts)
-        .ok()
-        .flatten()
-        .and_then(|h| HeaderValue::from_str(h).ok())
 }
 
 fn is_websocket_upgrade(parts: &http::request::Parts) -> bool {

@@ -2,8 +2,9 @@
 //!
 //! The server accepts a connection and hands each request to [`handler::handle`], which
 //! drives the shared pipeline and forwards allowed requests ([`forward`], over the worker's
-//! connections in [`pool`]) to a healthy server ([`health`]), streaming bodies both ways ([`body`]) and tunnelling WebSockets
-//! ([`tunnel`]). Every answer enforcer gives itself is built in [`respond`].
+//! connections in [`pool`]) to a healthy server ([`health`]), streaming bodies both ways
+//! ([`body`]) and tunnelling WebSockets ([`tunnel`]). Every answer enforcer gives itself is
+//! built in [`respond`].
 
 pub mod body;
 pub mod forward;

@@ -93,8 +93,8 @@ impl Pool {
     }
 
     /// The most recently parked connection to `server` that is still open, younger than
-    /// `upstream_idle_timeout` and waiting for a request, with how long it sat idle.
-    pub fn checkout(&self, server: &Server, tls: bool) -> Option<(Sender, Duration)> {
+    /// `upstream_idle_timeout` and waiting for a request.
+    pub fn checkout(&self, server: &Server, tls: bool) -> Option<Sender> {
         let mut parked = self.inner.lock();
         let list = &mut parked.by_server.get_mut(&*server.addr)?[usize::from(tls)];
         if list.is_empty() {
@@ -102,9 +102,10 @@ impl Pool {
         }
         let now = Instant::now();
         while let Some(idle) = list.pop() {
-            let age = now.saturating_duration_since(idle.since);
-            if age < self.inner.idle_timeout && idle.tx.is_ready() {
-                return Some((idle.tx, age));
+            if now.saturating_duration_since(idle.since) < self.inner.idle_timeout
+                && idle.tx.is_ready()
+            {
+                return Some(idle.tx);
             }
         }
         None
@@ -317,7 +318,7 @@ mod tests {
             tx.ready().await.unwrap();
             p.release(&server, false, tx);
             assert_eq!(p.parked(), 1);
-            (tx, _) = p.checkout(&server, false).expect("parked connection");
+            tx = p.checkout(&server, false).expect("parked connection");
         }
         assert_eq!(conns.load(std::sync::atomic::Ordering::SeqCst), 1);
         // A TLS connection to the same server is another list.
