@@ -455,6 +455,9 @@ struct Worker {
     stop: watch::Receiver<bool>,
 }
 
+/// hyper's own limit on request headers when none is set.
+const HYPER_MAX_HEADERS: usize = 100;
+
 /// Serves the worker's listeners until shutdown, then waits for its connections to drain.
 async fn worker(
     app: Arc<App>,
@@ -467,9 +470,14 @@ async fn worker(
     // request; `watch_conn` times heads from their first byte instead.
     h1.timer(TokioTimer::new())
         .header_read_timeout(None)
-        .max_headers(s.max_headers)
         .max_header_size(s.max_header_size)
         .keep_alive(true);
+    // hyper parses into uninitialised stack space for its own default of 100 headers, but
+    // fills a buffer of any limit it is given element by element (~2,400 instructions per
+    // request): the limit is given only when it is not that default.
+    if s.max_headers != HYPER_MAX_HEADERS {
+        h1.max_headers(s.max_headers);
+    }
     let mut h2 = http2::Builder::new(TokioExecutor::new());
     h2.timer(TokioTimer::new())
         .max_concurrent_streams(s.h2_max_concurrent_streams)

@@ -405,6 +405,40 @@ async fn malformed_requests_and_oversized_headers() {
     );
 }
 
+/// A request head may carry `max_headers` headers (100 by default, hyper's own limit, which
+/// enforcer then leaves to hyper); one more is refused with 431 and nothing is forwarded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn header_count_limit_default_and_configured() {
+    let b = Backend::start("b").await;
+    // `n` headers in all: Host, Connection and n - 2 others.
+    let head = |n: usize| {
+        let extra: String = (2..n).map(|i| format!("X-H{i}: v\r\n")).collect();
+        format!("GET /a/echo HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{extra}\r\n")
+    };
+    let limit = Duration::from_secs(5);
+    for (setup, max) in [
+        (Setup::inline(), 100),
+        (Setup::inline().set("max_headers", "10"), 10),
+        (Setup::inline().set("max_headers", "150"), 150),
+    ] {
+        let e = Enforcer::start(&setup.api("a", api("/a", "*", &[b.addr])));
+        let before = b.requests();
+        let ok = raw_exchange(e.http, head(max).as_bytes(), limit);
+        assert!(ok.starts_with("HTTP/1.1 200"), "{max} headers -> {ok}");
+        let over = raw_exchange(e.http, head(max + 1).as_bytes(), limit);
+        assert!(
+            over.starts_with("HTTP/1.1 431"),
+            "{} headers -> {over}",
+            max + 1
+        );
+        assert_eq!(
+            b.requests(),
+            before + 1,
+            "only the request within the limit is forwarded"
+        );
+    }
+}
+
 /// GET /ase answers health when enable_ase_health=true, and is routed like any path otherwise.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ase_health_endpoint() {
