@@ -84,13 +84,13 @@ fuzz_target!(|data: &[u8]| {
         let Some(live) = w.inline.app.admit(drain) else {
             return;
         };
-        let conn = Arc::new(Conn {
-            inline: w.inline.clone(),
-            id: 1,
-            peer: "10.9.8.7:4242".parse().expect("peer"),
-            tls: false,
+        let conn = Arc::new(Conn::new(
+            w.inline.clone(),
+            1,
+            "10.9.8.7:4242".parse().expect("peer"),
+            false,
             live,
-        });
+        ));
         let (mut client, server) = tokio::io::duplex(64 * 1024);
         let svc = service_fn(move |req| {
             let conn = conn.clone();

@@ -14,25 +14,23 @@
 //! element. Nothing here logs a token, key or cookie value: see [`mask`].
 
 use base64::Engine;
-use http::HeaderMap;
-use http::header::AUTHORIZATION;
+use http::header::{AUTHORIZATION, COOKIE};
 
 use crate::config::ApiDef;
 use crate::config::api::JwtLocation;
 pub use crate::vocab::ApiKey;
-use crate::vocab::Exchange;
+use crate::vocab::headers::text;
+use crate::vocab::{Exchange, Headers};
 
 /// Fills the exchange's identifiers from the request head. `ex.client_ip`, `ex.session`,
 /// and any `username`/`client_id` the sideband caller supplied are already set.
-pub fn capture<A>(api: &ApiDef, ex: &mut Exchange<A>, headers: &HeaderMap) {
+pub fn capture<A>(api: &ApiDef, ex: &mut Exchange<A>, headers: &impl Headers) {
     if api.oauth2_access_token {
-        ex.token =
-            bearer(headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok())).map(str::to_string);
+        ex.token = bearer(headers.text(&AUTHORIZATION)).map(str::to_string);
     }
     ex.api_key = if let Some(name) = &api.apikey_header {
         headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
+            .text(name)
             .filter(|v| !v.is_empty())
             .map(|v| ApiKey {
                 name: name.as_str().to_string(),
@@ -49,15 +47,12 @@ pub fn capture<A>(api: &ApiDef, ex: &mut Exchange<A>, headers: &HeaderMap) {
     if let Some(jwt) = &api.jwt {
         let raw = match &jwt.location {
             JwtLocation::Header { name, bearer: true } => {
-                bearer(headers.get(name).and_then(|v| v.to_str().ok())).map(str::to_string)
+                bearer(headers.text(name)).map(str::to_string)
             }
             JwtLocation::Header {
                 name,
                 bearer: false,
-            } => headers
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .map(|v| v.trim().to_string()),
+            } => headers.text(name).map(|v| v.trim().to_string()),
             JwtLocation::Query(key) => query_param(ex.uri.query(), key),
         };
         if let Some(claims) = raw.as_deref().and_then(jwt_claims) {
@@ -74,8 +69,7 @@ pub fn capture<A>(api: &ApiDef, ex: &mut Exchange<A>, headers: &HeaderMap) {
         && let Some(name) = &api.username_header
     {
         ex.username = headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
+            .text(name)
             .map(str::trim)
             .filter(|v| !v.is_empty())
             .map(str::to_string);
@@ -87,21 +81,15 @@ pub fn capture<A>(api: &ApiDef, ex: &mut Exchange<A>, headers: &HeaderMap) {
 /// twice, the API key query parameter twice...). The deny list would be checked against
 /// one value while the backend may read another, so such a request is refused (400)
 /// rather than guessed at. `None` for an unambiguous request.
-pub fn ambiguity(api: &ApiDef, headers: &HeaderMap, query: Option<&str>) -> Option<String> {
-    let values = |name: &http::HeaderName| headers.get_all(name).iter().count();
-    let listed = |name: &http::HeaderName| {
-        headers
-            .get_all(name)
-            .iter()
-            .any(|v| v.as_bytes().contains(&b','))
-    };
+pub fn ambiguity(api: &ApiDef, headers: &impl Headers, query: Option<&str>) -> Option<String> {
+    let values = |name: &http::HeaderName| headers.all(name).count();
+    let listed = |name: &http::HeaderName| headers.all(name).any(|v| v.contains(&b','));
     if api.oauth2_access_token {
-        let mut bearers = headers
-            .get_all(AUTHORIZATION)
-            .iter()
-            .filter_map(|v| bearer(v.to_str().ok()));
+        let mut bearers = headers.all(&AUTHORIZATION).filter_map(|v| bearer(text(v)));
         let first = bearers.next();
-        if bearers.next().is_some() || first.is_some_and(|t| t.contains([',', ' '])) {
+        if bearers.next().is_some()
+            || first.is_some_and(|t| memchr::memchr2(b',', b' ', t.as_bytes()).is_some())
+        {
             return Some("more than one bearer token".into());
         }
     }
@@ -119,9 +107,8 @@ pub fn ambiguity(api: &ApiDef, headers: &HeaderMap, query: Option<&str>) -> Opti
     }
     if let Some(cookie) = &api.cookie {
         let n = headers
-            .get_all(http::header::COOKIE)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
+            .all(&COOKIE)
+            .filter_map(text)
             .flat_map(|v| v.split(';'))
             .filter(|pair| {
                 pair.split_once('=')

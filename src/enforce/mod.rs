@@ -44,12 +44,12 @@ use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::time::{Duration, SystemTime};
 
 use dashmap::DashMap;
+use http::StatusCode;
 use http::header::{CONTENT_LENGTH, CONTENT_TYPE, TRANSFER_ENCODING};
-use http::{HeaderMap, StatusCode};
 
 use crate::config::{ApiDef, Mode, Settings};
 use crate::memory::{Budget, cost};
-use crate::vocab::{ClientId, Exchange, Ioa, IoaRecord, Reason, Verdict};
+use crate::vocab::{ClientId, Exchange, Headers, Ioa, IoaRecord, Reason, Verdict};
 use detect::{ApiDetect, Detection, Facts, Thresholds};
 use flow::ApiFlow;
 use lists::{Entry, Identifier, ListKind, Lists, Source, Subject};
@@ -283,7 +283,7 @@ impl Enforcer {
         &self,
         api: ApiRef<'_>,
         ex: &mut Exchange<A>,
-        headers: &HeaderMap,
+        headers: &impl Headers,
     ) -> Decision {
         identity::capture(api.def, ex, headers);
         if !self.firewall() {
@@ -354,7 +354,7 @@ impl Enforcer {
                     tls: ex.tls,
                     websocket: ex.websocket,
                     method: &ex.method,
-                    content_type: headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()),
+                    content_type: headers.text(&CONTENT_TYPE),
                     has_body: ex.has_body,
                     path_and_query: ex.uri.path_and_query().map_or("/", |p| p.as_str()),
                 };
@@ -697,11 +697,10 @@ pub fn flow_event<A>(api_id: &str, ex: &Exchange<A>, server: Option<String>) -> 
 }
 
 /// Whether a request head announces a body.
-pub fn has_body(headers: &HeaderMap) -> bool {
-    headers.contains_key(TRANSFER_ENCODING)
+pub fn has_body(headers: &impl Headers) -> bool {
+    headers.has(&TRANSFER_ENCODING)
         || headers
-            .get(CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
+            .text(&CONTENT_LENGTH)
             .and_then(|v| v.parse::<u64>().ok())
             .is_some_and(|n| n > 0)
 }

@@ -27,8 +27,8 @@ pub mod route;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
-use http::header::{COOKIE, USER_AGENT};
-use http::{HeaderMap, StatusCode};
+use http::StatusCode;
+use http::header::{COOKIE, HeaderName, USER_AGENT};
 
 pub use crate::enforce::Decision;
 pub use crate::vocab::{UNKNOWN_CLIENT, Upstream, Verdict};
@@ -38,7 +38,7 @@ use crate::config::Mode;
 use crate::enforce::flow::{Kind, Pick};
 use crate::enforce::{Block, Enforcer, flow_event};
 use crate::metrics::Metrics;
-use crate::vocab::Reason;
+use crate::vocab::{Headers, Reason};
 
 /// An exchange routed to one of the pipeline's APIs.
 pub type Exchange = crate::vocab::Exchange<Arc<Api>>;
@@ -62,13 +62,14 @@ impl Pipeline<'_> {
 
     /// Phase 2, when the request head is known: capture the client's identifiers and
     /// decide (see `enforce`). Runs before any byte goes to a backend.
-    pub fn on_request(&self, ex: &mut Exchange, headers: &HeaderMap) -> Decision {
+    /// `headers`: hyper's map inline, the call's own list in sideband mode.
+    pub fn on_request(&self, ex: &mut Exchange, headers: &impl Headers) -> Decision {
         if self.enable_xff
             && let Some(ip) = forwarded_client(headers)
         {
             ex.client_ip = ip;
         }
-        ex.user_agent = headers.get(USER_AGENT).cloned();
+        ex.user_agent = headers.value(&USER_AGENT);
         if let Some(name) = ex.api.def.cookie.as_deref() {
             ex.session = cookie_value(headers, name).map(str::to_string);
         }
@@ -125,7 +126,7 @@ impl Pipeline<'_> {
     }
 
     /// Phase 3, when the response head is known.
-    pub fn on_response(&self, ex: &mut Exchange, status: StatusCode, _headers: &HeaderMap) {
+    pub fn on_response(&self, ex: &mut Exchange, status: StatusCode) {
         ex.status = Some(status);
     }
 
@@ -151,10 +152,12 @@ impl Pipeline<'_> {
     }
 }
 
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+
 /// The first address in the first `X-Forwarded-For` header: the original client as the
 /// first trusted proxy saw it. Accepts `ip`, `ip:port` and `[v6]:port` forms.
-pub fn forwarded_client(headers: &HeaderMap) -> Option<IpAddr> {
-    let value = headers.get("x-forwarded-for")?.to_str().ok()?;
+pub fn forwarded_client(headers: &impl Headers) -> Option<IpAddr> {
+    let value = headers.text(&X_FORWARDED_FOR)?;
     let first = value.split(',').next()?.trim();
     first
         .parse::<IpAddr>()
@@ -163,11 +166,10 @@ pub fn forwarded_client(headers: &HeaderMap) -> Option<IpAddr> {
 }
 
 /// The value of cookie `name` in the request's `Cookie` header(s).
-pub fn cookie_value<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
+pub fn cookie_value<'h>(headers: &'h impl Headers, name: &str) -> Option<&'h str> {
     headers
-        .get_all(COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
+        .all(&COOKIE)
+        .filter_map(crate::vocab::headers::text)
         .flat_map(|v| v.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
         .find(|(k, _)| k.trim() == name)
@@ -177,6 +179,7 @@ pub fn cookie_value<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::HeaderMap;
 
     #[test]
     fn xff_takes_the_first_address() {

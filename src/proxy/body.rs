@@ -26,7 +26,9 @@ use crate::pipeline::Exchange;
 /// Runs `on_complete` for its exchange when dropped.
 pub struct Completion {
     app: Arc<App>,
-    ex: Option<Exchange>,
+    /// Boxed: the completion moves with the handler's futures and the response body, and
+    /// the exchange is a few hundred bytes.
+    ex: Option<Box<Exchange>>,
     request_bytes: Option<Arc<AtomicU64>>,
     /// Set when the client's body failed to parse while it was forwarded.
     request_failed: Option<Arc<AtomicBool>>,
@@ -39,7 +41,7 @@ pub struct Completion {
 }
 
 impl Completion {
-    pub fn new(app: Arc<App>, ex: Exchange) -> Completion {
+    pub fn new(app: Arc<App>, ex: Box<Exchange>) -> Completion {
         Completion {
             app,
             ex: Some(ex),
@@ -68,7 +70,7 @@ impl Completion {
 
     /// The exchange, for the phases still to run.
     pub fn exchange(&mut self) -> Option<&mut Exchange> {
-        self.ex.as_mut()
+        self.ex.as_deref_mut()
     }
 
     /// Counts the request body as it is forwarded.
@@ -117,7 +119,7 @@ impl Drop for Completion {
             if let Some(count) = &self.request_bytes {
                 ex.request_bytes += count.load(Ordering::Relaxed);
             }
-            self.app.pipeline().on_complete(ex);
+            self.app.pipeline().on_complete(*ex);
         }
     }
 }

@@ -53,14 +53,14 @@ pub async fn handle(conn: Arc<Conn>, req: Request<Incoming>) -> Response<ProxyBo
         }
     };
 
-    let mut ex = Exchange::new(
+    let mut ex = Box::new(Exchange::new(
         Mode::Inline,
         api.clone(),
         parts.method.clone(),
         parts.uri.clone(),
         version,
         conn.peer.ip(),
-    );
+    ));
     ex.tls = conn.tls;
     ex.websocket = is_websocket_upgrade(&parts);
     ex.has_body = !body.is_end_stream();
@@ -175,10 +175,7 @@ fn from_upstream(
     let status = resp.status();
     if let Some(ex) = done.exchange() {
         ex.upstream = Some(Upstream::Server(server.addr.clone()));
-        conn.inline
-            .app
-            .pipeline()
-            .on_response(ex, status, resp.headers());
+        conn.inline.app.pipeline().on_response(ex, status);
     }
     if status == StatusCode::SWITCHING_PROTOCOLS {
         let Some(client_upgrade) = client_upgrade else {

@@ -137,7 +137,11 @@ fn client_spike(app: &App, ex: &mut Exchange) -> Decision {
 }
 
 /// The client request an external-authorization call describes.
-fn describe(app: &App, gateway: Gateway, call: Parts) -> Result<Described<'static>, WireError> {
+fn describe(
+    app: &App,
+    gateway: Gateway,
+    call: Parts,
+) -> Result<Described<'static, HeaderMap>, WireError> {
     let mut headers = call.headers;
     let (method, uri) = match gateway.headers() {
         Some((method_header, uri_header, host_header)) => {

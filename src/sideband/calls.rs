@@ -15,23 +15,25 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use http::header::{CONTENT_LENGTH, HOST};
-use http::{HeaderMap, Method, StatusCode, Uri, Version};
+use http::{Method, StatusCode, Uri, Version};
 
 use super::correlate::Parked;
 use super::quick;
-use super::wire::{self, Reply, RequestCall, WireError};
+use super::wire::{self, Fields, Reply, RequestCall, WireError};
 use crate::app::App;
 use crate::config::Mode;
 use crate::enforce::Block;
 use crate::pipeline::route::well_formed_path;
 use crate::pipeline::{Decision, Exchange, RouteError, Upstream};
+use crate::vocab::Headers;
 
 /// Decides one `/ase/request` call whose body has been read: decode, route, identities
 /// and enforcement, and parking the allowed exchange under `correlation` (without one it
 /// completes at once).
 pub fn decide(app: &App, correlation: Option<&str>, body: &Bytes) -> Reply {
     let started = Instant::now();
-    let (ex, headers) = match exchange(app, body) {
+    let mut repaired = None;
+    let (ex, headers) = match exchange(app, body, &mut repaired) {
         Ok(pair) => pair,
         Err(reply) => return reply,
     };
@@ -66,7 +68,7 @@ pub(crate) enum Outcome {
 fn judge(
     app: &App,
     mut ex: Exchange,
-    headers: &HeaderMap,
+    headers: &impl Headers,
     started: Instant,
     correlation: Option<&str>,
 ) -> Outcome {
@@ -146,13 +148,17 @@ fn parsed<'b, T>(
     }
 }
 
-/// Turns a request call into an exchange on its API, with the headers as a map.
-fn exchange(app: &App, body: &Bytes) -> Result<(Exchange, HeaderMap), Reply> {
+/// Turns a request call into an exchange on its API, with the headers read in place
+/// (`repaired` keeps a repaired body they may point into).
+fn exchange<'b>(
+    app: &App,
+    body: &'b Bytes,
+    repaired: &'b mut Option<Bytes>,
+) -> Result<(Exchange, Fields<'b>), Reply> {
     let bad = |e: WireError| Reply::BadRequest(e);
-    let mut repaired = None;
     // The usual shape decodes without serde; anything else takes serde's lenient path.
     let decode = |b| quick::request(b).map_or_else(|| wire::parse_request(b), Ok);
-    let (call, body) = parsed(body, &mut repaired, decode).map_err(bad)?;
+    let (mut call, body) = parsed(body, repaired, decode).map_err(bad)?;
     let source = RequestCall::required("source_ip", &call.source_ip).map_err(bad)?;
     let client = wire::client_ip(source).unwrap_or_else(|| unknown_client(app, source));
     let method = RequestCall::required("method", &call.method).map_err(bad)?;
@@ -170,9 +176,9 @@ fn exchange(app: &App, body: &Bytes) -> Result<(Exchange, HeaderMap), Reply> {
     };
     let headers = call
         .headers
-        .as_ref()
+        .take()
         .ok_or_else(|| bad(WireError::new("headers", "is required")))?
-        .to_header_map(body)
+        .into_fields(body)
         .map_err(bad)?;
     let (username, client_id) = call.user();
     admit(
@@ -191,24 +197,23 @@ fn exchange(app: &App, body: &Bytes) -> Result<(Exchange, HeaderMap), Reply> {
 
 /// A client request as a gateway describes it: from a request call's JSON, or from an
 /// external-authorization call's headers (`auth`). Both become an exchange the same way.
-pub(crate) struct Described<'a> {
+pub(crate) struct Described<'a, H> {
     /// The client's address ([`crate::pipeline::UNKNOWN_CLIENT`] when the gateway gave no address).
     pub client: IpAddr,
     pub method: Method,
     pub uri: Uri,
     pub version: Version,
     /// The request's headers; `host` picks the API's hostname.
-    pub headers: HeaderMap,
+    pub headers: H,
     pub username: Option<&'a str>,
     pub client_id: Option<&'a str>,
 }
 
 /// Routes a described request and starts its exchange.
-pub(crate) fn admit(app: &App, d: Described<'_>) -> Result<(Exchange, HeaderMap), Reply> {
+pub(crate) fn admit<H: Headers>(app: &App, d: Described<'_, H>) -> Result<(Exchange, H), Reply> {
     let host = d
         .headers
-        .get(HOST)
-        .and_then(|h| h.to_str().ok())
+        .text(&HOST)
         .or_else(|| d.uri.authority().map(|a| a.as_str()));
     let api = match app.pipeline().route(host, d.uri.path()) {
         Ok(api) => api,
@@ -260,7 +265,7 @@ pub(crate) fn request_uri(field: &str, text: &str) -> Result<Uri, WireError> {
 pub fn respond(app: &App, id: Option<&str>, by: Parked, body: &Bytes) -> Reply {
     let bad = |e: WireError| Reply::BadRequest(e);
     let mut repaired = None;
-    let (call, body) = match parsed(body, &mut repaired, wire::parse_response) {
+    let (mut call, body) = match parsed(body, &mut repaired, wire::parse_response) {
         Ok(pair) => pair,
         Err(e) => return bad(e),
     };
@@ -279,13 +284,8 @@ pub fn respond(app: &App, id: Option<&str>, by: Parked, body: &Bytes) -> Reply {
             format!("{code:?} is not an HTTP status code"),
         ));
     };
-    let headers = match call
-        .headers
-        .as_ref()
-        .map(|h| h.to_header_map(body))
-        .transpose()
-    {
-        Ok(h) => h.unwrap_or_default(),
+    let headers = match call.headers.take().map(|h| h.into_fields(body)).transpose() {
+        Ok(h) => h,
         Err(e) => return bad(e),
     };
     let pending = &app.sideband.pending;
@@ -294,13 +294,13 @@ pub fn respond(app: &App, id: Option<&str>, by: Parked, body: &Bytes) -> Reply {
             pending.stats.matched(by);
             // The gateway saw the body go by; its length is what the client received.
             if let Some(n) = headers
-                .get(CONTENT_LENGTH)
-                .and_then(|v| v.to_str().ok())
+                .as_ref()
+                .and_then(|h| h.text(&CONTENT_LENGTH))
                 .and_then(|v| v.trim().parse::<u64>().ok())
             {
                 ex.response_bytes = n;
             }
-            app.pipeline().on_response(&mut ex, status, &headers);
+            app.pipeline().on_response(&mut ex, status);
             app.pipeline().on_complete(ex);
             Reply::Logged { correlated: true }
         }

@@ -132,7 +132,18 @@ impl Pending {
     /// another process's.
     pub fn new_id(&self) -> Arc<str> {
         let n = self.next_id.fetch_add(1, Relaxed);
-        Arc::from(format!("Id-{}-{n:x}", self.id_prefix))
+        // Written without `format!`: one is made for every request call without an id.
+        let mut id = String::with_capacity(self.id_prefix.len() + 20);
+        id.push_str("Id-");
+        id.push_str(&self.id_prefix);
+        id.push('-');
+        let digits = (64 - n.leading_zeros()).div_ceil(4).max(1);
+        for shift in (0..digits).rev() {
+            id.push(char::from(
+                b"0123456789abcdef"[((n >> (shift * 4)) & 0xf) as usize],
+            ));
+        }
+        Arc::from(id)
     }
 
     fn shard(&self, id: &str) -> (MutexGuard<'_, Shard>, usize) {
@@ -290,6 +301,17 @@ mod tests {
         assert!(p.take("a").is_none());
         assert!(p.take("never").is_none());
         assert!(p.is_empty());
+    }
+
+    #[test]
+    fn ids_are_the_prefix_and_the_counter_in_hex() {
+        let p = Pending::new(100, Duration::from_secs(60));
+        assert_eq!(p.id_prefix.len(), 8);
+        for n in [0u64, 1, 9, 10, 15, 16, 255, 256, 0xdead_beef, u64::MAX] {
+            p.next_id.store(n, Relaxed);
+            assert_eq!(&*p.new_id(), format!("Id-{}-{n:x}", p.id_prefix));
+        }
+        assert_ne!(p.new_id(), p.new_id(), "each id once");
     }
 
     #[test]

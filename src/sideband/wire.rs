@@ -39,6 +39,8 @@ use http::{Response, StatusCode};
 use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 
+use crate::vocab::Headers;
+
 /// `/ase/auth`'s answer headers for the gateway to pass upstream: the client address the
 /// decision was made for, the API, and the user when one was identified.
 pub const ENFORCER_CLIENT: HeaderName = HeaderName::from_static("x-enforcer-client");
@@ -399,27 +401,93 @@ impl<'de: 'a, 'a> Deserialize<'de> for HeaderList<'a> {
     }
 }
 
-impl HeaderList<'_> {
-    /// The headers as an `http::HeaderMap` (names lower-cased, repeated ones kept).
-    /// `body` is the buffer the call was parsed from: values without escapes are shared
-    /// slices of it rather than copies.
-    pub fn to_header_map(&self, body: &Bytes) -> Result<http::HeaderMap, WireError> {
-        let mut map = http::HeaderMap::with_capacity(self.0.len());
-        for (i, (name, value)) in self.0.iter().enumerate() {
+impl<'b> HeaderList<'b> {
+    /// The list as [`Fields`] the pipeline reads in place, checked as `http` would check
+    /// a `HeaderMap` built from it: each name (trimmed) a token, each value free of
+    /// control characters. `body` is the buffer the call was parsed from.
+    pub fn into_fields(self, body: &'b Bytes) -> Result<Fields<'b>, WireError> {
+        let mut list = self.0;
+        for (i, (name, value)) in list.iter_mut().enumerate() {
             let bad = |what: String| WireError::new(&format!("headers[{i}]"), what);
-            let name = http::HeaderName::from_bytes(name.as_str().trim().as_bytes())
-                .map_err(|_| bad(format!("{:?} is not a header name", name.as_str())))?;
-            let value = match &value.0 {
-                Cow::Borrowed(v) if body.as_ptr_range().contains(&v.as_ptr()) => {
-                    HeaderValue::from_maybe_shared(body.slice_ref(v.as_bytes()))
-                }
-                v => HeaderValue::from_bytes(v.as_bytes()),
+            let trimmed = name.as_str().trim();
+            if !is_header_name(trimmed.as_bytes()) {
+                return Err(bad(format!("{:?} is not a header name", name.as_str())));
             }
-            .map_err(|_| bad(format!("the value of {name} is not a valid header value")))?;
-            map.append(name, value);
+            if !is_header_value(value.as_str().as_bytes()) {
+                return Err(bad(format!(
+                    "the value of {} is not a valid header value",
+                    trimmed.to_ascii_lowercase()
+                )));
+            }
+            if trimmed.len() != name.as_str().len() {
+                name.0 = match &name.0 {
+                    Cow::Borrowed(s) => {
+                        let s: &'b str = s;
+                        Cow::Borrowed(s.trim())
+                    }
+                    Cow::Owned(s) => Cow::Owned(s.trim().to_string()),
+                };
+            }
         }
-        Ok(map)
+        Ok(Fields { list, body })
     }
+}
+
+/// A call's header fields, checked ([`HeaderList::into_fields`]) and read in place: names
+/// compared without regard to case, repeated fields kept in order.
+#[derive(Debug)]
+pub struct Fields<'b> {
+    list: Vec<(Text<'b>, Text<'b>)>,
+    /// The buffer the call was parsed from: values that are slices of it are shared, not
+    /// copied, when one is kept.
+    body: &'b Bytes,
+}
+
+impl Headers for Fields<'_> {
+    fn all<'s>(&'s self, name: &HeaderName) -> impl Iterator<Item = &'s [u8]> {
+        let want = name.as_str();
+        self.list
+            .iter()
+            .filter(move |(n, _)| n.as_str().eq_ignore_ascii_case(want))
+            .map(|(_, v)| v.as_str().as_bytes())
+    }
+
+    fn value(&self, name: &HeaderName) -> Option<HeaderValue> {
+        let v = self.first(name)?;
+        if self.body.as_ptr_range().contains(&v.as_ptr()) {
+            HeaderValue::from_maybe_shared(self.body.slice_ref(v)).ok()
+        } else {
+            HeaderValue::from_bytes(v).ok()
+        }
+    }
+}
+
+/// Whether `name` is a header name `http::HeaderName::from_bytes` accepts: a non-empty
+/// token (RFC 9110 §5.6.2) of at most 65,535 bytes.
+fn is_header_name(name: &[u8]) -> bool {
+    const TCHAR: [bool; 256] = {
+        let mut t = [false; 256];
+        let mut b = 0;
+        while b < 256 {
+            t[b] = (b as u8).is_ascii_alphanumeric()
+                || matches!(b as u8, b'!' | b'#'..=b'\'' | b'*' | b'+' | b'-' | b'.' | b'^'..=b'`' | b'|' | b'~');
+            b += 1;
+        }
+        t
+    };
+    // No early exit: the loop stays branch-free (names are short, every one is checked).
+    let ok = name.iter().fold(true, |ok, &b| ok & TCHAR[usize::from(b)]);
+    ok && !name.is_empty() && name.len() < 1 << 16
+}
+
+/// Whether `value` is a header value `http::HeaderValue::from_bytes` accepts: no control
+/// character but tab.
+fn is_header_value(value: &[u8]) -> bool {
+    // No early exit, so it runs over whole vectors of bytes.
+    let bad = value.iter().fold(0u8, |bad, &b| {
+        bad | (u8::from(b < 0x20) & u8::from(b != b'\t')) | u8::from(b == 0x7f)
+    });
+    bad == 0
 }
 
 /// `user_info`: `[{"username": ..., "client_id": ...}]`, or a single such object.
@@ -671,8 +739,13 @@ fn connection(keepalive: bool) -> HeaderValue {
 /// Hands the gateway the correlation id of an allowed request call that came without
 /// `X-CorrelationID`, as ASE does: `Set-Cookie: PISESSIONID=<id>; Max-Age=<ttl>`.
 pub fn set_session(resp: &mut Response<Bytes>, id: &str, ttl: std::time::Duration) {
-    let cookie = format!("PISESSIONID={id}; Max-Age={}", ttl.as_secs().max(1));
-    if let Ok(v) = HeaderValue::from_str(&cookie) {
+    let mut secs = itoa::Buffer::new();
+    let secs = secs.format(ttl.as_secs().max(1));
+    let mut cookie = String::with_capacity(id.len() + secs.len() + 24);
+    for part in ["PISESSIONID=", id, "; Max-Age=", secs] {
+        cookie.push_str(part);
+    }
+    if let Ok(v) = HeaderValue::from_maybe_shared(Bytes::from(cookie)) {
         resp.headers_mut().insert(http::header::SET_COOKIE, v);
     }
 }
@@ -690,6 +763,105 @@ mod tests {
                    { "x-api-key": "zhxuetuay9cy84mbngpx4smj" }, { "accept": "a" }, { "accept": "b" } ] }"#;
 
     #[test]
+    fn names_and_values_are_checked_as_http_checks_them() {
+        for b in 0..=255u8 {
+            for name in [vec![b], vec![b'a', b, b'z']] {
+                assert_eq!(
+                    is_header_name(&name),
+                    HeaderName::from_bytes(&name).is_ok(),
+                    "name {name:?}"
+                );
+            }
+            let value = [b'a', b, b'z'];
+            assert_eq!(
+                is_header_value(&value),
+                HeaderValue::from_bytes(&value).is_ok(),
+                "value byte {b:#x}"
+            );
+        }
+        for len in [0, 1, (1 << 16) - 1, 1 << 16] {
+            let name = vec![b'x'; len];
+            assert_eq!(
+                is_header_name(&name),
+                HeaderName::from_bytes(&name).is_ok(),
+                "{len}"
+            );
+        }
+    }
+
+    #[test]
+    fn fields_are_read_in_place_by_any_case() {
+        let raw = br#"{"headers":[{" User-Agent ":"curl/8"},{"Cookie":"a=1"},{"cookie":"b=2"},{"x-n":7},{"x-e":"\u0041"}]}"#;
+        let body = Bytes::from_static(raw);
+        let call = parse_request(&body).unwrap();
+        let h = call.headers.unwrap().into_fields(&body).unwrap();
+        let ua = h.value(&http::header::USER_AGENT).unwrap();
+        assert_eq!(ua, "curl/8");
+        assert!(
+            body.as_ptr_range().contains(&ua.as_bytes().as_ptr()),
+            "a value without escapes is shared with the body, not copied"
+        );
+        assert_eq!(
+            h.all(&http::header::COOKIE).collect::<Vec<_>>(),
+            [&b"a=1"[..], &b"b=2"[..]]
+        );
+        let (n, e) = (
+            HeaderName::from_static("x-n"),
+            HeaderName::from_static("x-e"),
+        );
+        assert_eq!(h.text(&n), Some("7"));
+        assert_eq!(h.value(&e).unwrap(), "A");
+        assert!(!h.has(&http::header::HOST));
+        for (bad, field, says) in [
+            (
+                r#"{"headers":[{"host":"a"},{"bad name":"x"}]}"#,
+                "headers[1]",
+                "is not a header name",
+            ),
+            (
+                r#"{"headers":[{"":"x"}]}"#,
+                "headers[0]",
+                "is not a header name",
+            ),
+            (
+                r#"{"headers":[{"X-A":"a\u0000b"}]}"#,
+                "headers[0]",
+                "the value of x-a is not",
+            ),
+        ] {
+            let body = Bytes::from(bad);
+            let e = parse_request(&body)
+                .unwrap()
+                .headers
+                .unwrap()
+                .into_fields(&body)
+                .unwrap_err();
+            assert_eq!(e.field, field, "{bad}");
+            assert!(e.message.contains(says), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn the_session_cookie_carries_the_id_and_the_ttl() {
+        let mut resp = Response::new(Bytes::new());
+        set_session(
+            &mut resp,
+            "Id-0a1b2c3d-1f",
+            std::time::Duration::from_secs(300),
+        );
+        assert_eq!(
+            resp.headers()[http::header::SET_COOKIE],
+            "PISESSIONID=Id-0a1b2c3d-1f; Max-Age=300"
+        );
+        set_session(&mut resp, "Id-x-0", std::time::Duration::from_millis(10));
+        assert_eq!(
+            resp.headers()[http::header::SET_COOKIE],
+            "PISESSIONID=Id-x-0; Max-Age=1",
+            "never Max-Age=0, which would delete the cookie at once"
+        );
+    }
+
+    #[test]
     fn gateway_request_calls_parse() {
         let call = parse_request(MASHERY.as_bytes()).unwrap();
         assert_eq!(call.source_port.as_ref().map(Text::as_str), Some("80"));
@@ -701,17 +873,18 @@ mod tests {
         );
         assert_eq!(call.user(), (Some("abc"), Some("cabfsghhbsag")));
         let body = Bytes::from_static(MASHERY.as_bytes());
-        let h = call.headers.as_ref().unwrap().to_header_map(&body).unwrap();
-        assert_eq!(h["host"], "cstest.api.ceml.mashspud.com");
+        let url_is_borrowed = matches!(call.url.as_ref().unwrap().0, Cow::Borrowed(_));
+        let h = call.headers.unwrap().into_fields(&body).unwrap();
         assert_eq!(
-            h.get_all("accept").iter().count(),
-            2,
-            "repeated headers are kept"
+            h.text(&http::header::HOST),
+            Some("cstest.api.ceml.mashspud.com")
         );
-        assert!(
-            matches!(call.url.as_ref().unwrap().0, Cow::Borrowed(_)),
-            "no copy without escapes"
+        assert_eq!(
+            h.all(&http::header::ACCEPT).collect::<Vec<_>>(),
+            [&b"a"[..], &b"b"[..]],
+            "repeated headers are kept, in order"
         );
+        assert!(url_is_borrowed, "no copy without escapes");
     }
 
     #[test]

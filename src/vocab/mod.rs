@@ -10,15 +10,19 @@
 //! * [`reason`]: [`Reason`], why enforcer stopped a request; Prometheus labels, report names
 //!   and docs derive from it.
 //! * [`ioa`]: [`Ioa`], the indicators of attack real-time detection raises.
+//! * [`headers`]: [`Headers`], a request's header fields as the pipeline reads them, from
+//!   hyper's map inline or in place from a sideband call's JSON.
 
 pub mod client;
 pub mod exchange;
+pub mod headers;
 pub mod ioa;
 pub mod mode;
 pub mod reason;
 
 pub use client::{ApiKey, ClientId, ClientKind};
 pub use exchange::{Exchange, UNKNOWN_CLIENT, Upstream, Verdict};
+pub use headers::Headers;
 pub use ioa::{Ioa, IoaRecord};
 pub use mode::Mode;
 pub use reason::Reason;
