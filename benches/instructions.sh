@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # instructions.sh: user-space instructions per request, counted by valgrind (callgrind), for
 # nginx as a reverse proxy, the naive hyper proxy (examples/naive_proxy.rs: the hyper floor,
-# and hyper-util's legacy pool), enforcer inline, nginx answering a constant JSON, and
+# and hyper-util's legacy pool), enforcer inline, nginx answering a constant JSON, the naive
+# hyper server reading the body and answering a constant JSON (the sideband floor), and
 # enforcer answering /ase/request. A busy machine does not blur these counts (time-based
 # ratios move by tens of percent here), so they are what to steer user-space work by; the
 # kernel's share is compared with `strace -c` (docs/performance.md).
@@ -9,6 +10,7 @@
 #   benches/instructions.sh                 # all rows
 #   ONLY="enforcer-inline" benches/instructions.sh
 #   ENFORCER_BIN=/tmp/enforcer-old benches/instructions.sh   # another build
+#   KEEP=/tmp/ir benches/instructions.sh    # keep each callgrind dump (for callgrind_annotate)
 #
 # Each server runs under callgrind; wrk (8 connections) warms it up for 3 s, the counters
 # are zeroed, wrk runs SECONDS (default 15) more, and the dump is divided by the requests
@@ -155,6 +157,7 @@ measure() { # measure NAME PORT PATH LUA -- COMMAND...
   local dump ir
   dump=$(ls -S "$out"/cg.out.* | head -1)
   ir=$(callgrind_annotate "$dump" 2>/dev/null | awk '/PROGRAM TOTALS/{gsub(",","",$1); print $1}')
+  [ -n "${KEEP:-}" ] && mkdir -p "$KEEP" && cp "$dump" "$KEEP/$name.cg.out"
   printf "%-22s %9d requests %9d instructions/request\n" "$name" "$n" $((ir / n))
 }
 
@@ -171,6 +174,8 @@ measure enforcer-inline $p / "" -- "$bin" run --config "$work/inline"
 p=$((BASE_PORT + 5))
 nginx_conf "$work/nginx-json" $p json
 measure nginx-json $p /ase/request "$work/post.lua" -- nginx -p "$work/nginx-json" -c "$work/nginx-json/nginx.conf" -e stderr
+p=$((BASE_PORT + 7))
+measure naive-hyper-json $p /ase/request "$work/post.lua" -- "$root/target/release/examples/naive_proxy" "127.0.0.1:$((BASE_PORT + 8))" "127.0.0.1:$backend" "json=127.0.0.1:$p"
 p=$((BASE_PORT + 6))
 enforcer_conf "$work/sideband" $p sideband
 measure enforcer-sideband $p /ase/request "$work/post.lua" -- "$bin" run --config "$work/sideband"

@@ -79,6 +79,8 @@ summary() {
     if (file >= 2) {
       printf "  %-56s %9.3f\n", "(reference) naive hyper proxy CPU / nginx", m(cpu, 2, "get", "naive_hyper") / m(cpu, 2, "get", "nginx")
       printf "  %-56s %9.3f\n", "(reference) naive hyper proxy throughput / direct", m(rps, 2, "get", "naive_hyper") / m(rps, 2, "get", "direct")
+      if (m(cpu, 2, "sideband", "naive_hyper") > 0)
+        printf "  %-56s %9.3f\n", "(reference) naive hyper JSON server CPU / trivial server", m(cpu, 2, "sideband", "naive_hyper") / m(be, 2, "sideband", "direct")
     }
     if (file >= 3) {
       printf "  %-56s %9.1f\n", "(issue 26) nginx + enforcer via auth_request: CPU us/request", m(cpu, 3, "get", "nginx+enforcer")
@@ -247,10 +249,11 @@ harness=("$root/../shared/bench/proxy-peers.sh" --duration "$DURATION" --repeats
 echo "== closed loop: saturation (wrk)" >&2
 "${harness[@]}" --sideband --extra-sideband-path /ase/request \
   --extra-sideband-port $((BASE_PORT + 4)) --out "$out/closed"
-echo "== closed loop: the naive hyper proxy (examples/naive_proxy.rs) beside nginx" >&2
+echo "== closed loop: the naive hyper proxy and JSON server (examples/naive_proxy.rs) beside nginx" >&2
 "$root/../shared/bench/proxy-peers.sh" --duration "$DURATION" --repeats "$REPEATS" \
   --base-port "$BASE_PORT" --peers nginx --extra-name naive_hyper \
-  --extra-cmd "exec $root/target/release/examples/naive_proxy \$LISTEN_ADDR \$BACKEND_ADDR" \
+  --extra-cmd "exec $root/target/release/examples/naive_proxy \$LISTEN_ADDR \$BACKEND_ADDR json=127.0.0.1:$((BASE_PORT + 4))" \
+  --sideband --extra-sideband-path /ase/request --extra-sideband-port $((BASE_PORT + 4)) \
   --out "$out/naive"
 echo "== closed loop: nginx + enforcer (integrations/nginx, auth_request) beside nginx alone" >&2
 "$root/../shared/bench/proxy-peers.sh" --duration "$DURATION" --repeats "$REPEATS" \

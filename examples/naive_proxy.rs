@@ -10,12 +10,18 @@
 //!   no pool at all, the least an HTTP/1 proxy on hyper can do per request (the floor);
 //! * `legacy`: hyper-util's pooled client, what enforcer used before issue 25.
 //!
-//! Usage: `naive_proxy LISTEN_ADDR BACKEND_ADDR [legacy]`
+//! With `json=ADDR` it also answers every request on ADDR with a constant JSON decision
+//! after reading the whole body: the least a sideband server on hyper can do per call (the
+//! sideband floor, against nginx's constant JSON and enforcer's `/ase/request`).
+//!
+//! Usage: `naive_proxy LISTEN_ADDR BACKEND_ADDR [legacy] [json=ADDR]`
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // an example may panic on bad setup
 
 use std::sync::Arc;
 
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::client::conn::http1::SendRequest;
 use hyper::{Request, Uri};
@@ -28,11 +34,15 @@ fn main() {
     let mut args = std::env::args().skip(1);
     let listen = args
         .next()
-        .expect("usage: naive_proxy LISTEN BACKEND [legacy]");
+        .expect("usage: naive_proxy LISTEN BACKEND [legacy] [json=ADDR]");
     let backend = args
         .next()
-        .expect("usage: naive_proxy LISTEN BACKEND [legacy]");
-    let legacy = args.next().as_deref() == Some("legacy");
+        .expect("usage: naive_proxy LISTEN BACKEND [legacy] [json=ADDR]");
+    let rest: Vec<String> = args.collect();
+    let legacy = rest.iter().any(|a| a == "legacy");
+    let json = rest
+        .iter()
+        .find_map(|a| a.strip_prefix("json=").map(str::to_string));
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -40,6 +50,10 @@ fn main() {
     rt.block_on(async move {
         let listener = tokio::net::TcpListener::bind(&listen).await.unwrap();
         println!("naive_proxy ready: {}", listener.local_addr().unwrap());
+        if let Some(addr) = json {
+            let json = tokio::net::TcpListener::bind(&addr).await.unwrap();
+            tokio::spawn(serve_json(json));
+        }
         if legacy {
             serve_legacy(listener, backend).await
         } else {
@@ -102,6 +116,31 @@ async fn serve_legacy(listener: tokio::net::TcpListener, backend: String) {
                     *req.uri_mut() = format!("http://{backend}{pq}").parse::<Uri>().unwrap();
                     client.request(req).await
                 }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), svc)
+                .await;
+        });
+    }
+}
+
+/// Reads each request's body and answers a constant JSON decision.
+async fn serve_json(listener: tokio::net::TcpListener) {
+    loop {
+        let (stream, _) = listener.accept().await.unwrap();
+        stream.set_nodelay(true).unwrap();
+        tokio::spawn(async move {
+            let svc = hyper::service::service_fn(|req: Request<Incoming>| async move {
+                let body = req.into_body().collect().await?.to_bytes();
+                let mut resp = hyper::Response::new(Full::new(Bytes::from_static(
+                    br#"{"verdict":"allow","api":"accounts"}"#,
+                )));
+                resp.headers_mut().insert(
+                    hyper::header::CONTENT_TYPE,
+                    hyper::header::HeaderValue::from_static("application/json"),
+                );
+                drop(body);
+                Ok::<_, hyper::Error>(resp)
             });
             let _ = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), svc)
