@@ -49,7 +49,7 @@ use http::header::{CONTENT_LENGTH, CONTENT_TYPE, TRANSFER_ENCODING};
 
 use crate::config::{ApiDef, Mode, Settings};
 use crate::memory::{Budget, cost};
-use crate::vocab::{ClientId, Exchange, Headers, Ioa, IoaRecord, Reason, Verdict};
+use crate::vocab::{ClientId, Exchange, Headers, Ioa, IoaRecord, Reason, Verdict, unix_secs};
 use detect::{ApiDetect, Detection, Facts, Thresholds};
 use flow::ApiFlow;
 use lists::{Entry, Identifier, ListKind, Lists, Source, Subject};
@@ -76,11 +76,6 @@ impl ApiRef<'_> {
     pub fn id(&self) -> &str {
         &self.def.id
     }
-}
-
-fn unix_secs(t: SystemTime) -> i64 {
-    t.duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
 /// Enforcement settings from `ase.conf`.
@@ -292,7 +287,8 @@ impl Enforcer {
         if let Some(why) = identity::ambiguity(api.def, headers, ex.uri.query()) {
             return self.enforce(api, ex, Block::Ambiguous { why });
         }
-        let now = now();
+        // The exchange's own arrival: no second read of the clock.
+        let now = unix_secs(ex.received_at);
         if let Some(kind) = pattern::decoy(api.def, ex.path()) {
             for key in client_keys(ex) {
                 self.remember_decoy(key, now);
@@ -479,7 +475,9 @@ impl Enforcer {
             ioa,
             client,
             detail,
-        } in api.detect.observe(&self.cfg.thresholds, &facts, now())
+        } in api
+            .detect
+            .observe(&self.cfg.thresholds, &facts, unix_secs(ex.completed_at()))
         {
             let id = identifier_of(api, ex, &client);
             self.raise(api, ex, ioa, client, detail, id);

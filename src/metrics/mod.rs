@@ -53,7 +53,7 @@ pub mod users;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 pub use agent::{Agent, Browser, Os};
 pub use bucket::{Budget, Caps, Image, Observation, Overflow};
@@ -84,11 +84,7 @@ pub const TIERS: [TierSpec; 3] = [
     },
 ];
 
-/// Unix seconds of a `SystemTime` (0 before the epoch).
-pub fn unix_secs(t: SystemTime) -> i64 {
-    t.duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-}
+pub use crate::vocab::unix_secs;
 
 /// What the sink needs of the API an exchange matched: its definition (sign-on paths and
 /// statuses) and its handles here, which the API table resolved once.
@@ -169,19 +165,23 @@ impl Metrics {
         let latency_us = ex
             .latency
             .map_or(0, |l| u64::try_from(l.as_micros()).unwrap_or(u64::MAX));
-        let agent = api.recorder.record(&Observation {
-            time,
-            method: &ex.method,
-            path: ex.uri.path(),
-            client_ip: ex.client_ip,
-            session: ex.session.as_deref(),
-            user_agent: ex.user_agent.as_ref().and_then(|v| v.to_str().ok()),
-            status: ex.status.map(|s| s.as_u16()),
-            server: ex.upstream.as_ref().map(Upstream::addr),
-            request_bytes: ex.request_bytes,
-            response_bytes: ex.response_bytes,
-            latency_us,
-        });
+        // "Now" for the buckets is when the exchange ended, from its own times.
+        let agent = api.recorder.record_at(
+            &Observation {
+                time,
+                method: &ex.method,
+                path: ex.uri.path(),
+                client_ip: ex.client_ip,
+                session: ex.session.as_deref(),
+                user_agent: ex.user_agent.as_ref().and_then(|v| v.to_str().ok()),
+                status: ex.status.map(|s| s.as_u16()),
+                server: ex.upstream.as_ref().map(Upstream::addr),
+                request_bytes: ex.request_bytes,
+                response_bytes: ex.response_bytes,
+                latency_us,
+            },
+            unix_secs(ex.completed_at()),
+        );
         let backend_status = ex.backend_status().map(|s| s.as_u16());
         self.activity.record(
             &activity::Request {

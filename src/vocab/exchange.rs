@@ -26,6 +26,12 @@ use super::reason::Reason;
 /// it stands for many clients at once.
 pub const UNKNOWN_CLIENT: IpAddr = IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED);
 
+/// Unix seconds of a `SystemTime` (0 before the epoch).
+pub fn unix_secs(t: SystemTime) -> i64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
 /// Which backend served the exchange, as the reports show it.
 #[derive(Debug, Clone)]
 pub enum Upstream {
@@ -157,6 +163,13 @@ impl<A> Exchange<A> {
         }
     }
 
+    /// When the exchange ended: its arrival plus its latency (the arrival until it has
+    /// completed). Derived, not read from the clock again: an exchange reads the wall
+    /// clock once, when it starts.
+    pub fn completed_at(&self) -> SystemTime {
+        self.received_at + self.latency.unwrap_or_default()
+    }
+
     /// The request path without the query.
     pub fn path(&self) -> &str {
         self.uri.path()
@@ -178,5 +191,30 @@ impl<A> Exchange<A> {
     /// Whether the client's address is known (see [`UNKNOWN_CLIENT`]).
     pub fn client_ip_known(&self) -> bool {
         self.client_ip != UNKNOWN_CLIENT
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_exchange_ends_at_its_arrival_plus_its_latency() {
+        let mut ex = Exchange::new(
+            Mode::Sideband,
+            (),
+            Method::GET,
+            Uri::from_static("/a"),
+            Version::HTTP_11,
+            UNKNOWN_CLIENT,
+        );
+        assert_eq!(ex.completed_at(), ex.received_at, "not over yet: its arrival");
+        ex.latency = Some(Duration::from_millis(1500));
+        assert_eq!(
+            ex.completed_at(),
+            ex.received_at + Duration::from_millis(1500)
+        );
+        assert_eq!(unix_secs(SystemTime::UNIX_EPOCH + Duration::from_secs(7)), 7);
+        assert_eq!(unix_secs(SystemTime::UNIX_EPOCH - Duration::from_secs(7)), 0);
     }
 }

@@ -21,7 +21,7 @@ pub mod mode;
 pub mod reason;
 
 pub use client::{ApiKey, ClientId, ClientKind};
-pub use exchange::{Exchange, UNKNOWN_CLIENT, Upstream, Verdict};
+pub use exchange::{Exchange, UNKNOWN_CLIENT, Upstream, Verdict, unix_secs};
 pub use headers::Headers;
 pub use ioa::{Ioa, IoaRecord};
 pub use mode::Mode;
