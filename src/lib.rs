@@ -37,7 +37,8 @@
 //! At the bottom, importing nothing above them:
 //!
 //! * [`vocab`]: the shared words: [`vocab::Exchange`], [`vocab::ClientKind`] and
-//!   [`vocab::ClientId`], [`vocab::Reason`], [`vocab::Verdict`], [`vocab::Ioa`], [`vocab::Mode`].
+//!   [`vocab::ClientId`], [`vocab::Reason`], [`vocab::Verdict`], [`vocab::Ioa`], [`vocab::Mode`],
+//!   and [`vocab::Headers`], a request's header fields as the pipeline reads them.
 //! * [`backend`]: one backend server, its health and connection quota.
 //! * [`memory`]: the memory budget, divided among everything kept per client-chosen value.
 //! * [`limits`]: file descriptors, backend connections and requests in flight per client.
