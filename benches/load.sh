@@ -23,7 +23,8 @@
 # what the integration costs (issue 26).
 #
 # A fourth run uses both cores (layout none): enforcer with its default two workers against
-# nginx with two worker processes, alternating, REPEATS times.
+# nginx with two worker processes and the naive hyper proxy with two threads (the floor),
+# alternating, REPEATS times.
 #
 # Prints the harness's table (req/s, p50, p99, CPU µs per request of proxy, backend and
 # client) and then the targets of issue 25 as ratios from the same run, each with the
@@ -66,6 +67,8 @@ summary() {
     line("sideband: CPU per decision / trivial server (nginx) CPU", m(cpu, 1, "sideband", "enforcer") / m(be, 1, "sideband", "direct"), "<=", 1.40, 1.15)
     if (file >= 4) {
       line("both cores: CPU per request enforcer / nginx, 2 workers", m(cpu, 4, "get", "enforcer-2w") / m(cpu, 4, "get", "nginx-2w"), "<=", 1.15, 1.00)
+      if (m(cpu, 4, "get", "naive-2w") > 0)
+        printf "  %-56s %9.3f\n", "(reference) naive hyper proxy, 2 threads, CPU / nginx 2w", m(cpu, 4, "get", "naive-2w") / m(cpu, 4, "get", "nginx-2w")
     }
     if (file >= 5) {
       line("inline at " rate " req/s: added p50 over nginx, us", (m(p50, 5, "get", "enforcer") - m(p50, 5, "get", "direct")) - (m(p50, 5, "get", "nginx") - m(p50, 5, "get", "direct")), "<=", 25, 0)
@@ -262,9 +265,10 @@ echo "== closed loop: nginx + enforcer (integrations/nginx, auth_request) beside
 echo "== closed loop, both cores (layout none): enforcer (2 workers) and nginx (2 workers), alternating" >&2
 mkdir -p "$out/two"
 for rep in $(seq "$REPEATS"); do
-  for who in nginx-2w enforcer-2w; do
+  for who in nginx-2w enforcer-2w naive-2w; do
     cmd="$root/benches/load.sh --serve-nginx2"
     [ "$who" = enforcer-2w ] && cmd="$root/benches/load.sh --serve"
+    [ "$who" = naive-2w ] && cmd="exec $root/target/release/examples/naive_proxy \$LISTEN_ADDR \$BACKEND_ADDR threads=2"
     LAYOUT=none "$root/../shared/bench/proxy-peers.sh" --duration "$DURATION" --repeats 1 \
       --base-port "$BASE_PORT" --peers "" --threads 2 --extra-name "$who" --extra-cmd "$cmd" \
       --out "$out/two/$who-$rep" >&2

@@ -14,7 +14,10 @@
 //! after reading the whole body: the least a sideband server on hyper can do per call (the
 //! sideband floor, against nginx's constant JSON and enforcer's `/ase/request`).
 //!
-//! Usage: `naive_proxy LISTEN_ADDR BACKEND_ADDR [legacy] [json=ADDR]`
+//! With `threads=N` it runs N threads, each a current-thread runtime accepting on its own
+//! `SO_REUSEPORT` listener, as enforcer's workers do (the floor with both cores).
+//!
+//! Usage: `naive_proxy LISTEN_ADDR BACKEND_ADDR [legacy] [json=ADDR] [threads=N]`
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // an example may panic on bad setup
 
@@ -32,34 +35,52 @@ use tokio::sync::Mutex;
 
 fn main() {
     let mut args = std::env::args().skip(1);
-    let listen = args
-        .next()
-        .expect("usage: naive_proxy LISTEN BACKEND [legacy] [json=ADDR]");
-    let backend = args
-        .next()
-        .expect("usage: naive_proxy LISTEN BACKEND [legacy] [json=ADDR]");
+    let usage = "usage: naive_proxy LISTEN BACKEND [legacy] [json=ADDR] [threads=N]";
+    let listen = args.next().expect(usage);
+    let backend = args.next().expect(usage);
     let rest: Vec<String> = args.collect();
     let legacy = rest.iter().any(|a| a == "legacy");
     let json = rest
         .iter()
         .find_map(|a| a.strip_prefix("json=").map(str::to_string));
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(&listen).await.unwrap();
-        println!("naive_proxy ready: {}", listener.local_addr().unwrap());
-        if let Some(addr) = json {
-            let json = tokio::net::TcpListener::bind(&addr).await.unwrap();
-            tokio::spawn(serve_json(json));
-        }
-        if legacy {
-            serve_legacy(listener, backend).await
-        } else {
-            serve_owned(listener, backend).await
-        }
-    });
+    let threads: usize = rest
+        .iter()
+        .find_map(|a| a.strip_prefix("threads="))
+        .map_or(1, |n| n.parse().expect(usage));
+    let listen: std::net::SocketAddr = listen.parse().expect(usage);
+    // One current-thread runtime per thread, each accepting on its own SO_REUSEPORT
+    // listener: the shape of enforcer's workers.
+    let workers: Vec<_> = (0..threads)
+        .map(|i| {
+            let (backend, json) = (backend.clone(), json.clone().filter(|_| i == 0));
+            std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                rt.block_on(async move {
+                    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+                    socket.set_reuseaddr(true).unwrap();
+                    socket.set_reuseport(true).unwrap();
+                    socket.bind(listen).unwrap();
+                    let listener = socket.listen(4096).unwrap();
+                    println!("naive_proxy ready: {}", listener.local_addr().unwrap());
+                    if let Some(addr) = json {
+                        let json = tokio::net::TcpListener::bind(&addr).await.unwrap();
+                        tokio::spawn(serve_json(json));
+                    }
+                    if legacy {
+                        serve_legacy(listener, backend).await
+                    } else {
+                        serve_owned(listener, backend).await
+                    }
+                })
+            })
+        })
+        .collect();
+    for w in workers {
+        w.join().unwrap();
+    }
 }
 
 /// Each client connection forwards over its own backend connection.

@@ -208,13 +208,23 @@ mod tests {
             Version::HTTP_11,
             UNKNOWN_CLIENT,
         );
-        assert_eq!(ex.completed_at(), ex.received_at, "not over yet: its arrival");
+        assert_eq!(
+            ex.completed_at(),
+            ex.received_at,
+            "not over yet: its arrival"
+        );
         ex.latency = Some(Duration::from_millis(1500));
         assert_eq!(
             ex.completed_at(),
             ex.received_at + Duration::from_millis(1500)
         );
-        assert_eq!(unix_secs(SystemTime::UNIX_EPOCH + Duration::from_secs(7)), 7);
-        assert_eq!(unix_secs(SystemTime::UNIX_EPOCH - Duration::from_secs(7)), 0);
+        assert_eq!(
+            unix_secs(SystemTime::UNIX_EPOCH + Duration::from_secs(7)),
+            7
+        );
+        assert_eq!(
+            unix_secs(SystemTime::UNIX_EPOCH - Duration::from_secs(7)),
+            0
+        );
     }
 }
