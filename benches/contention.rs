@@ -7,6 +7,11 @@
 //!   the current hour of user activity.
 //! * `lists/cidr_{1k,100k}/{miss,hit}`: an allow/deny check of an address against a deny
 //!   list of 1,000 or 100,000 CIDR ranges, missing every range or inside the last one.
+//! * `exchange/{one_thread,two_threads}`: one whole inline exchange through the pipeline
+//!   (route, `on_request`, `on_response`, `on_complete`: every identifier, recording,
+//!   detection, Prometheus) on one shared `App`, each thread its own 500 clients: the
+//!   pipeline's share of what two workers cost more than one; `two_threads_own_apps`, the
+//!   same with an `App` per thread (nothing shared), is the control.
 
 #![allow(clippy::unwrap_used)] // a bench may panic on bad setup
 
@@ -168,5 +173,70 @@ fn cidr(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, detection, users, cidr);
+#[path = "fixtures/exchange.rs"]
+mod fixture;
+
+fn exchange(c: &mut Criterion) {
+    let dir = tempfile::tempdir().unwrap();
+    let app = Arc::new(fixture::exchange_app(dir.path()));
+    // Thread `t`'s clients come from 10.t.x.y.
+    let heads: Arc<Vec<Vec<http::HeaderMap>>> = Arc::new(
+        (0..2u8)
+            .map(|t| {
+                (0..500u16)
+                    .map(|i| fixture::rich_headers(&format!("10.{t}.{}.{}", i / 250, i % 250)))
+                    .collect()
+            })
+            .collect(),
+    );
+    for h in heads.iter().flatten() {
+        fixture::one_exchange(&app.pipeline(), h);
+    }
+    let mut group = c.benchmark_group("exchange");
+    let mut i = 0usize;
+    group.bench_function("one_thread", |b| {
+        b.iter(|| {
+            i = i.wrapping_add(1);
+            black_box(fixture::one_exchange(&app.pipeline(), &heads[0][i % 500]))
+        })
+    });
+    let op: Arc<dyn Fn(usize, usize) + Send + Sync> = {
+        let (app, heads) = (app.clone(), heads.clone());
+        Arc::new(move |th, i| {
+            black_box(fixture::one_exchange(&app.pipeline(), &heads[th][i % 500]));
+        })
+    };
+    group.bench_function("two_threads", |b| {
+        b.iter_custom(|iters| on_threads(2, iters, op.clone()))
+    });
+    // The control: two threads, each with an `App` of its own (nothing shared). What
+    // `two_threads` costs over this is sharing; what this costs over `one_thread` is the
+    // machine (two busy vCPUs, shared caches).
+    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    let apps: Arc<Vec<enforcer::app::App>> = Arc::new(
+        dirs.iter()
+            .map(|d| fixture::exchange_app(d.path()))
+            .collect(),
+    );
+    for (t, app) in apps.iter().enumerate() {
+        for h in &heads[t] {
+            fixture::one_exchange(&app.pipeline(), h);
+        }
+    }
+    let op: Arc<dyn Fn(usize, usize) + Send + Sync> = {
+        let (apps, heads) = (apps.clone(), heads.clone());
+        Arc::new(move |th, i| {
+            black_box(fixture::one_exchange(
+                &apps[th].pipeline(),
+                &heads[th][i % 500],
+            ));
+        })
+    };
+    group.bench_function("two_threads_own_apps", |b| {
+        b.iter_custom(|iters| on_threads(2, iters, op.clone()))
+    });
+    group.finish();
+}
+
+criterion_group!(benches, detection, users, cidr, exchange);
 criterion_main!(benches);
