@@ -203,13 +203,20 @@ async fn internal_url_rewrites_the_path() {
     assert_eq!(doc["query"], "id=7");
 }
 
-/// 100 MB up and 100 MB down pass through the proxy while its peak memory stays far below 100 MB.
+/// 100 MB up and 100 MB down pass through the proxy while its peak memory grows far less
+/// than 100 MB.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hundred_megabytes_stream_both_ways_with_flat_memory() {
     const TOTAL: u64 = 100 * 1024 * 1024;
     let b = Backend::start("b").await;
     let e = Enforcer::start(&Setup::inline().api("files", api("/files", "*", &[b.addr])));
     let c = client_builder().http1_only().build().unwrap();
+    // Measured from a warmed-up process: what the process holds before any body (the debug
+    // binary, the runtime, the budgets' first allocations) varies from machine to machine.
+    let warm = c.get(e.url("/files/warm")).send().await.unwrap();
+    assert_eq!(warm.status(), 200);
+    warm.bytes().await.unwrap();
+    let before = e.peak_rss();
 
     let chunk = bytes::Bytes::from(vec![b'u'; 256 * 1024]);
     let chunks = (TOTAL / chunk.len() as u64) as usize;
@@ -238,11 +245,13 @@ async fn hundred_megabytes_stream_both_ways_with_flat_memory() {
     }
     assert_eq!(got, TOTAL);
 
-    let peak = e.peak_rss();
+    let grown = e.peak_rss().saturating_sub(before);
+    eprintln!("200 MB streamed grew the peak RSS by {} KiB", grown >> 10);
+    // A buffered body would grow it by 100 MB or more; streaming holds a few buffers.
     assert!(
-        peak < 60 * 1024 * 1024,
-        "peak RSS {} MB: the body was buffered",
-        peak >> 20
+        grown < 40 << 20,
+        "peak RSS grew by {} MB: the body was buffered",
+        grown >> 20
     );
 }
 
