@@ -53,7 +53,6 @@ pub mod users;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
-use std::time::SystemTime;
 
 pub use agent::{Agent, Browser, Os};
 pub use bucket::{Budget, Caps, Image, Observation, Overflow};
@@ -294,12 +293,8 @@ impl ApiRecorder {
         }
     }
 
-    /// Records one finished exchange; returns the classes of its user agent.
-    pub fn record(&self, obs: &Observation<'_>) -> Agent {
-        self.record_at(obs, unix_secs(SystemTime::now()))
-    }
-
-    /// Records one finished exchange as of `now` (unix seconds).
+    /// Records one finished exchange as of `now` (unix seconds); returns the classes of its
+    /// user agent.
     pub fn record_at(&self, obs: &Observation<'_>, now: i64) -> Agent {
         let Some((tier, start)) = self.tiers.place(obs.time, now) else {
             self.expired.fetch_add(1, Relaxed);

@@ -132,7 +132,8 @@ impl Pending {
     /// another process's.
     pub fn new_id(&self) -> Arc<str> {
         let n = self.next_id.fetch_add(1, Relaxed);
-        // Written without `format!`: one is made for every request call without an id.
+        // Written by hand: one is made for every request call without an id, and `format!`
+        // or `write!` cost 650-1,000 instructions against 310 (benches/instructions.sh).
         let mut id = String::with_capacity(self.id_prefix.len() + 20);
         id.push_str("Id-");
         id.push_str(&self.id_prefix);
